@@ -1,0 +1,179 @@
+//! The HTTP/JSON API on the state dir's unix socket (mode 0600): the CLI's and the workers'
+//! way into the daemon.
+//!
+//! Errors are `{"error": "..."}` with 400 (bad input), 404 (unknown domain or node),
+//! 409 (conflict) or 500.
+
+use crate::daemon::{Daemon, OpError};
+use crate::health::{HeartbeatError, Reported};
+use crate::model::DomainSpec;
+use anyhow::{Context, Result};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest an events request waits for something new.
+const MAX_EVENT_WAIT: Duration = Duration::from_secs(30);
+
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> Self {
+        let code = match &e {
+            OpError::NotFound(_) => StatusCode::NOT_FOUND,
+            OpError::Invalid(_) => StatusCode::BAD_REQUEST,
+            OpError::Conflict(_) => StatusCode::CONFLICT,
+            OpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(code, format!("{e:#}"))
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+    }
+}
+
+type Reply = Result<Json<Value>, ApiError>;
+type Shared = State<Arc<Daemon>>;
+
+/// The API's routes.
+pub fn router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/domains", post(add_domain))
+        .route("/v1/domains/{name}", delete(remove_domain))
+        .route("/v1/domains/{name}/reconfigure", post(reconfigure))
+        .route("/v1/heartbeat", post(heartbeat))
+        .route("/v1/events", get(events))
+        .route("/v1/terminate", post(terminate))
+        .with_state(daemon)
+}
+
+/// Serves the API on `<state dir>/epu.sock` until the daemon's shutdown is notified.
+pub async fn serve(daemon: Arc<Daemon>) -> Result<()> {
+    let path = daemon.state_dir.join("epu.sock");
+    // The state dir's lock is ours, so a socket file left there is from a dead daemon.
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)
+        .with_context(|| format!("listening on {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let d = daemon.clone();
+    axum::serve(listener, router(daemon))
+        .with_graceful_shutdown(async move { d.stopping().await })
+        .await?;
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    domain: Option<String>,
+}
+
+async fn status(State(d): Shared, Query(q): Query<StatusQuery>) -> Reply {
+    let domains = d.status(q.domain.as_deref()).await?;
+    Ok(Json(json!({ "domains": domains })))
+}
+
+async fn add_domain(State(d): Shared, Json(spec): Json<DomainSpec>) -> Reply {
+    let name = spec.name.clone();
+    d.add_domain(spec).await?;
+    Ok(Json(json!({ "added": name })))
+}
+
+async fn remove_domain(State(d): Shared, Path(name): Path<String>) -> Reply {
+    d.remove_domain(&name).await?;
+    Ok(Json(json!({ "removed": name })))
+}
+
+#[derive(Deserialize)]
+struct ReconfigureBody {
+    config: Map<String, Value>,
+}
+
+async fn reconfigure(
+    State(d): Shared,
+    Path(name): Path<String>,
+    Json(b): Json<ReconfigureBody>,
+) -> Reply {
+    let version = d.reconfigure(&name, b.config).await?;
+    Ok(Json(json!({ "domain": name, "config_version": version })))
+}
+
+#[derive(Deserialize)]
+struct HeartbeatBody {
+    node_id: String,
+    #[serde(default = "ok")]
+    state: Reported,
+    error: Option<String>,
+}
+
+fn ok() -> Reported {
+    Reported::Ok
+}
+
+async fn heartbeat(State(d): Shared, Json(b): Json<HeartbeatBody>) -> Reply {
+    match d.health.heartbeat(&b.node_id, b.state, b.error.as_deref()) {
+        Ok(()) => Ok(Json(json!({ "ok": true }))),
+        Err(HeartbeatError::UnknownNode(n)) => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("unknown node '{n}'"),
+        )),
+        Err(HeartbeatError::Store(e)) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    after: i64,
+    domain: Option<String>,
+    /// Wait up to this long for an event when there is none yet.
+    #[serde(default)]
+    wait_ms: u64,
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    1000
+}
+
+async fn events(State(d): Shared, Query(q): Query<EventsQuery>) -> Reply {
+    let store = &d.services.store;
+    let mut rx = store.subscribe();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(q.wait_ms).min(MAX_EVENT_WAIT);
+    loop {
+        let events = store.events_after(q.after, q.domain.as_deref(), q.limit.min(10_000))?;
+        if !events.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(json!({ "events": events })));
+        }
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
+            continue;
+        }
+    }
+}
+
+async fn terminate(State(d): Shared) -> Reply {
+    d.terminate().await?;
+    Ok(Json(json!({ "terminated": true })))
+}

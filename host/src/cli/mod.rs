@@ -1,0 +1,317 @@
+//! The `epu` command. Subcommands stay thin: they talk to the daemon through the API, except
+//! `daemon` and `run`, which are the daemon.
+
+mod client;
+mod foreground;
+mod print;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use client::Client;
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "epu",
+    version,
+    about = "Elastic processing unit: keeps pools of workers at the right size"
+)]
+struct Cli {
+    /// The state directory (store, socket, logs). Default: $XDG_STATE_HOME/epu or ~/.local/state/epu.
+    #[arg(long, global = true, env = "EPU_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground, serving whatever the store holds. Ctrl-C stops the
+    /// daemon and leaves the workers running; the next start adopts them.
+    Daemon,
+    /// Run a launch plan in the foreground and stream its events. Ctrl-C terminates every worker.
+    Run { plan: PathBuf },
+    /// Boot a launch plan on a detached daemon (started if needed); returns once the domains exist.
+    Boot { plan: PathBuf },
+    /// Show every domain and its instances.
+    Status {
+        /// Only this domain.
+        domain: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add, list or remove domains.
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// Change a domain's engine config: KEY=VALUE..., values are JSON or plain strings.
+    Reconfigure {
+        domain: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+    /// Show the event log.
+    Events {
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new events.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only this domain's events.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
+    /// Destroy every worker of every domain, wait until they are gone, and stop the daemon.
+    Terminate,
+    /// Send a heartbeat for a worker (workers get EPU_NODE_ID and EPU_STATE_DIR in their env).
+    Heartbeat {
+        #[arg(long, env = "EPU_NODE_ID")]
+        node_id: String,
+        /// ok or process-error.
+        #[arg(long, default_value = "ok")]
+        state: String,
+        /// What went wrong, with --state process-error.
+        #[arg(long)]
+        error: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DomainCommand {
+    /// Add a domain whose workers run COMMAND [ARGS...].
+    Add {
+        name: String,
+        /// A bundled engine's name (npreserving) or the path of a .wasm component.
+        #[arg(long)]
+        engine: String,
+        /// Engine config, KEY=VALUE (repeatable).
+        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        #[arg(long, default_value_t = crate::model::DEFAULT_MAX_INSTANCES)]
+        max_instances: u32,
+        #[arg(long, default_value_t = crate::model::DEFAULT_PULSE_MS)]
+        pulse_ms: u32,
+        /// Worker env, KEY=VALUE (repeatable).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Seconds between SIGTERM and SIGKILL on destroy.
+        #[arg(long, default_value_t = 5.0)]
+        grace: f64,
+        #[arg(long)]
+        boot_timeout: Option<f64>,
+        #[arg(long)]
+        missing_timeout: Option<f64>,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// List the domains.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Destroy a domain's workers and remove it.
+    Remove { name: String },
+}
+
+/// The default state dir.
+fn default_state_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("epu")
+}
+
+/// Parses `KEY=VALUE` settings into a JSON object; a value that is valid JSON is taken as
+/// such (`5`, `true`, `{"a":1}`), anything else as a string.
+fn parse_settings(items: &[String]) -> Result<Map<String, Value>> {
+    let mut map = Map::new();
+    for item in items {
+        let Some((k, v)) = item.split_once('=') else {
+            bail!("'{item}' is not KEY=VALUE");
+        };
+        if k.is_empty() {
+            bail!("'{item}' has an empty key");
+        }
+        let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+        map.insert(k.to_string(), value);
+    }
+    Ok(map)
+}
+
+fn parse_env(items: &[String]) -> Result<Map<String, Value>> {
+    items
+        .iter()
+        .map(|i| match i.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), Value::String(v.to_string()))),
+            _ => bail!("'{i}' is not KEY=VALUE"),
+        })
+        .collect()
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    Ok(std::env::current_dir()?.join(p))
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("EPU_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the async runtime");
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let state_dir = absolute(&cli.state_dir.unwrap_or_else(default_state_dir))?;
+    let client = Client::new(&state_dir);
+    match cli.command {
+        Command::Daemon => foreground::daemon(&state_dir).await,
+        Command::Run { plan } => foreground::run(&state_dir, &plan).await,
+        Command::Boot { plan } => foreground::boot(&state_dir, &plan).await,
+        Command::Status { domain, json } => {
+            let path = match &domain {
+                Some(d) => format!("/v1/status?domain={d}"),
+                None => "/v1/status".into(),
+            };
+            let v = client.get(&path).await?;
+            if json {
+                print_json(&v);
+            } else {
+                print::status(&v);
+            }
+            Ok(())
+        }
+        Command::Domain(DomainCommand::Add {
+            name,
+            engine,
+            config,
+            max_instances,
+            pulse_ms,
+            env,
+            grace,
+            boot_timeout,
+            missing_timeout,
+            command,
+        }) => {
+            let engine = if crate::engine::bundled::get(&engine).is_some() {
+                engine
+            } else {
+                absolute(Path::new(&engine))?.display().to_string()
+            };
+            let mut health = crate::model::HealthSettings::default();
+            health.boot_timeout = boot_timeout.unwrap_or(health.boot_timeout);
+            health.missing_timeout = missing_timeout.unwrap_or(health.missing_timeout);
+            let spec = json!({
+                "name": name,
+                "engine": engine,
+                "config": parse_settings(&config)?,
+                "deployable": {
+                    "command": command,
+                    "env": parse_env(&env)?,
+                    "cwd": std::env::current_dir()?,
+                    "grace_seconds": grace,
+                },
+                "health": health,
+                "max_instances": max_instances,
+                "pulse_ms": pulse_ms,
+                "run": null,
+            });
+            client.post("/v1/domains", &spec).await?;
+            println!("added domain {name}");
+            Ok(())
+        }
+        Command::Domain(DomainCommand::List { json }) => {
+            let v = client.get("/v1/status").await?;
+            let domains = v["domains"].as_array().cloned().unwrap_or_default();
+            if json {
+                let list: Vec<Value> = domains
+                    .iter()
+                    .map(|d| json!({"name": d["name"], "engine": d["engine"], "config": d["config"], "instances": d["instances"].as_array().map(|a| a.len())}))
+                    .collect();
+                print_json(&Value::Array(list));
+            } else {
+                for d in &domains {
+                    println!("{}", d["name"].as_str().unwrap_or("-"));
+                }
+            }
+            Ok(())
+        }
+        Command::Domain(DomainCommand::Remove { name }) => {
+            client.delete(&format!("/v1/domains/{name}")).await?;
+            println!("removed domain {name}");
+            Ok(())
+        }
+        Command::Reconfigure { domain, settings } => {
+            let config = parse_settings(&settings)?;
+            let v = client
+                .post(
+                    &format!("/v1/domains/{domain}/reconfigure"),
+                    &json!({ "config": config }),
+                )
+                .await?;
+            println!("{domain}: config version {}", v["config_version"]);
+            Ok(())
+        }
+        Command::Events {
+            json,
+            follow,
+            domain,
+            after,
+        } => foreground::events(&client, json, follow, domain.as_deref(), after).await,
+        Command::Terminate => {
+            client.post("/v1/terminate", &json!({})).await?;
+            println!("terminated: every worker is gone and the daemon has stopped");
+            Ok(())
+        }
+        Command::Heartbeat {
+            node_id,
+            state,
+            error,
+        } => {
+            client
+                .post(
+                    "/v1/heartbeat",
+                    &json!({"node_id": node_id, "state": state, "error": error}),
+                )
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_take_json_values_or_strings() {
+        let m =
+            parse_settings(&["n=5".into(), "s=abc".into(), "b=true".into(), "e=".into()]).unwrap();
+        assert_eq!(m["n"], 5);
+        assert_eq!(m["s"], "abc");
+        assert_eq!(m["b"], true);
+        assert_eq!(m["e"], "");
+        assert!(parse_settings(&["novalue".into()]).is_err());
+        assert!(parse_settings(&["=1".into()]).is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! Human-readable output of status and events.
+
+use serde_json::Value;
+use std::time::{Duration, UNIX_EPOCH};
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("-")
+}
+
+/// `key=value` pairs of a JSON object, in one line.
+fn pairs(v: &Value) -> String {
+    match v.as_object() {
+        Some(m) if !m.is_empty() => m
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={}",
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => "-".into(),
+    }
+}
+
+/// Prints `epu status` for people.
+pub fn status(v: &Value) {
+    let domains = v["domains"].as_array().cloned().unwrap_or_default();
+    if domains.is_empty() {
+        println!("no domains");
+        return;
+    }
+    let now = crate::model::now();
+    for d in &domains {
+        let c = &d["controller"];
+        let instances = d["instances"].as_array().cloned().unwrap_or_default();
+        println!(
+            "domain {}  engine {}  status {}  config [{}]  instances {}",
+            s(d, "name"),
+            s(d, "engine"),
+            s(c, "engine_status"),
+            pairs(&d["config"]),
+            instances.len()
+        );
+        if let Some(f) = c.get("last_fault").and_then(Value::as_str) {
+            println!("  last fault: {f}");
+        }
+        for i in &instances {
+            let since = now - i["state_time"].as_f64().unwrap_or(now);
+            let pid = i["pid"]
+                .as_i64()
+                .map(|p| format!("pid {p}"))
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "  {:<16} {:<12} {:<14} {:<10} {:.0}s",
+                s(i, "id"),
+                s(i, "state"),
+                s(i, "health"),
+                pid,
+                since.max(0.0)
+            );
+        }
+    }
+}
+
+/// Prints one event for people.
+pub fn event(e: &Value) {
+    let t = UNIX_EPOCH + Duration::from_secs_f64(e["time"].as_f64().unwrap_or(0.0).max(0.0));
+    let detail = match &e["detail"] {
+        Value::Null => String::new(),
+        d @ Value::Object(_) => pairs(d),
+        other => other.to_string(),
+    };
+    println!(
+        "{} #{:<5} {:<10} {:<16} {:<16} {}",
+        humantime::format_rfc3339_millis(t),
+        e["seq"],
+        e["domain"].as_str().unwrap_or("-"),
+        e["instance"].as_str().unwrap_or("-"),
+        s(e, "kind"),
+        detail
+    );
+}

@@ -1,0 +1,315 @@
+//! The daemon: one per state dir. It opens the store, recovers workers and controllers after a
+//! restart, and offers the operations the API exposes.
+
+use crate::controller::{self, ControllerHandle, ControllerStatus, Services, Wakeups};
+use crate::engine::EngineHost;
+use crate::health::HealthMonitor;
+use crate::model::{check_domain_name, DomainSpec, InstanceState};
+use crate::provisioner::Provisioner;
+use crate::store::{InstanceRecord, Store};
+use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A failed operation, typed by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+fn unknown_domain(name: &str) -> OpError {
+    OpError::NotFound(format!("unknown domain '{name}'"))
+}
+
+/// A domain as `epu status` shows it.
+#[derive(Serialize)]
+pub struct DomainStatus {
+    pub name: String,
+    pub engine: String,
+    pub engine_sha: String,
+    pub config: Map<String, Value>,
+    pub config_version: i64,
+    pub max_instances: u32,
+    pub run: Option<String>,
+    pub controller: ControllerStatus,
+    pub instances: Vec<InstanceRecord>,
+}
+
+pub struct Daemon {
+    pub state_dir: PathBuf,
+    pub services: Arc<Services>,
+    pub health: Arc<HealthMonitor>,
+    controllers: tokio::sync::Mutex<BTreeMap<String, ControllerHandle>>,
+    /// Becomes true when the daemon should stop serving.
+    shutdown: watch::Sender<bool>,
+    _lock: Flock<File>,
+}
+
+/// Takes the state dir's lock, or says which daemon holds it.
+fn lock_state_dir(dir: &Path) -> Result<Flock<File>> {
+    let path = dir.join("daemon.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        anyhow::anyhow!(
+            "another epu daemon is already running on {} (pid {})",
+            dir.display(),
+            holder.trim()
+        )
+    })?;
+    lock.set_len(0)?;
+    write!(lock, "{}", std::process::id())?;
+    Ok(lock)
+}
+
+/// Creates the state dir (mode 0700) if needed and returns its absolute path.
+pub fn prepare_state_dir(dir: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating state dir {}", dir.display()))?;
+    dir.canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))
+}
+
+impl Daemon {
+    /// Opens the state dir, recovers workers, and starts a controller for every domain.
+    pub async fn start(state_dir: &Path) -> Result<Arc<Daemon>> {
+        let state_dir = prepare_state_dir(state_dir)?;
+        let lock = lock_state_dir(&state_dir)?;
+        let store = Arc::new(Store::open(&state_dir.join("epu.db"))?);
+        let engines = Arc::new(EngineHost::new(&state_dir)?);
+        let wakeups = Arc::new(Wakeups::default());
+        let provisioner = Arc::new(Provisioner::new(
+            store.clone(),
+            wakeups.clone(),
+            state_dir.clone(),
+        )?);
+        let health = Arc::new(HealthMonitor::new(store.clone(), wakeups.clone()));
+        let services = Arc::new(Services {
+            store,
+            engines,
+            provisioner,
+            wakeups,
+        });
+        let daemon = Arc::new(Daemon {
+            state_dir,
+            services,
+            health: health.clone(),
+            controllers: Default::default(),
+            shutdown: watch::channel(false).0,
+            _lock: lock,
+        });
+        daemon.services.store.event(
+            None,
+            None,
+            "daemon-started",
+            serde_json::json!({"pid": std::process::id()}),
+        )?;
+        daemon.services.provisioner.recover()?;
+        for record in daemon.services.store.domains()? {
+            let name = record.spec.name.clone();
+            let engines = daemon.services.engines.clone();
+            let sha = record.engine_sha.clone();
+            let loaded = tokio::task::spawn_blocking(move || engines.load(&sha)).await?;
+            match loaded {
+                Ok(loaded) => {
+                    let handle =
+                        controller::start(daemon.services.clone(), record.spec, loaded, None);
+                    daemon.controllers.lock().await.insert(name, handle);
+                }
+                Err(e) => {
+                    daemon.services.store.event(
+                        Some(&name),
+                        None,
+                        "engine-load-failed",
+                        serde_json::json!({"error": format!("{e:#}")}),
+                    )?;
+                }
+            }
+        }
+        tokio::spawn(health.run());
+        Ok(daemon)
+    }
+
+    /// Asks the daemon to stop serving; its workers keep running.
+    pub fn request_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Resolves once a shutdown was requested.
+    pub async fn stopping(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    /// Validates and creates a domain: the engine must load, implement the world and accept
+    /// the config before anything is stored.
+    pub async fn add_domain(&self, spec: DomainSpec) -> Result<(), OpError> {
+        check_domain_name(&spec.name).map_err(|e| OpError::Invalid(e.to_string()))?;
+        if spec.deployable.command.is_empty() {
+            return Err(OpError::Invalid("the deployable's command is empty".into()));
+        }
+        let mut controllers = self.controllers.lock().await;
+        if controllers.contains_key(&spec.name) || self.services.store.domain(&spec.name)?.is_some()
+        {
+            return Err(OpError::Conflict(format!(
+                "domain '{}' already exists",
+                spec.name
+            )));
+        }
+        let engines = self.services.engines.clone();
+        let engine_spec = spec.engine.clone();
+        let config = Value::Object(spec.config.clone()).to_string();
+        let (loaded, instance) = tokio::task::spawn_blocking(move || {
+            let bytes = EngineHost::read_engine(&engine_spec, Path::new("."))
+                .map_err(|e| OpError::Invalid(format!("{e:#}")))?;
+            let loaded = engines
+                .add(&bytes)
+                .map_err(|e| OpError::Invalid(format!("engine '{engine_spec}': {e:#}")))?;
+            let instance = engines.instantiate(&loaded, &config).map_err(|e| {
+                OpError::Invalid(format!("engine '{engine_spec}' rejected the config: {e}"))
+            })?;
+            Ok::<_, OpError>((loaded, instance))
+        })
+        .await
+        .map_err(|e| OpError::Internal(e.into()))??;
+        self.services.store.insert_domain(&spec, &loaded.sha)?;
+        let name = spec.name.clone();
+        let handle = controller::start(self.services.clone(), spec, loaded, Some(instance));
+        controllers.insert(name, handle);
+        Ok(())
+    }
+
+    /// Removes a domain: stops its controller, destroys its workers and waits for them to go.
+    pub async fn remove_domain(&self, name: &str) -> Result<(), OpError> {
+        let mut controllers = self.controllers.lock().await;
+        let record = self
+            .services
+            .store
+            .domain(name)?
+            .ok_or_else(|| unknown_domain(name))?;
+        if let Some(handle) = controllers.remove(name) {
+            handle.stop().await;
+        }
+        let grace = Duration::from_secs_f64(record.spec.deployable.grace_seconds.max(0.0));
+        self.destroy_all(name, grace).await?;
+        self.services.store.delete_domain(name)?;
+        Ok(())
+    }
+
+    /// Destroys every live instance of a domain and waits until none is left.
+    async fn destroy_all(&self, domain: &str, grace: Duration) -> Result<()> {
+        let store = &self.services.store;
+        for inst in store.live_instances(Some(domain))? {
+            if inst.state < InstanceState::Terminating {
+                self.services.provisioner.destroy(&inst, grace)?;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(10);
+        loop {
+            let left = store.live_instances(Some(domain))?;
+            if left.is_empty() {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{} instance(s) of '{domain}' did not stop: {}",
+                left.len(),
+                left.iter()
+                    .map(|i| i.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Removes every domain (destroying all workers), then asks the daemon to stop.
+    pub async fn terminate(&self) -> Result<(), OpError> {
+        let names: Vec<String> = self
+            .services
+            .store
+            .domains()?
+            .into_iter()
+            .map(|d| d.spec.name)
+            .collect();
+        for name in names {
+            self.remove_domain(&name).await?;
+        }
+        self.services
+            .store
+            .event(None, None, "terminated", Value::Null)?;
+        self.request_shutdown();
+        Ok(())
+    }
+
+    /// Applies a config change to a domain's engine; returns the new config version.
+    pub async fn reconfigure(
+        &self,
+        name: &str,
+        change: Map<String, Value>,
+    ) -> Result<i64, OpError> {
+        if change.is_empty() {
+            return Err(OpError::Invalid("no config keys given".into()));
+        }
+        let controllers = self.controllers.lock().await;
+        let handle = controllers.get(name).ok_or_else(|| unknown_domain(name))?;
+        handle.reconfigure(change).await.map_err(OpError::Invalid)
+    }
+
+    /// Every domain with its instances (or just one domain).
+    pub async fn status(&self, only: Option<&str>) -> Result<Vec<DomainStatus>, OpError> {
+        let records = match only {
+            Some(name) => vec![self
+                .services
+                .store
+                .domain(name)?
+                .ok_or_else(|| unknown_domain(name))?],
+            None => self.services.store.domains()?,
+        };
+        let controllers = self.controllers.lock().await;
+        let mut out = Vec::new();
+        for r in records {
+            let controller = controllers
+                .get(&r.spec.name)
+                .map(|h| h.status.lock().unwrap().clone())
+                .unwrap_or_default();
+            out.push(DomainStatus {
+                instances: self.services.store.live_instances(Some(&r.spec.name))?,
+                name: r.spec.name,
+                engine: r.spec.engine,
+                engine_sha: r.engine_sha,
+                config: r.spec.config,
+                config_version: r.config_version,
+                max_instances: r.spec.max_instances,
+                run: r.spec.run,
+                controller,
+            });
+        }
+        Ok(out)
+    }
+}

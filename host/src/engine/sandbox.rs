@@ -1,0 +1,95 @@
+//! What a guest can reach: the `log` import and a deny-all WASI (no files, network, env, args or
+//! clocks), plus a memory cap.
+
+use super::bindings::{epu::engine::types, EngineImports, LogLevel};
+use std::time::Duration;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, ResourceTable, WasiCtx, WasiCtxView, WasiView,
+};
+
+/// Linear memory an engine may use.
+pub const MEMORY_LIMIT: usize = 64 << 20;
+/// Log lines kept per call, and bytes per line; the rest is dropped.
+const MAX_LOG_LINES: usize = 64;
+const MAX_LOG_BYTES: usize = 1024;
+
+/// The state of one engine instance's store.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limits: StoreLimits,
+    /// Lines logged by the engine since they were last taken.
+    pub logs: Vec<(LogLevel, String)>,
+    pub dropped_logs: usize,
+}
+
+impl HostState {
+    pub fn new() -> HostState {
+        let wasi = WasiCtx::builder()
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(MEMORY_LIMIT)
+                .instances(1000)
+                .build(),
+            logs: Vec::new(),
+            dropped_logs: 0,
+        }
+    }
+}
+
+impl EngineImports for HostState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        if self.logs.len() >= MAX_LOG_LINES {
+            self.dropped_logs += 1;
+            return;
+        }
+        let mut message = message;
+        if message.len() > MAX_LOG_BYTES {
+            let mut cut = MAX_LOG_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        self.logs.push((level, message));
+    }
+}
+
+impl types::Host for HostState {}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A clock that always reads zero: engines get the time from the snapshot only.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}

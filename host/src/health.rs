@@ -1,0 +1,138 @@
+//! Health from heartbeats: a worker reports `ok` or `process-error`; a worker that stays silent
+//! past its timeouts turns `missing`; one that still reports after it was destroyed is a
+//! `zombie`. Every change wakes the domain's controller.
+
+use crate::controller::Wakeups;
+use crate::model::{now, Health, InstanceState};
+use crate::store::{StateUpdate, Store};
+use anyhow::Result;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often silent workers are looked for.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What a worker reports about itself.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reported {
+    Ok,
+    ProcessError,
+}
+
+/// Why a heartbeat was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HeartbeatError {
+    #[error("unknown node '{0}'")]
+    UnknownNode(String),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+pub struct HealthMonitor {
+    store: Arc<Store>,
+    wakeups: Arc<Wakeups>,
+    /// Silence is timed from here at the earliest: the daemon heard nothing while it was down.
+    started: f64,
+}
+
+impl HealthMonitor {
+    pub fn new(store: Arc<Store>, wakeups: Arc<Wakeups>) -> Self {
+        HealthMonitor {
+            store,
+            wakeups,
+            started: now(),
+        }
+    }
+
+    /// Takes a heartbeat from a worker.
+    pub fn heartbeat(
+        &self,
+        node_id: &str,
+        reported: Reported,
+        error: Option<&str>,
+    ) -> Result<(), HeartbeatError> {
+        let inst = self
+            .store
+            .instance(node_id)?
+            .ok_or_else(|| HeartbeatError::UnknownNode(node_id.to_string()))?;
+        let t = now();
+        self.store.touch_heartbeat(node_id, t)?;
+        let mut changed = false;
+        if inst.state >= InstanceState::Terminating {
+            let zombie_after = self.zombie_timeout(&inst.domain);
+            if t - inst.state_time > zombie_after {
+                changed |= self.store.set_health(node_id, Health::Zombie)?.is_some();
+            }
+        } else {
+            if inst.state < InstanceState::Running {
+                changed |= self
+                    .store
+                    .advance(node_id, InstanceState::Running, StateUpdate::default())?
+                    .is_some();
+            }
+            let health = match reported {
+                Reported::Ok => Health::Ok,
+                Reported::ProcessError => Health::ProcessError,
+            };
+            if let (Reported::ProcessError, Some(e)) = (reported, error) {
+                if inst.health != Health::ProcessError {
+                    self.store.event(
+                        Some(&inst.domain),
+                        Some(node_id),
+                        "process-error",
+                        serde_json::json!({"error": e}),
+                    )?;
+                }
+            }
+            changed |= self.store.set_health(node_id, health)?.is_some();
+        }
+        if changed {
+            self.wakeups.wake(&inst.domain);
+        }
+        Ok(())
+    }
+
+    fn zombie_timeout(&self, domain: &str) -> f64 {
+        self.store
+            .domain(domain)
+            .ok()
+            .flatten()
+            .map(|d| d.spec.health.zombie_timeout)
+            .unwrap_or(crate::model::HealthSettings::default().zombie_timeout)
+    }
+
+    /// Marks silent workers missing.
+    pub fn sweep(&self) -> Result<()> {
+        let t = now();
+        for domain in self.store.domains()? {
+            let settings = &domain.spec.health;
+            for inst in self.store.live_instances(Some(&domain.spec.name))? {
+                if !(InstanceState::Started..=InstanceState::Running).contains(&inst.state)
+                    || matches!(inst.health, Health::Missing | Health::Zombie)
+                {
+                    continue;
+                }
+                let silent = match inst.last_heartbeat {
+                    None => t - inst.state_time.max(self.started) > settings.boot_timeout,
+                    Some(hb) => t - hb.max(self.started) > settings.missing_timeout,
+                };
+                if silent && self.store.set_health(&inst.id, Health::Missing)?.is_some() {
+                    self.wakeups.wake(&domain.spec.name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sweeps on an interval until the daemon stops.
+    pub async fn run(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.sweep() {
+                tracing::error!("health sweep: {e:#}");
+            }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! epu: an elastic processing unit.
+//!
+//! # Layout
+//! - [`model`]: instance states, health, domain specs.
+//! - [`store`]: the SQLite store, the one source of truth.
+//! - [`engine`]: loads and sandboxes WebAssembly decision engines.
+//! - [`controller`]: one task per domain that decides and carries decisions out.
+//! - [`provisioner`]: the instance lifecycle and the `process` driver.
+//! - [`health`]: heartbeats and their timeouts.
+//! - [`plan`]: launch plans.
+//! - [`daemon`]: wires everything together and recovers after a restart.
+//! - [`api`]: HTTP/JSON on a unix socket for the CLI and the workers.
+//! - [`cli`]: the `epu` command.
+
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod daemon;
+pub mod engine;
+pub mod health;
+pub mod model;
+pub mod plan;
+pub mod provisioner;
+pub mod store;

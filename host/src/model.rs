@@ -1,0 +1,217 @@
+//! The words of the domain model shared by every module: instance states, health, domain specs.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Ordered instance states. They only move forward: an update to an earlier state is dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Requesting,
+    Requested,
+    ErrorRetrying,
+    Pending,
+    Started,
+    Running,
+    RunningFailed,
+    Terminating,
+    Terminated,
+    Failed,
+    Rejected,
+}
+
+impl InstanceState {
+    pub const ALL: [InstanceState; 11] = [
+        Self::Requesting,
+        Self::Requested,
+        Self::ErrorRetrying,
+        Self::Pending,
+        Self::Started,
+        Self::Running,
+        Self::RunningFailed,
+        Self::Terminating,
+        Self::Terminated,
+        Self::Failed,
+        Self::Rejected,
+    ];
+
+    /// The kebab-case name used in the store, the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requesting => "requesting",
+            Self::Requested => "requested",
+            Self::ErrorRetrying => "error-retrying",
+            Self::Pending => "pending",
+            Self::Started => "started",
+            Self::Running => "running",
+            Self::RunningFailed => "running-failed",
+            Self::Terminating => "terminating",
+            Self::Terminated => "terminated",
+            Self::Failed => "failed",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Terminated, failed or rejected: the instance is gone for good.
+    pub fn is_final(self) -> bool {
+        self >= Self::Terminated
+    }
+}
+
+/// Health as judged from heartbeats and their timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Health {
+    Unknown,
+    Ok,
+    ProcessError,
+    MonitorError,
+    Missing,
+    Zombie,
+    OutOfContact,
+}
+
+impl Health {
+    pub const ALL: [Health; 7] = [
+        Self::Unknown,
+        Self::Ok,
+        Self::ProcessError,
+        Self::MonitorError,
+        Self::Missing,
+        Self::Zombie,
+        Self::OutOfContact,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Ok => "ok",
+            Self::ProcessError => "process-error",
+            Self::MonitorError => "monitor-error",
+            Self::Missing => "missing",
+            Self::Zombie => "zombie",
+            Self::OutOfContact => "out-of-contact",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// What a launch starts for the `process` driver: a command with its args, env and working dir.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessDeployable {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The working directory; the daemon's own when unset.
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// Seconds between SIGTERM and SIGKILL when an instance is destroyed.
+    #[serde(default = "default_grace")]
+    pub grace_seconds: f64,
+}
+
+fn default_grace() -> f64 {
+    5.0
+}
+
+/// Heartbeat timeouts, in seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// A started instance with no heartbeat after this long is missing.
+    pub boot_timeout: f64,
+    /// An instance whose last heartbeat is older than this is missing.
+    pub missing_timeout: f64,
+    /// A heartbeat this long after a destroy marks the instance a zombie.
+    pub zombie_timeout: f64,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            boot_timeout: 300.0,
+            missing_timeout: 120.0,
+            zombie_timeout: 120.0,
+        }
+    }
+}
+
+/// Everything needed to create a domain, as given by a plan or `epu domain add`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DomainSpec {
+    pub name: String,
+    /// A bundled engine's name, or the path of a `.wasm` component.
+    pub engine: String,
+    /// The engine config: a JSON object.
+    pub config: serde_json::Map<String, serde_json::Value>,
+    pub deployable: ProcessDeployable,
+    pub health: HealthSettings,
+    pub max_instances: u32,
+    /// Milliseconds between decides when nothing happens.
+    pub pulse_ms: u32,
+    /// The run (booted plan) this domain belongs to, if any.
+    pub run: Option<String>,
+}
+
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+pub const DEFAULT_PULSE_MS: u32 = 5000;
+
+/// Checks a domain name: it is used in paths, URLs and env vars.
+pub fn check_domain_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with('.');
+    anyhow::ensure!(
+        ok,
+        "invalid domain name '{name}': use 1-64 letters, digits, '-', '_' or '.'"
+    );
+    Ok(())
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_are_ordered_and_round_trip() {
+        for w in InstanceState::ALL.windows(2) {
+            assert!(w[0] < w[1]);
+        }
+        for s in InstanceState::ALL {
+            assert_eq!(InstanceState::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        for h in Health::ALL {
+            assert_eq!(Health::parse(h.as_str()), Some(h));
+        }
+    }
+
+    #[test]
+    fn domain_names_are_checked() {
+        assert!(check_domain_name("workers-1").is_ok());
+        for bad in ["", "a/b", "../x", ".hidden", "sp ace"] {
+            assert!(check_domain_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The store's schema, as an ordered list of migrations. `PRAGMA user_version` holds how many
+//! have been applied; a new schema version appends a migration and never edits an old one.
+
+use anyhow::{bail, Context, Result};
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE domains (
+    name            TEXT PRIMARY KEY,
+    engine_name     TEXT NOT NULL,
+    engine_sha      TEXT NOT NULL,
+    deployable      TEXT NOT NULL,
+    health          TEXT NOT NULL,
+    max_instances   INTEGER NOT NULL,
+    pulse_ms        INTEGER NOT NULL,
+    run             TEXT,
+    config_version  INTEGER NOT NULL,
+    memo            BLOB NOT NULL DEFAULT x'',
+    last_decide_seq INTEGER NOT NULL DEFAULT 0,
+    created         REAL NOT NULL
+);
+CREATE TABLE engine_configs (
+    domain  TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    config  TEXT NOT NULL,
+    time    REAL NOT NULL,
+    PRIMARY KEY (domain, version)
+);
+CREATE TABLE instances (
+    id             TEXT PRIMARY KEY,
+    domain         TEXT NOT NULL,
+    launch_id      TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    state_ord      INTEGER NOT NULL,
+    state_time     REAL NOT NULL,
+    health         TEXT NOT NULL,
+    health_time    REAL NOT NULL,
+    last_heartbeat REAL,
+    vars           TEXT NOT NULL,
+    pid            INTEGER,
+    pid_start      INTEGER,
+    error          TEXT,
+    changed_seq    INTEGER NOT NULL
+);
+CREATE INDEX instances_by_domain ON instances (domain, state_ord);
+CREATE TABLE events (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    time     REAL NOT NULL,
+    domain   TEXT,
+    instance TEXT,
+    kind     TEXT NOT NULL,
+    detail   TEXT NOT NULL
+);
+"#];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`VERSION`], each migration in its own transaction.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > VERSION {
+        bail!(
+            "the state was written by a newer epu (schema {current}, this build knows {VERSION})"
+        );
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("applying schema migration {}", i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! Drives the real `epu` binary against a temporary state dir, with real worker processes.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub const EPU: &str = env!("CARGO_BIN_EXE_epu");
+
+/// The repository root (for the bundled launch plans).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub struct Epu {
+    pub dir: tempfile::TempDir,
+}
+
+impl Epu {
+    pub fn new() -> Epu {
+        Epu {
+            dir: tempfile::Builder::new()
+                .prefix("epu-test")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(EPU);
+        c.env("EPU_STATE_DIR", self.state_dir())
+            .env_remove("EPU_NODE_ID");
+        c
+    }
+
+    /// Runs `epu ARGS` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("running epu")
+    }
+
+    /// Runs `epu ARGS` and insists that it succeeds.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "epu {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `epu ARGS`, insists that it fails, and returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "epu {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn status(&self) -> Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status JSON")
+    }
+
+    /// The live instances of a domain; none while no daemon answers.
+    pub fn instances(&self, domain: &str) -> Vec<Instance> {
+        let out = self.run(&["status", "--json"]);
+        if !out.status.success() {
+            return Vec::new();
+        }
+        let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        let domains = status["domains"].as_array().unwrap();
+        let Some(d) = domains.iter().find(|d| d["name"] == domain) else {
+            return Vec::new();
+        };
+        d["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| Instance {
+                id: i["id"].as_str().unwrap().to_string(),
+                state: i["state"].as_str().unwrap().to_string(),
+                health: i["health"].as_str().unwrap().to_string(),
+                pid: i["pid"].as_i64().map(|p| p as i32),
+            })
+            .collect()
+    }
+
+    /// Waits until `n` instances of `domain` are running and healthy; returns them.
+    pub fn wait_running(&self, domain: &str, n: usize) -> Vec<Instance> {
+        let mut last = Vec::new();
+        let ok = wait_for(Duration::from_secs(20), || {
+            last = self.instances(domain);
+            last.len() == n
+                && last
+                    .iter()
+                    .all(|i| i.state == "running" && i.health == "ok")
+        });
+        assert!(
+            ok,
+            "expected {n} running instances of {domain}, have {last:#?}"
+        );
+        last
+    }
+
+    /// Boots the quickstart plan.
+    pub fn boot_quickstart(&self) -> Vec<Instance> {
+        let plan = repo().join("launch-plans/quickstart");
+        self.ok(&["boot", plan.to_str().unwrap()]);
+        self.wait_running("workers", 3)
+    }
+
+    pub fn daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.state_dir().join("daemon.lock"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Live worker processes (not zombies) launched from this state dir, found through /proc.
+    pub fn worker_processes(&self) -> Vec<i32> {
+        let want = format!(
+            "EPU_STATE_DIR={}",
+            self.state_dir()
+                .canonicalize()
+                .unwrap_or(self.state_dir())
+                .display()
+        );
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            let mut vars = env.split(|b| *b == 0);
+            let ours = vars.clone().any(|v| v == want.as_bytes());
+            let worker = vars.any(|v| v.starts_with(b"EPU_NODE_ID="));
+            if ours && worker && is_alive(pid) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Epu {
+    /// Leaves nothing behind, even when a test failed half-way.
+    fn drop(&mut self) {
+        let _ = self.command().arg("terminate").output();
+        if let Some(pid) = self.daemon_pid() {
+            if is_alive(pid) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+        for pid in self.worker_processes() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    pub state: String,
+    pub health: String,
+    pub pid: Option<i32>,
+}
+
+/// Whether a process is alive and not a zombie.
+pub fn is_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
+            !matches!(state, Some("Z") | Some("X") | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn kill9(pid: i32) {
+    let ok = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -9 {pid}");
+}

@@ -1,0 +1,167 @@
+//! The quickstart end to end: real worker processes kept alive by the wasm npreserving engine.
+
+mod common;
+
+use common::{is_alive, kill9, wait_for, Epu};
+use std::collections::HashSet;
+use std::time::Duration;
+
+fn pids(instances: &[common::Instance]) -> HashSet<i32> {
+    instances
+        .iter()
+        .map(|i| i.pid.expect("process workers have a pid"))
+        .collect()
+}
+
+#[test]
+fn quickstart_keeps_three_real_workers_and_replaces_a_killed_one() {
+    let epu = Epu::new();
+    let before = epu.boot_quickstart();
+    let before_pids = pids(&before);
+    assert_eq!(before_pids.len(), 3);
+    assert!(before_pids.iter().all(|p| is_alive(*p)), "{before_pids:?}");
+
+    let victim = before[0].clone();
+    kill9(victim.pid.unwrap());
+    let mut after = Vec::new();
+    let replaced = wait_for(Duration::from_secs(10), || {
+        after = epu.instances("workers");
+        after.len() == 3
+            && after.iter().all(|i| i.state == "running")
+            && !after.iter().any(|i| i.id == victim.id)
+    });
+    assert!(replaced, "not replaced within 10 s: {after:#?}");
+    let after_pids = pids(&after);
+    assert_eq!(after_pids.intersection(&before_pids).count(), 2);
+    assert!(after_pids.iter().all(|p| is_alive(*p)));
+
+    // The killed one is recorded as failed with the reason.
+    let events = epu.ok(&["events", "--json", "--domain", "workers"]);
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains(&victim.id) && l.contains("\"to\":\"failed\"")),
+        "no failed event for {}",
+        victim.id
+    );
+}
+
+#[test]
+fn reconfigure_grows_and_shrinks_the_pool() {
+    let epu = Epu::new();
+    epu.boot_quickstart();
+    epu.ok(&["reconfigure", "workers", "preserve_n=5"]);
+    let five = epu.wait_running("workers", 5);
+    assert_eq!(pids(&five).len(), 5);
+
+    epu.ok(&["reconfigure", "workers", "preserve_n=0"]);
+    assert!(
+        wait_for(Duration::from_secs(15), || epu
+            .instances("workers")
+            .is_empty()),
+        "workers left: {:?}",
+        epu.instances("workers")
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || five
+            .iter()
+            .all(|i| !is_alive(i.pid.unwrap()))),
+        "a destroyed worker process is still alive"
+    );
+    let status = epu.status();
+    assert_eq!(status["domains"][0]["config"]["preserve_n"], 0);
+    assert_eq!(status["domains"][0]["config_version"], 3);
+}
+
+#[test]
+fn a_restarted_daemon_adopts_the_same_workers_without_duplicates() {
+    let epu = Epu::new();
+    let before = pids(&epu.boot_quickstart());
+    let daemon = epu.daemon_pid().expect("daemon pid");
+    kill9(daemon);
+    assert!(wait_for(Duration::from_secs(5), || !is_alive(daemon)));
+    // The workers outlive the daemon.
+    assert!(before.iter().all(|p| is_alive(*p)));
+
+    let mut child = epu.command().arg("daemon").spawn().unwrap();
+    let adopted = epu.wait_running("workers", 3);
+    assert_eq!(
+        pids(&adopted),
+        before,
+        "the restarted daemon must adopt the same pids"
+    );
+    // Give the engine a few decides to launch a duplicate, if it were going to.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pids(&epu.instances("workers")), before);
+    let mut procs = epu.worker_processes();
+    procs.sort();
+    let leaders: HashSet<i32> = procs
+        .iter()
+        .copied()
+        .filter(|p| nix_pgid(*p) == Some(*p))
+        .collect();
+    assert_eq!(
+        leaders, before,
+        "worker processes on the machine: {procs:?}"
+    );
+
+    epu.ok(&["terminate"]);
+    let _ = child.wait();
+}
+
+#[test]
+fn terminate_leaves_no_worker_behind() {
+    let epu = Epu::new();
+    let before = epu.boot_quickstart();
+    let daemon = epu.daemon_pid().unwrap();
+    epu.ok(&["terminate"]);
+    assert!(before.iter().all(|i| !is_alive(i.pid.unwrap())));
+    assert!(
+        epu.worker_processes().is_empty(),
+        "left: {:?}",
+        epu.worker_processes()
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || !is_alive(daemon)),
+        "daemon still running"
+    );
+    let err = epu.fails(&["status"]);
+    assert!(err.contains("no epu daemon is running"), "{err}");
+}
+
+#[test]
+fn run_streams_events_and_ctrl_c_terminates_every_worker() {
+    let epu = Epu::new();
+    let plan = common::repo().join("launch-plans/quickstart");
+    let mut child = epu
+        .command()
+        .args(["run", plan.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = epu.wait_running("workers", 3);
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "epu run exited with {}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("launch-recorded"),
+        "no events streamed: {text}"
+    );
+    assert!(running.iter().all(|i| !is_alive(i.pid.unwrap())));
+    assert!(epu.worker_processes().is_empty());
+}
+
+fn nix_pgid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}

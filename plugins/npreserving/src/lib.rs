@@ -1,0 +1,61 @@
+//! npreserving: keeps N healthy instances in the domain.
+//!
+//! The original EPU engine's semantics, with its known flaws fixed:
+//! - `preserve_n` (default 0): the number of healthy instances to keep.
+//! - Each decide destroys unhealthy instances first, then tops up or trims to N.
+//! - `reconfigure` changes N (or any other key) and is checked before it applies.
+//! - `devmode_no_failure_compensation` (a boolean, or the strings "true"/"false"): failures are
+//!   left in place and never replaced; the engine reports `devmode-failed` until devmode is off.
+//! - `provisioner_vars`: an object of strings given to every launch as vars.
+//!
+//! The decision logic in [`policy`] and [`config`] is plain Rust, so it also compiles natively
+//! for unit tests and for the benchmark that compares the wasm build with the native one.
+
+wit_bindgen::generate!({ world: "engine", path: "../../wit" });
+
+pub mod config;
+pub mod policy;
+
+// `Snapshot`, `Decision` and `LogLevel` are already at the crate root (the world `use`s them).
+pub use epu::engine::types::{
+    EngineStatus, Health, Instance, InstanceChange, InstanceState, Launch,
+};
+
+#[cfg(target_arch = "wasm32")]
+mod component {
+    use super::{config::Config, policy, Decision, Guest, LogLevel, Snapshot};
+    use std::sync::Mutex;
+
+    /// The config in force. It is the only state kept between calls; the memo carries the rest.
+    static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
+
+    struct NPreserving;
+
+    impl Guest for NPreserving {
+        fn initialize(config: String) -> Result<(), String> {
+            let parsed = Config::parse(&config, &Config::default())?;
+            if !parsed.preserve_n_set {
+                super::log(LogLevel::Warn, "preserve_n is not set: keeping 0 instances");
+            }
+            *CONFIG.lock().unwrap() = Some(parsed);
+            Ok(())
+        }
+
+        fn decide(snapshot: Snapshot) -> Result<Decision, String> {
+            let guard = CONFIG.lock().unwrap();
+            let config = guard.as_ref().ok_or("decide called before initialize")?;
+            Ok(policy::decide(config, &snapshot))
+        }
+
+        fn reconfigure(config: String) -> Result<(), String> {
+            let mut guard = CONFIG.lock().unwrap();
+            let current = guard.clone().unwrap_or_default();
+            *guard = Some(Config::parse(&config, &current)?);
+            Ok(())
+        }
+
+        fn dying() {}
+    }
+
+    crate::export!(NPreserving with_types_in crate);
+}
