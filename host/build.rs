@@ -1,4 +1,5 @@
-//! Builds the bundled engines (`plugins/*`) for wasm32-wasip2 so that `epu` embeds them.
+//! Builds the engines under `plugins/` for wasm32-wasip2: the bundled ones are embedded in
+//! `epu`; the test-only ones are handed to the tests as `EPU_TEST_ENGINE_<NAME>` paths.
 //!
 //! The nested cargo uses its own target directory (`<target>/plugin-build`) so that it never
 //! waits on the lock of the build that runs this script.
@@ -7,7 +8,10 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Engines embedded in `epu`.
 const BUNDLED: &[&str] = &["npreserving"];
+/// Engines built for the tests only.
+const TEST_ONLY: &[&str] = &["faulty"];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -23,27 +27,34 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     check_target_installed();
 
-    for name in BUNDLED {
+    let all: Vec<&str> = BUNDLED.iter().chain(TEST_ONLY).copied().collect();
+    for name in &all {
         let crate_dir = root.join("plugins").join(name);
         println!("cargo:rerun-if-changed={}", crate_dir.join("src").display());
         println!(
             "cargo:rerun-if-changed={}",
             crate_dir.join("Cargo.toml").display()
         );
-        build_plugin(&root, name, &target_dir);
+    }
+    build_plugins(&root, &all, &target_dir);
+    for name in &all {
         let built = target_dir
             .join(TARGET)
             .join("plugin")
             .join(format!("{name}.wasm"));
-        std::fs::copy(&built, out_dir.join(format!("{name}.wasm")))
-            .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+        let copy = out_dir.join(format!("{name}.wasm"));
+        std::fs::copy(&built, &copy).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+        if TEST_ONLY.contains(name) {
+            let var = format!("EPU_TEST_ENGINE_{}", name.to_uppercase());
+            println!("cargo:rustc-env={var}={}", copy.display());
+        }
     }
 }
 
-fn build_plugin(root: &Path, name: &str, target_dir: &Path) {
+fn build_plugins(root: &Path, names: &[&str], target_dir: &Path) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(root)
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
         .args([
             "build",
             "--quiet",
@@ -51,8 +62,6 @@ fn build_plugin(root: &Path, name: &str, target_dir: &Path) {
             "plugin",
             "--target",
             TARGET,
-            "-p",
-            name,
         ])
         .arg("--target-dir")
         .arg(target_dir)
@@ -60,12 +69,16 @@ fn build_plugin(root: &Path, name: &str, target_dir: &Path) {
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_TARGET_DIR");
+    for name in names {
+        cmd.args(["-p", name]);
+    }
+    let status = cmd
         .status()
-        .unwrap_or_else(|e| panic!("running cargo to build plugin {name}: {e}"));
+        .unwrap_or_else(|e| panic!("running cargo to build the plugins: {e}"));
     assert!(
         status.success(),
-        "building the bundled engine '{name}' for {TARGET} failed"
+        "building the plugins {names:?} for {TARGET} failed"
     );
 }
 

@@ -1,1 +1,104 @@
+use super::*;
+use bindings::{Health, Instance, InstanceState, Snapshot};
 
+fn host() -> (tempfile::TempDir, EngineHost) {
+    let dir = tempfile::tempdir().unwrap();
+    let host = EngineHost::new(dir.path()).unwrap();
+    (dir, host)
+}
+
+fn snapshot(n: usize) -> Snapshot {
+    Snapshot {
+        domain: "d".into(),
+        now: 10.0,
+        instances: (0..n)
+            .map(|i| Instance {
+                id: format!("i-{i}"),
+                launch_id: "l".into(),
+                state: InstanceState::Running,
+                state_time: 1.0,
+                health: Health::Ok,
+                health_time: 1.0,
+                last_heartbeat: Some(9.0),
+                vars: vec![],
+            })
+            .collect(),
+        instance_changes: vec![],
+        sensors: vec![],
+        sensor_changes: vec![],
+        memo: vec![],
+    }
+}
+
+#[test]
+fn the_bundled_npreserving_decides_through_the_sandbox() {
+    let (_dir, host) = host();
+    let loaded = host.add(bundled::get("npreserving").unwrap()).unwrap();
+    let mut inst = host.instantiate(&loaded, r#"{"preserve_n": 2}"#).unwrap();
+    let d = inst.decide(&snapshot(0)).unwrap();
+    assert_eq!(d.launches.iter().map(|l| l.count).sum::<u32>(), 2);
+    let d = inst.decide(&snapshot(3)).unwrap();
+    assert_eq!(d.destroy.len(), 1);
+    inst.reconfigure(r#"{"preserve_n": 5}"#).unwrap();
+    let d = inst.decide(&snapshot(3)).unwrap();
+    assert_eq!(d.launches.iter().map(|l| l.count).sum::<u32>(), 2);
+}
+
+#[test]
+fn engine_errors_are_rejections_and_leave_the_instance_usable() {
+    let (_dir, host) = host();
+    let loaded = host.add(bundled::get("npreserving").unwrap()).unwrap();
+    match host.instantiate(&loaded, r#"{"preserve_n": "x"}"#) {
+        Err(EngineError::Rejected(m)) => assert!(m.contains("preserve_n"), "{m}"),
+        other => panic!("expected a rejection, got {:?}", other.err()),
+    }
+    let mut inst = host.instantiate(&loaded, "{}").unwrap();
+    let (logs, _) = inst.take_logs();
+    assert!(
+        logs.iter()
+            .any(|(_, m)| m.contains("preserve_n is not set")),
+        "{logs:?}"
+    );
+    assert!(matches!(
+        inst.reconfigure("[]"),
+        Err(EngineError::Rejected(_))
+    ));
+    assert!(inst.decide(&snapshot(1)).is_ok());
+}
+
+#[test]
+fn compiled_code_is_cached_on_disk_and_reused() {
+    let (dir, host) = host();
+    let loaded = host.add(bundled::get("npreserving").unwrap()).unwrap();
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(cached.len(), 1);
+    let stamp = cached[0].metadata().unwrap().modified().unwrap();
+    // A second host (a restarted daemon) loads by sha from the state dir and the cache.
+    let again = EngineHost::new(dir.path()).unwrap();
+    let reloaded = again.load(&loaded.sha).unwrap();
+    assert_eq!(reloaded.sha, loaded.sha);
+    let after = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap();
+    assert_eq!(after.metadata().unwrap().modified().unwrap(), stamp);
+}
+
+#[test]
+fn non_components_and_other_worlds_are_refused() {
+    let (dir, host) = host();
+    let core = host.add(b"\0asm\x01\0\0\0").err().unwrap().to_string();
+    assert!(core.contains("core WebAssembly module"), "{core}");
+    let empty = format!("{:#}", host.add(b"\0asm\x0d\0\x01\0").err().unwrap());
+    assert!(empty.contains("does not implement"), "{empty}");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("engines"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

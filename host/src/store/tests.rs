@@ -1,1 +1,148 @@
+use super::*;
+use crate::model::{HealthSettings, ProcessDeployable};
 
+fn spec(name: &str) -> DomainSpec {
+    DomainSpec {
+        name: name.into(),
+        engine: "npreserving".into(),
+        config: serde_json::from_str(r#"{"preserve_n": 1}"#).unwrap(),
+        deployable: ProcessDeployable {
+            command: vec!["/bin/true".into()],
+            env: Default::default(),
+            cwd: None,
+            grace_seconds: 1.0,
+        },
+        health: HealthSettings::default(),
+        max_instances: 10,
+        pulse_ms: 1000,
+        run: None,
+    }
+}
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("epu.db")).unwrap();
+    (dir, s)
+}
+
+fn launch(store: &Store, domain: &str, id: &str) {
+    let new = NewInstance {
+        id: id.into(),
+        launch_id: "l-1".into(),
+        vars: vec![("k".into(), "v".into())],
+    };
+    store
+        .record_decision(domain, 0, None, &[new], None)
+        .unwrap();
+}
+
+#[test]
+fn the_schema_migrates_once_and_refuses_newer_versions() {
+    let (dir, s) = store();
+    s.insert_domain(&spec("a"), "sha").unwrap();
+    drop(s);
+    let s = Store::open(&dir.path().join("epu.db")).unwrap();
+    assert_eq!(s.domains().unwrap().len(), 1);
+    drop(s);
+    let c = Connection::open(dir.path().join("epu.db")).unwrap();
+    c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(c);
+    let err = Store::open(&dir.path().join("epu.db"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("newer epu"), "{err}");
+}
+
+#[test]
+fn domains_are_unique_and_configs_are_versioned() {
+    let (_d, s) = store();
+    s.insert_domain(&spec("a"), "sha").unwrap();
+    assert!(s.insert_domain(&spec("a"), "sha").is_err());
+    let mut cfg = s.domain("a").unwrap().unwrap().spec.config;
+    cfg.insert("preserve_n".into(), 4.into());
+    let change = cfg.clone();
+    assert_eq!(s.save_config("a", &cfg, &change).unwrap(), 2);
+    let d = s.domain("a").unwrap().unwrap();
+    assert_eq!(d.config_version, 2);
+    assert_eq!(d.spec.config["preserve_n"], 4);
+    s.delete_domain("a").unwrap();
+    assert!(s.domain("a").unwrap().is_none());
+}
+
+#[test]
+fn states_only_move_forward_and_final_states_reset_health() {
+    let (_d, s) = store();
+    s.insert_domain(&spec("a"), "sha").unwrap();
+    launch(&s, "a", "i-1");
+    let i = s.instance("i-1").unwrap().unwrap();
+    assert_eq!(i.state, InstanceState::Requesting);
+    assert_eq!(i.vars, vec![("k".to_string(), "v".to_string())]);
+    let update = StateUpdate {
+        pid: Some(42),
+        pid_start: Some(7),
+        error: None,
+    };
+    assert!(s
+        .advance("i-1", InstanceState::Started, update)
+        .unwrap()
+        .is_some());
+    assert!(s.set_health("i-1", Health::Ok).unwrap().is_some());
+    assert!(
+        s.set_health("i-1", Health::Ok).unwrap().is_none(),
+        "no change, no event"
+    );
+    assert!(s
+        .advance("i-1", InstanceState::Pending, StateUpdate::default())
+        .unwrap()
+        .is_none());
+    let t = s
+        .advance("i-1", InstanceState::Terminating, StateUpdate::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.health, Health::Unknown);
+    assert_eq!((t.pid, t.pid_start), (Some(42), Some(7)));
+    assert!(s
+        .advance("nope", InstanceState::Failed, StateUpdate::default())
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn a_decide_sees_live_instances_and_what_changed_since_the_last_one() {
+    let (_d, s) = store();
+    s.insert_domain(&spec("a"), "sha").unwrap();
+    launch(&s, "a", "i-1");
+    launch(&s, "a", "i-2");
+    s.advance("i-2", InstanceState::Failed, StateUpdate::error("boom"))
+        .unwrap();
+    let (rec, view, seen) = s.decide_view("a").unwrap();
+    assert_eq!(view.len(), 2, "the failed one is shown as a change");
+    s.record_decision("a", seen, Some(b"memo"), &[], None)
+        .unwrap();
+    let (rec2, view2, _) = s.decide_view("a").unwrap();
+    assert_eq!(rec2.memo, b"memo");
+    assert_eq!(rec2.last_decide_seq, seen);
+    assert_eq!(
+        view2.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        ["i-1"]
+    );
+    assert!(rec.memo.is_empty());
+    assert!(s.decide_view("nope").is_err());
+}
+
+#[test]
+fn the_event_log_has_no_gaps_and_can_be_filtered() {
+    let (_d, s) = store();
+    s.insert_domain(&spec("a"), "sha").unwrap();
+    s.insert_domain(&spec("b"), "sha").unwrap();
+    launch(&s, "a", "i-1");
+    let all = s.events_after(0, None, 100).unwrap();
+    let seqs: Vec<i64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    let only_b = s.events_after(0, Some("b"), 100).unwrap();
+    assert_eq!(only_b.len(), 1);
+    assert_eq!(only_b[0].kind, "domain-added");
+    assert_eq!(*s.subscribe().borrow(), *seqs.last().unwrap());
+}

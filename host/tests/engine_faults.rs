@@ -1,0 +1,118 @@
+//! A misbehaving engine becomes recorded events and skipped decides, never a crashed daemon.
+
+mod common;
+
+use common::{wait_for, Epu};
+use std::time::Duration;
+
+const FAULTY: &str = env!("EPU_TEST_ENGINE_FAULTY");
+
+fn add_faulty(epu: &Epu, mode: &str) {
+    epu.ok(&[
+        "domain",
+        "add",
+        "f",
+        "--engine",
+        FAULTY,
+        "--pulse-ms",
+        "100",
+        "-c",
+        &format!("mode={mode}"),
+        "--",
+        "/bin/sleep",
+        "1000",
+    ]);
+}
+
+fn events_of_kind(epu: &Epu, kind: &str) -> Vec<String> {
+    let needle = format!("\"kind\":\"{kind}\"");
+    epu.ok(&["events", "--json", "--domain", "f"])
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
+fn start_daemon(epu: &Epu) -> std::process::Child {
+    let child = epu
+        .command()
+        .arg("daemon")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(20), || epu
+        .run(&["status"])
+        .status
+        .success()));
+    child
+}
+
+#[test]
+fn a_trapping_engine_is_recorded_and_replaced_by_a_fresh_instance() {
+    let epu = Epu::new();
+    let mut daemon = start_daemon(&epu);
+    add_faulty(&epu, "trap");
+    assert!(
+        wait_for(Duration::from_secs(10), || events_of_kind(
+            &epu,
+            "engine-trap"
+        )
+        .len()
+            >= 3),
+        "no repeated engine-trap events"
+    );
+    let trap = &events_of_kind(&epu, "engine-trap")[0];
+    assert!(trap.contains("unreachable"), "{trap}");
+    let status = epu.status();
+    let controller = &status["domains"][0]["controller"];
+    assert!(
+        controller["consecutive_faults"].as_u64().unwrap() >= 3,
+        "{controller}"
+    );
+    assert!(
+        epu.instances("f").is_empty(),
+        "a failed decide must launch nothing"
+    );
+
+    // The next call runs on a fresh instance: after a good config it decides again.
+    epu.ok(&["reconfigure", "f", "mode=ok"]);
+    assert!(wait_for(Duration::from_secs(10), || epu
+        .instances("f")
+        .len()
+        == 1));
+    assert!(
+        !events_of_kind(&epu, "engine-log").is_empty(),
+        "the engine's log lines are events"
+    );
+    let status = epu.status();
+    assert_eq!(status["domains"][0]["controller"]["consecutive_faults"], 0);
+    epu.ok(&["terminate"]);
+    daemon.wait().unwrap();
+}
+
+#[test]
+fn engine_errors_and_invalid_decisions_are_refused_without_effect() {
+    let epu = Epu::new();
+    let mut daemon = start_daemon(&epu);
+    add_faulty(&epu, "error");
+    assert!(wait_for(Duration::from_secs(10), || !events_of_kind(
+        &epu,
+        "engine-error"
+    )
+    .is_empty()));
+    epu.ok(&["reconfigure", "f", "mode=foreign"]);
+    assert!(wait_for(Duration::from_secs(10), || !events_of_kind(
+        &epu,
+        "invalid-decision"
+    )
+    .is_empty()));
+    let invalid = &events_of_kind(&epu, "invalid-decision")[0];
+    assert!(invalid.contains("i-not-mine"), "{invalid}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        epu.instances("f").is_empty(),
+        "a refused decision launches nothing"
+    );
+    epu.ok(&["terminate"]);
+    daemon.wait().unwrap();
+}
