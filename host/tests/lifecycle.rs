@@ -133,18 +133,14 @@ fn terminate_leaves_no_worker_behind() {
 fn run_streams_events_and_ctrl_c_terminates_every_worker() {
     let epu = Epu::new();
     let plan = common::repo().join("launch-plans/quickstart");
-    let mut child = epu
+    let child = epu
         .command()
         .args(["run", plan.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let running = epu.wait_running("workers", 3);
-    let ok = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    assert!(common::signal(child.id() as i32, common::Signal::SIGINT));
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "epu run exited with {}", out.status);
     let text = String::from_utf8_lossy(&out.stdout);

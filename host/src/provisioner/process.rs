@@ -114,7 +114,7 @@ pub fn scan_workers(state_dir: &Path) -> Vec<FoundWorker> {
             continue;
         };
         let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
-        if !vars.iter().any(|v| *v == want.as_bytes()) {
+        if !vars.contains(&want.as_bytes()) {
             continue;
         }
         let id = vars

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -164,11 +165,11 @@ impl Drop for Epu {
         let _ = self.command().arg("terminate").output();
         if let Some(pid) = self.daemon_pid() {
             if is_alive(pid) {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                signal(pid, Signal::SIGKILL);
             }
         }
         for pid in self.worker_processes() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            signal(pid, Signal::SIGKILL);
         }
     }
 }
@@ -211,11 +212,11 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Sends a signal to one process; false if it is gone.
+pub fn signal(pid: i32, sig: Signal) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).is_ok()
+}
+
 pub fn kill9(pid: i32) {
-    let ok = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -9 {pid}");
+    assert!(signal(pid, Signal::SIGKILL), "kill -9 {pid}");
 }

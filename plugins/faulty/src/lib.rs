@@ -7,6 +7,9 @@
 //!
 //! It parses its config by hand to stay free of dependencies.
 
+// The generated export glue takes one argument per flattened record field.
+#![allow(clippy::too_many_arguments)]
+
 wit_bindgen::generate!({ world: "engine", path: "../../wit" });
 
 use epu::engine::types::{EngineStatus, Launch};

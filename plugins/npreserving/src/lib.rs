@@ -11,6 +11,9 @@
 //! The decision logic in [`policy`] and [`config`] is plain Rust, so it also compiles natively
 //! for unit tests and for the benchmark that compares the wasm build with the native one.
 
+// The generated export glue takes one argument per flattened record field.
+#![allow(clippy::too_many_arguments)]
+
 wit_bindgen::generate!({ world: "engine", path: "../../wit" });
 
 pub mod config;
