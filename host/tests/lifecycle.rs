@@ -161,3 +161,18 @@ fn nix_pgid(pid: i32) -> Option<i32> {
         .parse()
         .ok()
 }
+
+#[test]
+fn terminate_after_a_daemon_crash_still_stops_every_worker() {
+    let epu = Epu::new();
+    let before = epu.boot_quickstart();
+    kill9(epu.daemon_pid().unwrap());
+    assert!(before.iter().all(|i| is_alive(i.pid.unwrap())));
+    epu.ok(&["terminate"]);
+    assert!(before.iter().all(|i| !is_alive(i.pid.unwrap())));
+    assert!(
+        epu.worker_processes().is_empty(),
+        "left: {:?}",
+        epu.worker_processes()
+    );
+}

@@ -122,7 +122,7 @@ pub async fn boot(state_dir: &Path, plan_path: &Path) -> Result<()> {
 
 /// Starts `epu daemon` in its own process group with its output in `daemon.log`, and waits
 /// until it answers.
-async fn start_detached(state_dir: &Path, client: &Client) -> Result<()> {
+pub(super) async fn start_detached(state_dir: &Path, client: &Client) -> Result<()> {
     let state_dir = crate::daemon::prepare_state_dir(state_dir)?;
     let log_path = state_dir.join("daemon.log");
     let log = std::fs::File::options()

@@ -100,10 +100,15 @@ enum DomainCommand {
         /// Seconds between SIGTERM and SIGKILL on destroy.
         #[arg(long, default_value_t = 5.0)]
         grace: f64,
+        /// Seconds a started worker may take to send its first heartbeat (default 300).
         #[arg(long)]
         boot_timeout: Option<f64>,
+        /// Seconds of heartbeat silence before a worker is missing (default 120).
         #[arg(long)]
         missing_timeout: Option<f64>,
+        /// Seconds after a destroy from which a heartbeat marks a zombie (default 120).
+        #[arg(long)]
+        zombie_timeout: Option<f64>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -211,6 +216,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             grace,
             boot_timeout,
             missing_timeout,
+            zombie_timeout,
             command,
         }) => {
             let engine = if crate::engine::bundled::get(&engine).is_some() {
@@ -221,6 +227,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let mut health = crate::model::HealthSettings::default();
             health.boot_timeout = boot_timeout.unwrap_or(health.boot_timeout);
             health.missing_timeout = missing_timeout.unwrap_or(health.missing_timeout);
+            health.zombie_timeout = zombie_timeout.unwrap_or(health.zombie_timeout);
             let spec = json!({
                 "name": name,
                 "engine": engine,
@@ -279,6 +286,16 @@ async fn dispatch(cli: Cli) -> Result<()> {
             after,
         } => foreground::events(&client, json, follow, domain.as_deref(), after).await,
         Command::Terminate => {
+            if !client.is_up().await {
+                if !state_dir.join("epu.db").exists() {
+                    bail!(
+                        "nothing to terminate: {} holds no epu state",
+                        state_dir.display()
+                    );
+                }
+                // A daemon that died leaves its workers running: start one to adopt them.
+                foreground::start_detached(&state_dir, &client).await?;
+            }
             client.post("/v1/terminate", &json!({})).await?;
             println!("terminated: every worker is gone and the daemon has stopped");
             Ok(())

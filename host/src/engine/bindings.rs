@@ -3,6 +3,6 @@
 wasmtime::component::bindgen!({ world: "engine", path: "../wit" });
 
 // `Snapshot`, `Decision` and `LogLevel` are already here (the world `use`s them).
-pub use epu::engine::types::{
+pub use self::epu::engine::types::{
     EngineStatus, Health, Instance, InstanceChange, InstanceState, Launch, SensorReading,
 };
