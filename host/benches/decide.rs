@@ -10,50 +10,31 @@ use std::time::{Duration, Instant};
 
 const SIZES: &[usize] = &[3, 100, 1000];
 
-fn host_snapshot(n: usize) -> host::Snapshot {
-    host::Snapshot {
-        domain: "bench".into(),
-        now: 1000.0,
-        instances: (0..n)
-            .map(|i| host::Instance {
-                id: format!("i-{i:012}"),
-                launch_id: "l-000000000000".into(),
-                state: host::InstanceState::Running,
-                state_time: 1.0,
-                health: host::Health::Ok,
-                health_time: 1.0,
-                last_heartbeat: Some(999.0),
-                vars: vec![],
-            })
-            .collect(),
-        instance_changes: vec![],
-        sensors: vec![],
-        sensor_changes: vec![],
-        memo: vec![],
-    }
-}
-
-fn native_snapshot(n: usize) -> npreserving::Snapshot {
-    npreserving::Snapshot {
-        domain: "bench".into(),
-        now: 1000.0,
-        instances: (0..n)
-            .map(|i| npreserving::Instance {
-                id: format!("i-{i:012}"),
-                launch_id: "l-000000000000".into(),
-                state: npreserving::InstanceState::Running,
-                state_time: 1.0,
-                health: npreserving::Health::Ok,
-                health_time: 1.0,
-                last_heartbeat: Some(999.0),
-                vars: vec![],
-            })
-            .collect(),
-        instance_changes: vec![],
-        sensors: vec![],
-        sensor_changes: vec![],
-        memo: vec![],
-    }
+/// A snapshot of `n` running, healthy instances, in the types of binding module `$m` (the
+/// host's and the guest's bindings are separate types of the same WIT).
+macro_rules! running_snapshot {
+    ($m:ident, $n:expr) => {
+        $m::Snapshot {
+            domain: "bench".into(),
+            now: 1000.0,
+            instances: (0..$n)
+                .map(|i| $m::Instance {
+                    id: format!("i-{i:012}"),
+                    launch_id: "l-000000000000".into(),
+                    state: $m::InstanceState::Running,
+                    state_time: 1.0,
+                    health: $m::Health::Ok,
+                    health_time: 1.0,
+                    last_heartbeat: Some(999.0),
+                    vars: vec![],
+                })
+                .collect(),
+            instance_changes: vec![],
+            sensors: vec![],
+            sensor_changes: vec![],
+            memo: vec![],
+        }
+    };
 }
 
 /// Times `f` over enough iterations to fill about `budget`; returns sorted per-call durations.
@@ -88,13 +69,13 @@ fn main() {
     for &n in SIZES {
         let config = format!(r#"{{"preserve_n": {n}}}"#);
         let mut inst = engines.instantiate(&loaded, &config).unwrap();
-        let snap = host_snapshot(n);
+        let snap = running_snapshot!(host, n);
         let wasm = sample(Duration::from_secs(1), || {
             let d = inst.decide(&snap).unwrap();
             assert!(d.launches.is_empty() && d.destroy.is_empty());
         });
         let native_config = Config::parse(&config, &Config::default()).unwrap();
-        let native_snap = native_snapshot(n);
+        let native_snap = running_snapshot!(npreserving, n);
         let native = sample(Duration::from_secs(1), || {
             let d = npreserving::policy::decide(&native_config, std::hint::black_box(&native_snap));
             assert!(d.launches.is_empty() && d.destroy.is_empty());

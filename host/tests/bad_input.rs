@@ -2,26 +2,10 @@
 
 mod common;
 
-use common::{wait_for, Epu};
+use common::Epu;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::Child;
 use std::time::Duration;
-
-/// Starts `epu daemon` on the state dir and waits until it answers.
-fn start_daemon(epu: &Epu) -> Child {
-    let child = epu
-        .command()
-        .arg("daemon")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_for(Duration::from_secs(20), || epu
-        .run(&["status"])
-        .status
-        .success()));
-    child
-}
 
 /// The parts of the state that bad input must not change.
 fn state(epu: &Epu) -> Vec<(Value, Value, Vec<String>)> {
@@ -50,7 +34,7 @@ fn write(epu: &Epu, name: &str, bytes: &[u8]) -> PathBuf {
 #[test]
 fn engines_that_are_not_components_of_the_world_are_refused() {
     let epu = Epu::new();
-    let mut daemon = start_daemon(&epu);
+    let mut daemon = epu.start_daemon();
     let cases: [(&str, &[u8], &str); 3] = [
         (
             "garbage.wasm",

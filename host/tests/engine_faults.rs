@@ -33,24 +33,10 @@ fn events_of_kind(epu: &Epu, kind: &str) -> Vec<String> {
         .collect()
 }
 
-fn start_daemon(epu: &Epu) -> std::process::Child {
-    let child = epu
-        .command()
-        .arg("daemon")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_for(Duration::from_secs(20), || epu
-        .run(&["status"])
-        .status
-        .success()));
-    child
-}
-
 #[test]
 fn a_trapping_engine_is_recorded_and_replaced_by_a_fresh_instance() {
     let epu = Epu::new();
-    let mut daemon = start_daemon(&epu);
+    let mut daemon = epu.start_daemon();
     add_faulty(&epu, "trap");
     assert!(
         wait_for(Duration::from_secs(10), || events_of_kind(
@@ -93,7 +79,7 @@ fn a_trapping_engine_is_recorded_and_replaced_by_a_fresh_instance() {
 #[test]
 fn engine_errors_and_invalid_decisions_are_refused_without_effect() {
     let epu = Epu::new();
-    let mut daemon = start_daemon(&epu);
+    let mut daemon = epu.start_daemon();
     add_faulty(&epu, "error");
     assert!(wait_for(Duration::from_secs(10), || !events_of_kind(
         &epu,

@@ -6,20 +6,6 @@ mod common;
 use common::{wait_for, Epu};
 use std::time::Duration;
 
-fn start_daemon(epu: &Epu) -> std::process::Child {
-    let child = epu
-        .command()
-        .arg("daemon")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_for(Duration::from_secs(20), || epu
-        .run(&["status"])
-        .status
-        .success()));
-    child
-}
-
 fn health_events(epu: &Epu, id: &str) -> Vec<String> {
     epu.ok(&["events", "--json"])
         .lines()
@@ -31,7 +17,7 @@ fn health_events(epu: &Epu, id: &str) -> Vec<String> {
 #[test]
 fn a_worker_that_never_heartbeats_goes_missing_and_is_replaced() {
     let epu = Epu::new();
-    let mut daemon = start_daemon(&epu);
+    let mut daemon = epu.start_daemon();
     epu.ok(&[
         "domain",
         "add",
@@ -107,7 +93,7 @@ fn a_process_error_heartbeat_gets_the_worker_replaced() {
 #[test]
 fn a_heartbeat_long_after_a_destroy_marks_a_zombie() {
     let epu = Epu::new();
-    let mut daemon = start_daemon(&epu);
+    let mut daemon = epu.start_daemon();
     epu.ok(&[
         "domain",
         "add",

@@ -4,6 +4,7 @@ mod common;
 
 use common::{is_alive, kill9, wait_for, Epu};
 use std::collections::HashSet;
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 fn pids(instances: &[common::Instance]) -> HashSet<i32> {
@@ -76,7 +77,10 @@ fn reconfigure_grows_and_shrinks_the_pool() {
 #[test]
 fn a_restarted_daemon_adopts_the_same_workers_without_duplicates() {
     let epu = Epu::new();
-    let before = pids(&epu.boot_quickstart());
+    epu.boot_quickstart();
+    // A reconfigured N must survive the restart too.
+    epu.ok(&["reconfigure", "workers", "preserve_n=4"]);
+    let before = pids(&epu.wait_running("workers", 4));
     let daemon = epu.daemon_pid().expect("daemon pid");
     kill9(daemon);
     assert!(wait_for(Duration::from_secs(5), || !is_alive(daemon)));
@@ -84,7 +88,7 @@ fn a_restarted_daemon_adopts_the_same_workers_without_duplicates() {
     assert!(before.iter().all(|p| is_alive(*p)));
 
     let mut child = epu.command().arg("daemon").spawn().unwrap();
-    let adopted = epu.wait_running("workers", 3);
+    let adopted = epu.wait_running("workers", 4);
     assert_eq!(
         pids(&adopted),
         before,
@@ -104,9 +108,89 @@ fn a_restarted_daemon_adopts_the_same_workers_without_duplicates() {
         leaders, before,
         "worker processes on the machine: {procs:?}"
     );
+    let status = epu.status();
+    assert_eq!(status["domains"][0]["config"]["preserve_n"], 4);
+    assert_eq!(status["domains"][0]["config_version"], 2);
 
     epu.ok(&["terminate"]);
     let _ = child.wait();
+}
+
+/// A crash between recording a launch and confirming its spawn: the worker that did start is
+/// found through /proc and adopted, the one that did not is failed, and nothing is launched twice.
+/// A stray worker of the state dir that the store does not know is killed.
+#[test]
+fn a_launch_interrupted_by_a_crash_is_adopted_not_repeated() {
+    let epu = Epu::new();
+    let before = epu.boot_quickstart();
+    kill9(epu.daemon_pid().unwrap());
+    kill9(before[0].pid.unwrap());
+    let state_dir = epu.state_dir().canonicalize().unwrap();
+
+    // What the daemon had written just before spawning two workers, of which one started.
+    let db = rusqlite::Connection::open(state_dir.join("epu.db")).unwrap();
+    for id in ["i-spawned00001", "i-neverstarted"] {
+        db.execute(
+            "INSERT INTO instances (id, domain, launch_id, state, state_ord, state_time, health, \
+             health_time, vars, changed_seq) VALUES (?1, 'workers', 'l-crashed', 'requesting', 0, 0, \
+             'unknown', 0, '[]', 0)",
+            [id],
+        )
+        .unwrap();
+    }
+    let seq_before: i64 = db
+        .query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))
+        .unwrap();
+    drop(db);
+    let mut orphan = std::process::Command::new("/bin/sleep")
+        .arg("1000")
+        .env("EPU_NODE_ID", "i-spawned00001")
+        .env("EPU_STATE_DIR", &state_dir)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let orphan_pid = orphan.id() as i32;
+    // And a worker of this state dir that the store does not know at all: a stray.
+    let mut stray = std::process::Command::new("/bin/sleep")
+        .arg("1000")
+        .env("EPU_NODE_ID", "i-unknown00000")
+        .env("EPU_STATE_DIR", &state_dir)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+
+    let mut child = epu.command().arg("daemon").spawn().unwrap();
+    let mut now = Vec::new();
+    let settled = wait_for(Duration::from_secs(10), || {
+        now = epu.instances("workers");
+        now.len() == 3
+    });
+    assert!(settled, "{now:#?}");
+    std::thread::sleep(Duration::from_secs(1));
+    now = epu.instances("workers");
+    let adopted = now
+        .iter()
+        .find(|i| i.id == "i-spawned00001")
+        .expect("adopted");
+    assert_eq!(adopted.pid, Some(orphan_pid));
+    assert!(!now.iter().any(|i| i.id == "i-neverstarted"));
+    let after = epu.ok(&["events", "--json", "--after", &seq_before.to_string()]);
+    let launches = after
+        .lines()
+        .filter(|l| l.contains("launch-recorded"))
+        .count();
+    assert_eq!(
+        launches, 0,
+        "two survivors + the adopted one make 3: nothing to launch\n{after}"
+    );
+    assert!(after.contains("the launch was interrupted before the worker started"));
+    assert!(after.contains("stray-killed"), "{after}");
+    let status = stray.wait().unwrap();
+    assert!(!status.success(), "the stray was killed");
+
+    epu.ok(&["terminate"]);
+    let _ = child.wait();
+    let _ = orphan.wait();
 }
 
 #[test]
@@ -115,12 +199,7 @@ fn terminate_leaves_no_worker_behind() {
     let before = epu.boot_quickstart();
     let daemon = epu.daemon_pid().unwrap();
     epu.ok(&["terminate"]);
-    assert!(before.iter().all(|i| !is_alive(i.pid.unwrap())));
-    assert!(
-        epu.worker_processes().is_empty(),
-        "left: {:?}",
-        epu.worker_processes()
-    );
+    epu.assert_no_workers_left(&before);
     assert!(
         wait_for(Duration::from_secs(5), || !is_alive(daemon)),
         "daemon still running"
@@ -148,8 +227,7 @@ fn run_streams_events_and_ctrl_c_terminates_every_worker() {
         text.contains("launch-recorded"),
         "no events streamed: {text}"
     );
-    assert!(running.iter().all(|i| !is_alive(i.pid.unwrap())));
-    assert!(epu.worker_processes().is_empty());
+    epu.assert_no_workers_left(&running);
 }
 
 fn nix_pgid(pid: i32) -> Option<i32> {
@@ -169,10 +247,5 @@ fn terminate_after_a_daemon_crash_still_stops_every_worker() {
     kill9(epu.daemon_pid().unwrap());
     assert!(before.iter().all(|i| is_alive(i.pid.unwrap())));
     epu.ok(&["terminate"]);
-    assert!(before.iter().all(|i| !is_alive(i.pid.unwrap())));
-    assert!(
-        epu.worker_processes().is_empty(),
-        "left: {:?}",
-        epu.worker_processes()
-    );
+    epu.assert_no_workers_left(&before);
 }

@@ -116,6 +116,32 @@ impl Epu {
         last
     }
 
+    /// Starts `epu daemon` on the state dir and waits until it answers.
+    pub fn start_daemon(&self) -> std::process::Child {
+        let child = self
+            .command()
+            .arg("daemon")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let up = wait_for(Duration::from_secs(20), || {
+            self.run(&["status"]).status.success()
+        });
+        assert!(up, "the daemon did not come up");
+        child
+    }
+
+    /// Asserts that none of `instances` nor any other worker of this state dir is alive.
+    pub fn assert_no_workers_left(&self, instances: &[Instance]) {
+        let alive: Vec<_> = instances
+            .iter()
+            .filter(|i| is_alive(i.pid.unwrap()))
+            .collect();
+        assert!(alive.is_empty(), "still alive: {alive:?}");
+        let left = self.worker_processes();
+        assert!(left.is_empty(), "worker processes left: {left:?}");
+    }
+
     /// Boots the quickstart plan.
     pub fn boot_quickstart(&self) -> Vec<Instance> {
         let plan = repo().join("launch-plans/quickstart");
