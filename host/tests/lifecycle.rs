@@ -132,8 +132,8 @@ fn a_launch_interrupted_by_a_crash_is_adopted_not_repeated() {
     for id in ["i-spawned00001", "i-neverstarted"] {
         db.execute(
             "INSERT INTO instances (id, domain, launch_id, state, state_ord, state_time, health, \
-             health_time, vars, changed_seq) VALUES (?1, 'workers', 'l-crashed', 'requesting', 0, 0, \
-             'unknown', 0, '[]', 0)",
+             health_time, vars, changed_seq, created) VALUES (?1, 'workers', 'l-crashed', 'requesting', \
+             0, 0, 'unknown', 0, '[]', 0, 0)",
             [id],
         )
         .unwrap();
@@ -248,4 +248,51 @@ fn terminate_after_a_daemon_crash_still_stops_every_worker() {
     assert!(before.iter().all(|i| is_alive(i.pid.unwrap())));
     epu.ok(&["terminate"]);
     epu.assert_no_workers_left(&before);
+}
+
+/// A worker that exits at once, or a command that cannot be spawned, is relaunched with a
+/// growing backoff rather than in a tight loop.
+#[test]
+fn crash_looping_workers_are_relaunched_with_backoff() {
+    let epu = Epu::new();
+    let mut daemon = epu.start_daemon();
+    for (name, command) in [("crashy", "/bin/false"), ("missing", "/nonexistent/worker")] {
+        epu.ok(&[
+            "domain",
+            "add",
+            name,
+            "--engine",
+            "npreserving",
+            "-c",
+            "preserve_n=2",
+            "--",
+            command,
+        ]);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    for name in ["crashy", "missing"] {
+        let events = epu.ok(&["events", "--json", "--domain", name]);
+        let launches = events
+            .lines()
+            .filter(|l| l.contains("launch-recorded"))
+            .count();
+        assert!(
+            launches >= 4,
+            "{name}: it should keep trying, launched {launches}"
+        );
+        assert!(
+            launches <= 30,
+            "{name}: {launches} launches in 3 s, no backoff"
+        );
+        assert!(events.contains("crash-loop-backoff"), "{name}");
+    }
+    let status = epu.status();
+    for d in status["domains"].as_array().unwrap() {
+        assert!(
+            d["controller"]["backoff_ms"].as_u64().unwrap() >= 250,
+            "{d}"
+        );
+    }
+    epu.ok(&["terminate"]);
+    daemon.wait().unwrap();
 }

@@ -48,6 +48,10 @@ pub fn status(v: &Value) {
         if let Some(f) = c.get("last_fault").and_then(Value::as_str) {
             println!("  last fault: {f}");
         }
+        match c.get("backoff_ms").and_then(Value::as_u64) {
+            Some(ms) if ms > 0 => println!("  crash-loop backoff: {ms} ms"),
+            _ => {}
+        }
         for i in &instances {
             let since = now - i["state_time"].as_f64().unwrap_or(now);
             let pid = i["pid"]

@@ -66,6 +66,7 @@ mod tests {
             pid_start: None,
             error: None,
             changed_seq: 0,
+            created: 0.0,
         }
     }
 

@@ -19,6 +19,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
+/// A worker that fails sooner than this after its launch counts as crash-looping.
+const FAST_FAIL: Duration = Duration::from_secs(2);
+/// The first crash-loop backoff.
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+
 /// The daemon's shared services, as a controller needs them.
 pub struct Services {
     pub store: Arc<Store>,
@@ -65,6 +70,8 @@ pub struct ControllerStatus {
     /// The last engine fault or error, if the last decide failed.
     pub last_fault: Option<String>,
     pub consecutive_faults: u32,
+    /// The crash-loop backoff in force: how long a change waits before it triggers a decide.
+    pub backoff_ms: u64,
 }
 
 enum Command {
@@ -118,6 +125,7 @@ pub fn start(
         instance,
         status: status.clone(),
         last_status: None,
+        backoff: Duration::ZERO,
     };
     tokio::spawn(controller.run(rx, wake));
     ControllerHandle { tx, status }
@@ -131,15 +139,22 @@ struct Controller {
     instance: Option<EngineInstance>,
     status: Arc<Mutex<ControllerStatus>>,
     last_status: Option<EngineStatus>,
+    backoff: Duration,
 }
 
 impl Controller {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, wake: Arc<Notify>) {
         let mut next = Instant::now();
+        let mut last = Instant::now();
         loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(next) => {}
-                _ = wake.notified() => {}
+                _ = tokio::time::sleep_until(next) => {
+                    let delay = self.decide().await;
+                    last = Instant::now();
+                    next = last + delay;
+                }
+                // A change: decide early, but not before the crash-loop backoff allows.
+                _ = wake.notified() => next = next.min(last + self.backoff).max(Instant::now()),
                 cmd = rx.recv() => match cmd {
                     Some(Command::Reconfigure(change, reply)) => {
                         let _ = reply.send(self.reconfigure(change).await);
@@ -155,8 +170,34 @@ impl Controller {
                     }
                 },
             }
-            next = Instant::now() + self.decide().await;
         }
+    }
+
+    /// Workers that fail within [`FAST_FAIL`] of their launch are crash-looping: each decide
+    /// that sees such failures doubles the wait before a change may trigger the next decide
+    /// (up to the pulse); each decide that sees none halves it.
+    fn update_backoff(&mut self, records: &[crate::store::InstanceRecord], last_seq: i64) {
+        let fast_failures = records
+            .iter()
+            .filter(|r| r.changed_seq > last_seq && r.state == crate::model::InstanceState::Failed)
+            .filter(|r| r.state_time - r.created < FAST_FAIL.as_secs_f64())
+            .count();
+        let before = self.backoff;
+        self.backoff = if fast_failures > 0 {
+            (self.backoff * 2).clamp(MIN_BACKOFF, self.pulse().max(MIN_BACKOFF))
+        } else if self.backoff > MIN_BACKOFF {
+            self.backoff / 2
+        } else {
+            Duration::ZERO
+        };
+        if self.backoff > before {
+            let ms = self.backoff.as_millis() as u64;
+            self.event(
+                "crash-loop-backoff",
+                json!({"fast_failures": fast_failures, "backoff_ms": ms}),
+            );
+        }
+        self.status.lock().unwrap().backoff_ms = self.backoff.as_millis() as u64;
     }
 
     async fn stop(&mut self) {
@@ -248,6 +289,7 @@ impl Controller {
                 return pulse;
             }
         };
+        self.update_backoff(&records, record.last_decide_seq);
         let snap = snapshot::build(
             &self.spec.name,
             now(),

@@ -46,6 +46,8 @@ pub struct InstanceRecord {
     pub pid_start: Option<u64>,
     pub error: Option<String>,
     pub changed_seq: i64,
+    /// When the launch was recorded.
+    pub created: f64,
 }
 
 /// One entry of the event log.
@@ -74,7 +76,7 @@ pub struct Store {
 }
 
 const INSTANCE_COLUMNS: &str = "id, domain, launch_id, state, state_time, health, health_time, \
-     last_heartbeat, vars, pid, pid_start, error, changed_seq";
+     last_heartbeat, vars, pid, pid_start, error, changed_seq, created";
 
 impl Store {
     /// Opens (creating if needed) the store at `path` in WAL mode and migrates it.
@@ -294,7 +296,8 @@ impl Store {
                 )?;
                 tx.execute(
                     "INSERT INTO instances (id, domain, launch_id, state, state_ord, state_time, \
-                     health, health_time, vars, changed_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9)",
+                     health, health_time, vars, changed_seq, created) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9, ?6)",
                     params![
                         l.id,
                         domain,
@@ -548,6 +551,7 @@ fn instance_from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
         pid_start: r.get::<_, Option<i64>>(10)?.map(|v| v as u64),
         error: r.get(11)?,
         changed_seq: r.get(12)?,
+        created: r.get(13)?,
     })
 }
 

@@ -40,7 +40,8 @@ CREATE TABLE instances (
     pid            INTEGER,
     pid_start      INTEGER,
     error          TEXT,
-    changed_seq    INTEGER NOT NULL
+    changed_seq    INTEGER NOT NULL,
+    created        REAL NOT NULL
 );
 CREATE INDEX instances_by_domain ON instances (domain, state_ord);
 CREATE TABLE events (
