@@ -45,6 +45,24 @@ fn quickstart_keeps_three_real_workers_and_replaces_a_killed_one() {
         "no failed event for {}",
         victim.id
     );
+
+    // Killing the newest worker over and over is not a crash loop: it had sent heartbeats,
+    // so each replacement follows at once rather than after a backoff.
+    for _ in 0..3 {
+        let newest = epu
+            .wait_running("workers", 3)
+            .into_iter()
+            .find(|i| !before_pids.contains(&i.pid.unwrap()))
+            .unwrap();
+        kill9(newest.pid.unwrap());
+        let replaced = wait_for(Duration::from_secs(10), || {
+            let now = epu.instances("workers");
+            now.len() == 3 && !now.iter().any(|i| i.id == newest.id)
+        });
+        assert!(replaced);
+    }
+    let events = epu.ok(&["events", "--json", "--domain", "workers"]);
+    assert!(!events.contains("crash-loop-backoff"), "{events}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
-/// A worker that fails sooner than this after its launch counts as crash-looping.
+/// A worker that fails sooner than this after its launch, before any heartbeat, is crash-looping.
 const FAST_FAIL: Duration = Duration::from_secs(2);
 /// The first crash-loop backoff.
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
@@ -173,14 +173,17 @@ impl Controller {
         }
     }
 
-    /// Workers that fail within [`FAST_FAIL`] of their launch are crash-looping: each decide
+    /// Workers that fail within [`FAST_FAIL`] of their launch without ever sending a heartbeat
+    /// are crash-looping (one that worked and then died is replaced at once): each decide
     /// that sees such failures doubles the wait before a change may trigger the next decide
     /// (up to the pulse); each decide that sees none halves it.
     fn update_backoff(&mut self, records: &[crate::store::InstanceRecord], last_seq: i64) {
         let fast_failures = records
             .iter()
             .filter(|r| r.changed_seq > last_seq && r.state == crate::model::InstanceState::Failed)
-            .filter(|r| r.state_time - r.created < FAST_FAIL.as_secs_f64())
+            .filter(|r| {
+                r.last_heartbeat.is_none() && r.state_time - r.created < FAST_FAIL.as_secs_f64()
+            })
             .count();
         let before = self.backoff;
         self.backoff = if fast_failures > 0 {
