@@ -314,3 +314,40 @@ fn crash_looping_workers_are_relaunched_with_backoff() {
     epu.ok(&["terminate"]);
     daemon.wait().unwrap();
 }
+
+#[test]
+fn domains_are_added_listed_and_removed_with_their_workers() {
+    let epu = Epu::new();
+    let mut daemon = epu.start_daemon();
+    epu.ok(&[
+        "domain",
+        "add",
+        "sleepers",
+        "--engine",
+        "npreserving",
+        "-c",
+        "preserve_n=2",
+        "--grace",
+        "0.5",
+        "--",
+        "/bin/sleep",
+        "1000",
+    ]);
+    let mut workers = Vec::new();
+    assert!(wait_for(Duration::from_secs(10), || {
+        workers = epu.instances("sleepers");
+        workers.len() == 2 && workers.iter().all(|i| i.state == "started")
+    }));
+    let list: serde_json::Value =
+        serde_json::from_str(&epu.ok(&["domain", "list", "--json"])).unwrap();
+    assert_eq!(list[0]["name"], "sleepers");
+    assert_eq!(list[0]["engine"], "npreserving");
+    assert_eq!(list[0]["instances"], 2);
+    assert_eq!(epu.ok(&["domain", "list"]).trim(), "sleepers");
+
+    epu.ok(&["domain", "remove", "sleepers"]);
+    epu.assert_no_workers_left(&workers);
+    assert_eq!(epu.ok(&["domain", "list"]).trim(), "");
+    epu.ok(&["terminate"]);
+    daemon.wait().unwrap();
+}

@@ -52,6 +52,12 @@ pub fn status(v: &Value) {
             Some(ms) if ms > 0 => println!("  crash-loop backoff: {ms} ms"),
             _ => {}
         }
+        if !instances.is_empty() {
+            println!(
+                "  {:<16} {:<12} {:<14} {:<10} in state for",
+                "INSTANCE", "STATE", "HEALTH", "PID"
+            );
+        }
         for i in &instances {
             let since = now - i["state_time"].as_f64().unwrap_or(now);
             let pid = i["pid"]
@@ -81,7 +87,7 @@ pub fn event(e: &Value) {
     println!(
         "{} #{:<5} {:<10} {:<16} {:<16} {}",
         humantime::format_rfc3339_millis(t),
-        e["seq"],
+        e["seq"].as_i64().unwrap_or(0),
         e["domain"].as_str().unwrap_or("-"),
         e["instance"].as_str().unwrap_or("-"),
         s(e, "kind"),
