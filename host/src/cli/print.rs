@@ -62,7 +62,7 @@ pub fn status(v: &Value) {
             let since = now - i["state_time"].as_f64().unwrap_or(now);
             let pid = i["pid"]
                 .as_i64()
-                .map(|p| format!("pid {p}"))
+                .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".into());
             println!(
                 "  {:<16} {:<12} {:<14} {:<10} {:.0}s",
