@@ -3,6 +3,7 @@
 //!
 //! The task owns its engine instance, so decide and reconfigure never overlap for one domain.
 
+mod backoff;
 mod decision;
 mod snapshot;
 
@@ -11,6 +12,7 @@ use crate::engine::{EngineError, EngineHost, EngineInstance, LoadedEngine};
 use crate::model::{now, DomainSpec};
 use crate::provisioner::Provisioner;
 use crate::store::{NewInstance, Store};
+use backoff::Backoff;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -18,11 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
-
-/// A worker that fails sooner than this after its launch, before any heartbeat, is crash-looping.
-const FAST_FAIL: Duration = Duration::from_secs(2);
-/// The first crash-loop backoff.
-const MIN_BACKOFF: Duration = Duration::from_millis(250);
 
 /// The daemon's shared services, as a controller needs them.
 pub struct Services {
@@ -125,7 +122,7 @@ pub fn start(
         instance,
         status: status.clone(),
         last_status: None,
-        backoff: Duration::ZERO,
+        backoff: Backoff::default(),
     };
     tokio::spawn(controller.run(rx, wake));
     ControllerHandle { tx, status }
@@ -139,7 +136,7 @@ struct Controller {
     instance: Option<EngineInstance>,
     status: Arc<Mutex<ControllerStatus>>,
     last_status: Option<EngineStatus>,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 impl Controller {
@@ -154,7 +151,7 @@ impl Controller {
                     next = last + delay;
                 }
                 // A change: decide early, but not before the crash-loop backoff allows.
-                _ = wake.notified() => next = next.min(last + self.backoff).max(Instant::now()),
+                _ = wake.notified() => next = next.min(last + self.backoff.current()).max(Instant::now()),
                 cmd = rx.recv() => match cmd {
                     Some(Command::Reconfigure(change, reply)) => {
                         let _ = reply.send(self.reconfigure(change).await);
@@ -173,34 +170,15 @@ impl Controller {
         }
     }
 
-    /// Workers that fail within [`FAST_FAIL`] of their launch without ever sending a heartbeat
-    /// are crash-looping (one that worked and then died is replaced at once): each decide
-    /// that sees such failures doubles the wait before a change may trigger the next decide
-    /// (up to the pulse); each decide that sees none halves it.
     fn update_backoff(&mut self, records: &[crate::store::InstanceRecord], last_seq: i64) {
-        let fast_failures = records
-            .iter()
-            .filter(|r| r.changed_seq > last_seq && r.state == crate::model::InstanceState::Failed)
-            .filter(|r| {
-                r.last_heartbeat.is_none() && r.state_time - r.created < FAST_FAIL.as_secs_f64()
-            })
-            .count();
-        let before = self.backoff;
-        self.backoff = if fast_failures > 0 {
-            (self.backoff * 2).clamp(MIN_BACKOFF, self.pulse().max(MIN_BACKOFF))
-        } else if self.backoff > MIN_BACKOFF {
-            self.backoff / 2
-        } else {
-            Duration::ZERO
-        };
-        if self.backoff > before {
-            let ms = self.backoff.as_millis() as u64;
+        if let Some(failures) = self.backoff.observe(records, last_seq, self.pulse()) {
+            let ms = self.backoff.current().as_millis() as u64;
             self.event(
                 "crash-loop-backoff",
-                json!({"fast_failures": fast_failures, "backoff_ms": ms}),
+                json!({"fast_failures": failures, "backoff_ms": ms}),
             );
         }
-        self.status.lock().unwrap().backoff_ms = self.backoff.as_millis() as u64;
+        self.status.lock().unwrap().backoff_ms = self.backoff.current().as_millis() as u64;
     }
 
     async fn stop(&mut self) {

@@ -1,0 +1,61 @@
+//! The append-only event log.
+
+use super::{Event, Store};
+use crate::model::now;
+use anyhow::Result;
+use rusqlite::{params, Transaction};
+use serde_json::Value;
+use tokio::sync::watch;
+
+impl Store {
+    /// Appends one event and returns its sequence number.
+    pub fn event(
+        &self,
+        domain: Option<&str>,
+        instance: Option<&str>,
+        kind: &str,
+        detail: Value,
+    ) -> Result<i64> {
+        self.with_tx(|tx| append_event(tx, domain, instance, kind, &detail))
+    }
+
+    /// A receiver that sees the newest event sequence number change.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.last_seq.subscribe()
+    }
+
+    /// Events after `after`, oldest first, optionally of one domain.
+    pub fn events_after(&self, after: i64, domain: Option<&str>, limit: u32) -> Result<Vec<Event>> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, time, domain, instance, kind, detail FROM events \
+                 WHERE seq > ?1 AND (?2 IS NULL OR domain = ?2) ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![after, domain, limit], |r| {
+                Ok(Event {
+                    seq: r.get(0)?,
+                    time: r.get(1)?,
+                    domain: r.get(2)?,
+                    instance: r.get(3)?,
+                    kind: r.get(4)?,
+                    detail: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or(Value::Null),
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+}
+
+pub(super) fn append_event(
+    tx: &Transaction,
+    domain: Option<&str>,
+    instance: Option<&str>,
+    kind: &str,
+    detail: &Value,
+) -> Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO events (time, domain, instance, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![now(), domain, instance, kind, detail.to_string()])?;
+    Ok(tx.last_insert_rowid())
+}

@@ -1,0 +1,181 @@
+//! Instances: their forward-only states, health and heartbeats.
+
+use super::events::append_event;
+use super::{InstanceRecord, Store};
+use crate::model::{now, Health, InstanceState};
+use anyhow::Result;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+
+pub(super) const INSTANCE_COLUMNS: &str = "id, domain, launch_id, state, state_time, health, \
+     health_time, last_heartbeat, vars, pid, pid_start, error, changed_seq, created";
+
+impl Store {
+    /// The instances of a domain (or of all domains) that are not final.
+    pub fn live_instances(&self, domain: Option<&str>) -> Result<Vec<InstanceRecord>> {
+        self.query_instances(
+            &format!(
+                "SELECT {INSTANCE_COLUMNS} FROM instances WHERE (?1 IS NULL OR domain = ?1) \
+                 AND state_ord < {} ORDER BY domain, id",
+                InstanceState::Terminated as i64
+            ),
+            params![domain],
+        )
+    }
+
+    pub fn instance(&self, id: &str) -> Result<Option<InstanceRecord>> {
+        Ok(self
+            .query_instances(
+                &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"),
+                params![id],
+            )?
+            .pop())
+    }
+
+    fn query_instances(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<InstanceRecord>> {
+        self.with_conn(|c| query_instances_in(c, sql, params))
+    }
+
+    /// Moves an instance forward to `state` and records why. Returns the updated record, or
+    /// None when the instance is unknown or already at or past `state` (states never go back).
+    pub fn advance(
+        &self,
+        id: &str,
+        state: InstanceState,
+        update: StateUpdate,
+    ) -> Result<Option<InstanceRecord>> {
+        self.with_tx(|tx| {
+            let Some(current) = instance_in_tx(tx, id)? else {
+                return Ok(None);
+            };
+            if current.state >= state {
+                return Ok(None);
+            }
+            let mut detail = serde_json::json!({"from": current.state, "to": state});
+            if let Some(pid) = update.pid {
+                detail["pid"] = pid.into();
+            }
+            if let Some(e) = &update.error {
+                detail["error"] = e.clone().into();
+            }
+            let seq = append_event(tx, Some(&current.domain), Some(id), "state", &detail)?;
+            let t = now();
+            // Reaching terminating or beyond resets health to unknown, as in the original.
+            let reset_health = state >= InstanceState::Terminating && current.health != Health::Unknown;
+            tx.execute(
+                "UPDATE instances SET state = ?2, state_ord = ?3, state_time = ?4, changed_seq = ?5, \
+                 pid = COALESCE(?6, pid), pid_start = COALESCE(?7, pid_start), error = COALESCE(?8, error), \
+                 health = CASE WHEN ?9 THEN 'unknown' ELSE health END, \
+                 health_time = CASE WHEN ?9 THEN ?4 ELSE health_time END WHERE id = ?1",
+                params![
+                    id,
+                    state.as_str(),
+                    state as i64,
+                    t,
+                    seq,
+                    update.pid,
+                    update.pid_start.map(|v| v as i64),
+                    update.error,
+                    reset_health
+                ],
+            )?;
+            instance_in_tx(tx, id)
+        })
+    }
+
+    /// Sets an instance's health. Returns the updated record if it changed.
+    pub fn set_health(&self, id: &str, health: Health) -> Result<Option<InstanceRecord>> {
+        self.with_tx(|tx| {
+            let Some(current) = instance_in_tx(tx, id)? else {
+                return Ok(None);
+            };
+            if current.health == health {
+                return Ok(None);
+            }
+            let detail = serde_json::json!({"from": current.health, "to": health});
+            let seq = append_event(tx, Some(&current.domain), Some(id), "health", &detail)?;
+            tx.execute(
+                "UPDATE instances SET health = ?2, health_time = ?3, changed_seq = ?4 WHERE id = ?1",
+                params![id, health.as_str(), now(), seq],
+            )?;
+            instance_in_tx(tx, id)
+        })
+    }
+
+    /// Records the time of a heartbeat.
+    pub fn touch_heartbeat(&self, id: &str, time: f64) -> Result<()> {
+        self.with_conn(|c| {
+            c.prepare_cached("UPDATE instances SET last_heartbeat = ?2 WHERE id = ?1")?
+                .execute(params![id, time])?;
+            Ok(())
+        })
+    }
+}
+
+/// What else changes with a state: the pid of a spawned process, an error text.
+#[derive(Default)]
+pub struct StateUpdate {
+    pub pid: Option<i32>,
+    pub pid_start: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl StateUpdate {
+    pub fn error(text: impl Into<String>) -> Self {
+        StateUpdate {
+            error: Some(text.into()),
+            ..Default::default()
+        }
+    }
+}
+
+pub(super) fn query_instances_in(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<InstanceRecord>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, instance_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn instance_in_tx(tx: &Transaction, id: &str) -> Result<Option<InstanceRecord>> {
+    Ok(tx
+        .prepare_cached(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"
+        ))?
+        .query_row([id], instance_from_row)
+        .optional()?)
+}
+
+fn instance_from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
+    let bad = |i: usize, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown {what}").into(),
+        )
+    };
+    let state: String = r.get(3)?;
+    let health: String = r.get(5)?;
+    let vars: String = r.get(8)?;
+    Ok(InstanceRecord {
+        id: r.get(0)?,
+        domain: r.get(1)?,
+        launch_id: r.get(2)?,
+        state: InstanceState::parse(&state).ok_or_else(|| bad(3, "state"))?,
+        state_time: r.get(4)?,
+        health: Health::parse(&health).ok_or_else(|| bad(5, "health"))?,
+        health_time: r.get(6)?,
+        last_heartbeat: r.get(7)?,
+        vars: serde_json::from_str(&vars).map_err(|_| bad(8, "vars"))?,
+        pid: r.get(9)?,
+        pid_start: r.get::<_, Option<i64>>(10)?.map(|v| v as u64),
+        error: r.get(11)?,
+        changed_seq: r.get(12)?,
+        created: r.get(13)?,
+    })
+}
