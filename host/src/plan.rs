@@ -53,6 +53,30 @@ pub struct Plan {
     pub domains: Vec<DomainSpec>,
 }
 
+impl Plan {
+    /// The plan's domains that still have to be created, given the domains that exist as
+    /// `(name, run)`. A domain this plan created already is left as it is (booting twice, or
+    /// again after a crash, carries on); a name taken by anything else is an error.
+    pub fn domains_to_add<'a>(
+        &'a self,
+        existing: &[(String, Option<String>)],
+    ) -> Result<Vec<&'a DomainSpec>> {
+        let mut out = Vec::new();
+        for d in &self.domains {
+            match existing.iter().find(|(name, _)| *name == d.name) {
+                None => out.push(d),
+                Some((_, Some(run))) if *run == self.name => {}
+                Some(_) => bail!(
+                    "domain '{}' already exists and does not belong to plan '{}'",
+                    d.name,
+                    self.name
+                ),
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Loads a plan from a directory holding `plan.toml`, or from the file itself.
 pub fn load(path: &Path) -> Result<Plan> {
     let file = if path.is_dir() {
@@ -163,6 +187,19 @@ process = { command = ["./w.sh", "x"] }
         assert!(d.deployable.command[0].ends_with("/w.sh"));
         assert_eq!(d.run.as_deref(), Some("p"));
         assert_eq!(d.max_instances, DEFAULT_MAX_INSTANCES);
+    }
+
+    #[test]
+    fn a_plan_booted_again_adds_only_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), GOOD);
+        let plan = load(dir.path()).unwrap();
+        assert_eq!(plan.domains_to_add(&[]).unwrap().len(), 1);
+        let mine = [("workers".to_string(), Some("p".to_string()))];
+        assert!(plan.domains_to_add(&mine).unwrap().is_empty());
+        let foreign = [("workers".to_string(), None)];
+        let err = plan.domains_to_add(&foreign).unwrap_err().to_string();
+        assert!(err.contains("does not belong to plan 'p'"), "{err}");
     }
 
     #[test]

@@ -351,3 +351,17 @@ fn domains_are_added_listed_and_removed_with_their_workers() {
     epu.ok(&["terminate"]);
     daemon.wait().unwrap();
 }
+
+#[test]
+fn booting_a_plan_again_carries_on_with_the_same_workers() {
+    let epu = Epu::new();
+    let before = pids(&epu.boot_quickstart());
+    let plan = common::repo().join("launch-plans/quickstart");
+    let out = epu.ok(&["boot", plan.to_str().unwrap()]);
+    assert!(out.contains("already booted"), "{out}");
+    // After a daemon crash, booting again adopts the workers rather than adding anything.
+    kill9(epu.daemon_pid().unwrap());
+    let out = epu.ok(&["boot", plan.to_str().unwrap()]);
+    assert!(out.contains("already booted"), "{out}");
+    assert_eq!(pids(&epu.wait_running("workers", 3)), before);
+}

@@ -48,19 +48,33 @@ pub async fn run(state_dir: &Path, plan_path: &Path) -> Result<()> {
     let plan = plan::load(plan_path)?;
     let daemon = Daemon::start(state_dir).await?;
     let server = tokio::spawn(api::serve(daemon.clone()));
-    let mut after = daemon
-        .services
-        .store
-        .events_after(0, None, u32::MAX)?
-        .last()
-        .map_or(0, |e| e.seq);
-    for spec in plan.domains {
-        let name = spec.name.clone();
-        if let Err(e) = daemon.add_domain(spec).await {
-            daemon.terminate().await?;
-            server.await??;
-            bail!("domain '{name}': {e:#}");
+    let mut after = *daemon.services.store.subscribe().borrow();
+    let existing: Vec<_> = daemon
+        .status(None)
+        .await?
+        .into_iter()
+        .map(|d| (d.name, d.run))
+        .collect();
+    let mut added = Vec::new();
+    let result = async {
+        for spec in plan.domains_to_add(&existing)? {
+            daemon
+                .add_domain(spec.clone())
+                .await
+                .with_context(|| format!("domain '{}'", spec.name))?;
+            added.push(spec.name.clone());
         }
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        // Undo what this run added; anything else stays for the next daemon.
+        for name in added.iter().rev() {
+            daemon.remove_domain(name).await?;
+        }
+        daemon.request_shutdown();
+        server.await??;
+        return Err(e);
     }
     eprintln!(
         "epu: running plan '{}' on {} (Ctrl-C terminates it and its workers)",
@@ -97,8 +111,20 @@ pub async fn boot(state_dir: &Path, plan_path: &Path) -> Result<()> {
     if !client.is_up().await {
         start_detached(state_dir, &client).await?;
     }
+    let status = client.get("/v1/status").await?;
+    let existing: Vec<(String, Option<String>)> = status["domains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap_or_default().to_string(),
+                d["run"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
     let mut added = Vec::new();
-    for spec in &plan.domains {
+    for spec in plan.domains_to_add(&existing)? {
         if let Err(e) = client
             .post("/v1/domains", &serde_json::to_value(spec)?)
             .await
@@ -109,6 +135,14 @@ pub async fn boot(state_dir: &Path, plan_path: &Path) -> Result<()> {
             bail!("domain '{}': {e:#}", spec.name);
         }
         added.push(spec.name.clone());
+    }
+    if added.is_empty() {
+        println!(
+            "plan '{}' is already booted on {}",
+            plan.name,
+            state_dir.display()
+        );
+        return Ok(());
     }
     println!(
         "booted plan '{}': domains {} on {}",
