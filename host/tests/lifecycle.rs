@@ -365,3 +365,46 @@ fn booting_a_plan_again_carries_on_with_the_same_workers() {
     assert!(out.contains("already booted"), "{out}");
     assert_eq!(pids(&epu.wait_running("workers", 3)), before);
 }
+
+#[test]
+fn events_follow_streams_new_events_and_ends_with_the_daemon() {
+    use std::io::{BufRead, BufReader};
+    let epu = Epu::new();
+    epu.boot_quickstart();
+    let mut follower = epu
+        .command()
+        .args(["events", "--follow", "--json", "--domain", "workers"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    // The backlog first.
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["kind"], "domain-added");
+    // Then what happens next, as it happens.
+    epu.ok(&["reconfigure", "workers", "preserve_n=2"]);
+    let reconfigured = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("\"kind\":\"reconfigured\""));
+    assert!(reconfigured.is_some());
+    // A follower of a quiet domain does not hold the daemon up when it stops.
+    let mut quiet = epu
+        .command()
+        .args(["events", "--follow", "--domain", "quiet"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let daemon = epu.daemon_pid().unwrap();
+    epu.ok(&["terminate"]);
+    let status = follower.wait().unwrap();
+    assert!(
+        status.success(),
+        "the follower ends quietly when the daemon stops: {status}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(3), || !is_alive(daemon)),
+        "a long poll held the daemon up"
+    );
+    let _ = quiet.wait();
+}

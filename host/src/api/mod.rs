@@ -164,11 +164,12 @@ async fn events(State(d): Shared, Query(q): Query<EventsQuery>) -> Reply {
         if !events.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(json!({ "events": events })));
         }
-        if tokio::time::timeout_at(deadline, rx.changed())
-            .await
-            .is_err()
-        {
-            continue;
+        // Wait for a new event, the deadline, or the daemon stopping (which must not wait
+        // for long polls).
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = rx.changed() => {}
+            _ = d.stopping() => return Ok(Json(json!({ "events": [] }))),
         }
     }
 }
