@@ -68,7 +68,8 @@ fn main() {
     );
     for &n in SIZES {
         let config = format!(r#"{{"preserve_n": {n}}}"#);
-        let mut inst = engines.instantiate(&loaded, &config).unwrap();
+        let limits = (&epu::model::EngineLimits::default()).into();
+        let mut inst = engines.instantiate(&loaded, &config, limits).unwrap();
         let snap = running_snapshot!(host, n);
         let wasm = sample(Duration::from_secs(1), || {
             let d = inst.decide(&snap).unwrap();

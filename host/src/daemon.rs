@@ -2,11 +2,11 @@
 //! restart, and offers the operations the API exposes.
 
 use crate::controller::{self, ControllerHandle, ControllerStatus, Services, Wakeups};
-use crate::engine::EngineHost;
+use crate::engine::{CallLimits, EngineHost};
 use crate::health::HealthMonitor;
-use crate::model::{check_domain_name, DomainSpec, InstanceState};
+use crate::model::{check_domain_name, DomainSpec, EngineLimits, InstanceState};
 use crate::provisioner::Provisioner;
-use crate::store::{InstanceRecord, Store};
+use crate::store::{EngineVersion, InstanceRecord, Store};
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
@@ -46,6 +46,7 @@ pub struct DomainStatus {
     pub config_version: i64,
     pub max_instances: u32,
     pub run: Option<String>,
+    pub limits: EngineLimits,
     pub controller: ControllerStatus,
     pub instances: Vec<InstanceRecord>,
 }
@@ -137,8 +138,7 @@ impl Daemon {
             let loaded = tokio::task::spawn_blocking(move || engines.load(&sha)).await?;
             match loaded {
                 Ok(loaded) => {
-                    let handle =
-                        controller::start(daemon.services.clone(), record.spec, loaded, None);
+                    let handle = controller::start(daemon.services.clone(), record, loaded, None);
                     daemon.controllers.lock().await.insert(name, handle);
                 }
                 Err(e) => {
@@ -184,23 +184,30 @@ impl Daemon {
         let engines = self.services.engines.clone();
         let engine_spec = spec.engine.clone();
         let config = Value::Object(spec.config.clone()).to_string();
+        let limits = spec.limits.clone();
         let (loaded, instance) = tokio::task::spawn_blocking(move || {
             let bytes = EngineHost::read_engine(&engine_spec, Path::new("."))
                 .map_err(|e| OpError::Invalid(format!("{e:#}")))?;
             let loaded = engines
                 .add(&bytes)
                 .map_err(|e| OpError::Invalid(format!("engine '{engine_spec}': {e:#}")))?;
-            let instance = engines.instantiate(&loaded, &config).map_err(|e| {
-                OpError::Invalid(format!("engine '{engine_spec}' rejected the config: {e}"))
-            })?;
+            let instance = engines
+                .instantiate(&loaded, &config, CallLimits::from(&limits))
+                .map_err(|e| {
+                    OpError::Invalid(format!("engine '{engine_spec}' rejected the config: {e}"))
+                })?;
             Ok::<_, OpError>((loaded, instance))
         })
         .await
         .map_err(|e| OpError::Internal(e.into()))??;
         self.services.store.insert_domain(&spec, &loaded.sha)?;
-        let name = spec.name.clone();
-        let handle = controller::start(self.services.clone(), spec, loaded, Some(instance));
-        controllers.insert(name, handle);
+        let record = self
+            .services
+            .store
+            .domain(&spec.name)?
+            .ok_or_else(|| unknown_domain(&spec.name))?;
+        let handle = controller::start(self.services.clone(), record, loaded, Some(instance));
+        controllers.insert(spec.name, handle);
         Ok(())
     }
 
@@ -281,6 +288,79 @@ impl Daemon {
         handle.reconfigure(change).await.map_err(OpError::Invalid)
     }
 
+    /// Validates an engine (a bundled name or a `.wasm` path) against the live domain and
+    /// swaps it in; returns the new engine version. On refusal the old engine runs on.
+    pub async fn swap_engine(&self, name: &str, engine: &str) -> Result<i64, OpError> {
+        let controllers = self.controllers.lock().await;
+        let handle = controllers.get(name).ok_or_else(|| unknown_domain(name))?;
+        let engines = self.services.engines.clone();
+        let spec = engine.to_string();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let bytes = EngineHost::read_engine(&spec, Path::new("."))?;
+            engines
+                .add(&bytes)
+                .map_err(|e| e.context(format!("engine '{spec}'")))
+        })
+        .await
+        .map_err(|e| OpError::Internal(e.into()))?;
+        let loaded = match loaded {
+            Ok(l) => l,
+            Err(e) => {
+                let why = format!("{e:#}");
+                let detail = serde_json::json!({"engine": engine, "error": why});
+                self.services
+                    .store
+                    .event(Some(name), None, "swap-rejected", detail)?;
+                return Err(OpError::Invalid(why));
+            }
+        };
+        let engine_name = Path::new(engine)
+            .file_stem()
+            .map_or(engine.to_string(), |s| s.to_string_lossy().into_owned());
+        handle
+            .swap(loaded, engine_name)
+            .await
+            .map_err(OpError::Invalid)
+    }
+
+    /// The engines a domain has had, oldest first.
+    pub fn engine_history(&self, name: &str) -> Result<Vec<EngineVersion>, OpError> {
+        let versions = self.services.store.engine_versions(name)?;
+        if versions.is_empty() {
+            return Err(unknown_domain(name));
+        }
+        Ok(versions)
+    }
+
+    /// Swaps back to the engine the domain had before its current one, with the same checks.
+    pub async fn rollback_engine(&self, name: &str) -> Result<i64, OpError> {
+        let versions = self.engine_history(name)?;
+        let [.., previous, current] = versions.as_slice() else {
+            return Err(OpError::Invalid(format!(
+                "'{name}' has had only one engine"
+            )));
+        };
+        let engines = self.services.engines.clone();
+        let sha = previous.sha.clone();
+        let loaded = tokio::task::spawn_blocking(move || engines.load(&sha))
+            .await
+            .map_err(|e| OpError::Internal(e.into()))??;
+        let controllers = self.controllers.lock().await;
+        let handle = controllers.get(name).ok_or_else(|| unknown_domain(name))?;
+        tracing::info!(domain = name, from = %current.sha, to = %previous.sha, "rolling back");
+        handle
+            .swap(loaded, previous.name.clone())
+            .await
+            .map_err(OpError::Invalid)
+    }
+
+    /// Lifts a domain's quarantine.
+    pub async fn resume_engine(&self, name: &str) -> Result<(), OpError> {
+        let controllers = self.controllers.lock().await;
+        let handle = controllers.get(name).ok_or_else(|| unknown_domain(name))?;
+        handle.resume().await.map_err(OpError::Conflict)
+    }
+
     /// Every domain with its instances (or just one domain).
     pub async fn status(&self, only: Option<&str>) -> Result<Vec<DomainStatus>, OpError> {
         let records = match only {
@@ -307,6 +387,7 @@ impl Daemon {
                 config_version: r.config_version,
                 max_instances: r.spec.max_instances,
                 run: r.spec.run,
+                limits: r.spec.limits,
                 controller,
             });
         }

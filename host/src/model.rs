@@ -146,6 +146,44 @@ impl Default for HealthSettings {
     }
 }
 
+/// What a domain does while its engine is quarantined.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fallback {
+    /// Launch and destroy nothing.
+    #[default]
+    Hold,
+    /// Keep replacing failed instances to hold the last healthy count.
+    Preserve,
+}
+
+/// The sandbox limits of a domain's engine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineLimits {
+    /// Wall-clock budget of one engine call, in milliseconds.
+    pub timeout_ms: u32,
+    /// Cap on the engine's linear memory, in MiB.
+    pub memory_mib: u32,
+    /// The largest decision accepted (memo, vars and ids), in bytes.
+    pub max_decision_bytes: u32,
+    /// Consecutive faults after which the engine is quarantined.
+    pub quarantine_after: u32,
+    pub fallback: Fallback,
+}
+
+impl Default for EngineLimits {
+    fn default() -> Self {
+        EngineLimits {
+            timeout_ms: 50,
+            memory_mib: 64,
+            max_decision_bytes: 1 << 20,
+            quarantine_after: 3,
+            fallback: Fallback::Hold,
+        }
+    }
+}
+
 /// Everything needed to create a domain, as given by a plan or `epu domain add`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DomainSpec {
@@ -161,6 +199,8 @@ pub struct DomainSpec {
     pub pulse_ms: u32,
     /// The run (booted plan) this domain belongs to, if any.
     pub run: Option<String>,
+    #[serde(default)]
+    pub limits: EngineLimits,
 }
 
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;

@@ -4,8 +4,8 @@
 
 use crate::engine::bundled;
 use crate::model::{
-    check_domain_name, DomainSpec, HealthSettings, ProcessDeployable, DEFAULT_MAX_INSTANCES,
-    DEFAULT_PULSE_MS,
+    check_domain_name, DomainSpec, EngineLimits, HealthSettings, ProcessDeployable,
+    DEFAULT_MAX_INSTANCES, DEFAULT_PULSE_MS,
 };
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -35,6 +35,8 @@ struct PlanDomain {
     max_instances: u32,
     #[serde(default = "default_pulse")]
     pulse_ms: u32,
+    #[serde(default)]
+    limits: EngineLimits,
 }
 
 fn default_max() -> u32 {
@@ -144,6 +146,7 @@ pub fn load(path: &Path) -> Result<Plan> {
             max_instances: d.max_instances,
             pulse_ms: d.pulse_ms,
             run: Some(parsed.name.clone()),
+            limits: d.limits,
         });
     }
     if domains.is_empty() {

@@ -24,11 +24,14 @@ fn add_faulty(epu: &Epu, mode: &str) {
     ]);
 }
 
+/// Events of `kind`; for `engine-fault` also matches the fault kind, as in `engine-fault/trap`.
 fn events_of_kind(epu: &Epu, kind: &str) -> Vec<String> {
+    let (kind, fault) = kind.split_once('/').unwrap_or((kind, ""));
     let needle = format!("\"kind\":\"{kind}\"");
+    let fault = format!("\"kind\":\"{fault}\"");
     epu.ok(&["events", "--json", "--domain", "f"])
         .lines()
-        .filter(|l| l.contains(&needle))
+        .filter(|l| l.contains(&needle) && (fault.ends_with(":\"\"") || l.contains(&fault)))
         .map(str::to_string)
         .collect()
 }
@@ -41,13 +44,13 @@ fn a_trapping_engine_is_recorded_and_replaced_by_a_fresh_instance() {
     assert!(
         wait_for(Duration::from_secs(10), || events_of_kind(
             &epu,
-            "engine-trap"
+            "engine-fault/trap"
         )
         .len()
             >= 3),
         "no repeated engine-trap events"
     );
-    let trap = &events_of_kind(&epu, "engine-trap")[0];
+    let trap = &events_of_kind(&epu, "engine-fault/trap")[0];
     assert!(trap.contains("unreachable"), "{trap}");
     let status = epu.status();
     let controller = &status["domains"][0]["controller"];
@@ -60,8 +63,14 @@ fn a_trapping_engine_is_recorded_and_replaced_by_a_fresh_instance() {
         "a failed decide must launch nothing"
     );
 
-    // The next call runs on a fresh instance: after a good config it decides again.
+    // Three faults in a row quarantine the engine (the default fallback holds).
+    assert_eq!(controller["quarantined"], true, "{controller}");
+    assert_eq!(controller["last_fault_kind"], "trap");
+    assert!(!events_of_kind(&epu, "quarantined").is_empty());
+
+    // A good config, then resume: the next call runs on a fresh instance and decides again.
     epu.ok(&["reconfigure", "f", "mode=ok"]);
+    epu.ok(&["engine", "resume", "f"]);
     assert!(wait_for(Duration::from_secs(10), || epu
         .instances("f")
         .len()
@@ -83,16 +92,16 @@ fn engine_errors_and_invalid_decisions_are_refused_without_effect() {
     add_faulty(&epu, "error");
     assert!(wait_for(Duration::from_secs(10), || !events_of_kind(
         &epu,
-        "engine-error"
+        "engine-fault/error"
     )
     .is_empty()));
     epu.ok(&["reconfigure", "f", "mode=foreign"]);
     assert!(wait_for(Duration::from_secs(10), || !events_of_kind(
         &epu,
-        "invalid-decision"
+        "engine-fault/invalid-decision"
     )
     .is_empty()));
-    let invalid = &events_of_kind(&epu, "invalid-decision")[0];
+    let invalid = &events_of_kind(&epu, "engine-fault/invalid-decision")[0];
     assert!(invalid.contains("i-not-mine"), "{invalid}");
     std::thread::sleep(Duration::from_millis(500));
     assert!(

@@ -58,6 +58,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/domains", post(add_domain))
         .route("/v1/domains/{name}", delete(remove_domain))
         .route("/v1/domains/{name}/reconfigure", post(reconfigure))
+        .route("/v1/domains/{name}/engine", post(swap_engine))
+        .route("/v1/domains/{name}/engine/history", get(engine_history))
+        .route("/v1/domains/{name}/engine/rollback", post(rollback_engine))
+        .route("/v1/domains/{name}/engine/resume", post(resume_engine))
         .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/events", get(events))
         .route("/v1/terminate", post(terminate))
@@ -113,6 +117,33 @@ async fn reconfigure(
 ) -> Reply {
     let version = d.reconfigure(&name, b.config).await?;
     Ok(Json(json!({ "domain": name, "config_version": version })))
+}
+
+#[derive(Deserialize)]
+struct SwapBody {
+    /// A bundled engine's name or the path of a `.wasm` file on the daemon's machine.
+    engine: String,
+}
+
+async fn swap_engine(State(d): Shared, Path(name): Path<String>, Json(b): Json<SwapBody>) -> Reply {
+    let version = d.swap_engine(&name, &b.engine).await?;
+    Ok(Json(json!({ "domain": name, "engine_version": version })))
+}
+
+async fn engine_history(State(d): Shared, Path(name): Path<String>) -> Reply {
+    Ok(Json(
+        json!({ "domain": name, "versions": d.engine_history(&name)? }),
+    ))
+}
+
+async fn rollback_engine(State(d): Shared, Path(name): Path<String>) -> Reply {
+    let version = d.rollback_engine(&name).await?;
+    Ok(Json(json!({ "domain": name, "engine_version": version })))
+}
+
+async fn resume_engine(State(d): Shared, Path(name): Path<String>) -> Reply {
+    d.resume_engine(&name).await?;
+    Ok(Json(json!({ "domain": name, "resumed": true })))
 }
 
 #[derive(Deserialize)]

@@ -44,6 +44,9 @@ enum Command {
     /// Add, list or remove domains.
     #[command(subcommand)]
     Domain(DomainCommand),
+    /// Swap, roll back or resume a domain's engine, and see its history.
+    #[command(subcommand)]
+    Engine(EngineCommand),
     /// Change a domain's engine config: KEY=VALUE..., values are JSON or plain strings.
     Reconfigure {
         domain: String,
@@ -80,6 +83,63 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum EngineCommand {
+    /// Validate ENGINE against the live domain (initialize + canary decide) and swap it in.
+    Swap {
+        domain: String,
+        /// A bundled engine's name or the path of a .wasm component.
+        engine: String,
+    },
+    /// The engines a domain has had, by content hash and time.
+    History {
+        domain: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Swap back to the engine the domain had before its current one.
+    Rollback { domain: String },
+    /// Lift a quarantine: the engine decides again on a fresh instance.
+    Resume { domain: String },
+}
+
+/// The sandbox limits of `epu domain add`.
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Wall-clock budget of one engine call, in ms (default 50).
+    #[arg(long)]
+    timeout_ms: Option<u32>,
+    /// The engine's memory cap, in MiB (default 64).
+    #[arg(long)]
+    memory_mib: Option<u32>,
+    /// The largest decision accepted, in bytes (default 1 MiB).
+    #[arg(long)]
+    max_decision_bytes: Option<u32>,
+    /// Faults in a row before the engine is quarantined (default 3).
+    #[arg(long)]
+    quarantine_after: Option<u32>,
+    /// What a quarantined domain does: hold (launch and destroy nothing) or preserve (keep
+    /// the last healthy count).
+    #[arg(long, value_parser = ["hold", "preserve"])]
+    fallback: Option<String>,
+}
+
+impl LimitArgs {
+    fn to_limits(&self) -> Result<crate::model::EngineLimits> {
+        let mut l = crate::model::EngineLimits::default();
+        l.timeout_ms = self.timeout_ms.unwrap_or(l.timeout_ms);
+        l.memory_mib = self.memory_mib.unwrap_or(l.memory_mib);
+        l.max_decision_bytes = self.max_decision_bytes.unwrap_or(l.max_decision_bytes);
+        l.quarantine_after = self.quarantine_after.unwrap_or(l.quarantine_after);
+        if let Some(f) = &self.fallback {
+            l.fallback = serde_json::from_value(Value::String(f.clone()))?;
+        }
+        Ok(l)
+    }
+}
+
+// Parsed once per run: the size of `Add` does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
 enum DomainCommand {
     /// Add a domain whose workers run COMMAND [ARGS...].
     Add {
@@ -109,6 +169,8 @@ enum DomainCommand {
         /// Seconds after a destroy from which a heartbeat marks a zombie (default 120).
         #[arg(long)]
         zombie_timeout: Option<f64>,
+        #[command(flatten)]
+        limits: LimitArgs,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -217,6 +279,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             boot_timeout,
             missing_timeout,
             zombie_timeout,
+            limits,
             command,
         }) => {
             let engine = if crate::engine::bundled::get(&engine).is_some() {
@@ -242,6 +305,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 "max_instances": max_instances,
                 "pulse_ms": pulse_ms,
                 "run": null,
+                "limits": limits.to_limits()?,
             });
             client.post("/v1/domains", &spec).await?;
             println!("added domain {name}");
@@ -268,6 +332,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             println!("removed domain {name}");
             Ok(())
         }
+        Command::Engine(cmd) => engine_command(&client, cmd).await,
         Command::Reconfigure { domain, settings } => {
             let config = parse_settings(&settings)?;
             let v = client
@@ -314,6 +379,51 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn engine_command(client: &Client, cmd: EngineCommand) -> Result<()> {
+    match cmd {
+        EngineCommand::Swap { domain, engine } => {
+            let engine = if crate::engine::bundled::get(&engine).is_some() {
+                engine
+            } else {
+                absolute(Path::new(&engine))?.display().to_string()
+            };
+            let v = client
+                .post(
+                    &format!("/v1/domains/{domain}/engine"),
+                    &json!({ "engine": engine }),
+                )
+                .await?;
+            println!("{domain}: engine version {} is live", v["engine_version"]);
+        }
+        EngineCommand::History { domain, json } => {
+            let v = client
+                .get(&format!("/v1/domains/{domain}/engine/history"))
+                .await?;
+            if json {
+                print_json(&v["versions"]);
+            } else {
+                print::engine_history(&v["versions"]);
+            }
+        }
+        EngineCommand::Rollback { domain } => {
+            let v = client
+                .post(&format!("/v1/domains/{domain}/engine/rollback"), &json!({}))
+                .await?;
+            println!(
+                "{domain}: rolled back; engine version {} is live",
+                v["engine_version"]
+            );
+        }
+        EngineCommand::Resume { domain } => {
+            client
+                .post(&format!("/v1/domains/{domain}/engine/resume"), &json!({}))
+                .await?;
+            println!("{domain}: quarantine lifted");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -45,8 +45,23 @@ pub fn status(v: &Value) {
             pairs(&d["config"]),
             instances.len()
         );
+        let l = &d["limits"];
+        println!(
+            "  limits: {} ms, {} MiB, quarantine after {} faults, fallback {}",
+            l["timeout_ms"],
+            l["memory_mib"],
+            l["quarantine_after"],
+            s(l, "fallback")
+        );
+        if c["quarantined"] == true {
+            println!(
+                "  QUARANTINED: the fallback runs; `epu engine resume {}` lifts it",
+                s(d, "name")
+            );
+        }
         if let Some(f) = c.get("last_fault").and_then(Value::as_str) {
-            println!("  last fault: {f}");
+            let first = f.lines().next().unwrap_or_default();
+            println!("  last fault ({}): {first}", s(c, "last_fault_kind"));
         }
         match c.get("backoff_ms").and_then(Value::as_u64) {
             Some(ms) if ms > 0 => println!("  crash-loop backoff: {ms} ms"),
@@ -93,4 +108,18 @@ pub fn event(e: &Value) {
         s(e, "kind"),
         detail
     );
+}
+
+/// Prints `epu engine history` for people.
+pub fn engine_history(versions: &Value) {
+    for v in versions.as_array().into_iter().flatten() {
+        let t = UNIX_EPOCH + Duration::from_secs_f64(v["time"].as_f64().unwrap_or(0.0).max(0.0));
+        println!(
+            "v{:<4} {} {:<16} sha256:{}",
+            v["version"].as_i64().unwrap_or(0),
+            humantime::format_rfc3339_seconds(t),
+            s(v, "name"),
+            s(v, "sha")
+        );
+    }
 }

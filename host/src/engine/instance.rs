@@ -2,9 +2,22 @@
 
 use super::bindings::{self, Decision, LogLevel, Snapshot};
 use super::sandbox::HostState;
-use super::{LoadedEngine, CALL_DEADLINE_TICKS};
+use super::{LoadedEngine, EPOCH_TICK};
 use std::sync::Arc;
+use std::time::Duration;
 use wasmtime::Store;
+
+/// How a call failed, when the instance cannot be used again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrapKind {
+    /// The call ran past its time budget.
+    Timeout,
+    /// The engine asked for more memory than its cap.
+    Memory,
+    /// Any other trap (a panic, an unreachable, a stack overflow), or a host failure.
+    Trap,
+}
 
 /// Why an engine call did not give a result.
 #[derive(Debug, thiserror::Error)]
@@ -12,15 +25,24 @@ pub enum EngineError {
     /// The engine returned an error value; the instance is still usable.
     #[error("engine error: {0}")]
     Rejected(String),
-    /// The call trapped, ran out of time or memory, or the host failed; the instance is
-    /// poisoned and must be replaced.
-    #[error("engine trap: {0}")]
-    Trap(String),
+    /// The call trapped; the instance is poisoned and must be replaced.
+    #[error("engine {0:?}: {1}")]
+    Trap(TrapKind, String),
 }
 
-impl EngineError {
-    fn trap(e: wasmtime::Error) -> EngineError {
-        EngineError::Trap(format!("{e:?}"))
+/// The limits an instance runs under.
+#[derive(Clone, Copy, Debug)]
+pub struct CallLimits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+}
+
+impl From<&crate::model::EngineLimits> for CallLimits {
+    fn from(l: &crate::model::EngineLimits) -> Self {
+        CallLimits {
+            timeout: Duration::from_millis(u64::from(l.timeout_ms.max(1))),
+            memory_bytes: (l.memory_mib as usize) << 20,
+        }
     }
 }
 
@@ -29,6 +51,8 @@ pub struct EngineInstance {
     store: Store<HostState>,
     bindings: bindings::Engine,
     pub loaded: Arc<LoadedEngine>,
+    /// The call deadline in epoch ticks.
+    deadline_ticks: u64,
 }
 
 impl EngineInstance {
@@ -36,18 +60,24 @@ impl EngineInstance {
         engine: &wasmtime::Engine,
         loaded: Arc<LoadedEngine>,
         config: &str,
+        limits: CallLimits,
     ) -> Result<EngineInstance, EngineError> {
-        let mut store = Store::new(engine, HostState::new());
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(CALL_DEADLINE_TICKS);
-        let bindings = loaded
-            .pre
-            .instantiate(&mut store)
-            .map_err(EngineError::trap)?;
-        let mut me = EngineInstance {
-            store,
-            bindings,
-            loaded,
+        let deadline_ticks = limits
+            .timeout
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis())
+            .max(1) as u64;
+        let mut store = Store::new(engine, HostState::new(limits.memory_bytes));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(deadline_ticks);
+        let mut me = match loaded.pre.instantiate(&mut store) {
+            Ok(bindings) => EngineInstance {
+                store,
+                bindings,
+                loaded,
+                deadline_ticks,
+            },
+            Err(e) => return Err(EngineError::Trap(classify(&e, &store), format!("{e:?}"))),
         };
         me.call(|b, s| b.call_initialize(s, config))?;
         Ok(me)
@@ -58,11 +88,15 @@ impl EngineInstance {
         &mut self,
         f: impl FnOnce(&bindings::Engine, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
     ) -> Result<T, EngineError> {
-        self.store.set_epoch_deadline(CALL_DEADLINE_TICKS);
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store.data_mut().limiter.memory_denied = false;
         match f(&self.bindings, &mut self.store) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(msg)) => Err(EngineError::Rejected(msg)),
-            Err(e) => Err(EngineError::trap(e)),
+            Err(e) => Err(EngineError::Trap(
+                classify(&e, &self.store),
+                format!("{e:?}"),
+            )),
         }
     }
 
@@ -76,7 +110,7 @@ impl EngineInstance {
 
     /// Tells the engine it is about to be dropped. Its failure changes nothing.
     pub fn dying(mut self) {
-        self.store.set_epoch_deadline(CALL_DEADLINE_TICKS);
+        self.store.set_epoch_deadline(self.deadline_ticks);
         let _ = self.bindings.call_dying(&mut self.store);
     }
 
@@ -87,5 +121,19 @@ impl EngineInstance {
             std::mem::take(&mut state.logs),
             std::mem::take(&mut state.dropped_logs),
         )
+    }
+}
+
+/// Tells a timeout and a denied memory growth from other traps.
+fn classify(e: &wasmtime::Error, store: &Store<HostState>) -> TrapKind {
+    if matches!(
+        e.downcast_ref::<wasmtime::Trap>(),
+        Some(wasmtime::Trap::Interrupt)
+    ) {
+        TrapKind::Timeout
+    } else if store.data().limiter.memory_denied {
+        TrapKind::Memory
+    } else {
+        TrapKind::Trap
     }
 }

@@ -11,7 +11,7 @@ pub mod bundled;
 mod instance;
 mod sandbox;
 
-pub use instance::{EngineError, EngineInstance};
+pub use instance::{CallLimits, EngineError, EngineInstance, TrapKind};
 
 use anyhow::{bail, Context, Result};
 use bindings::EnginePre;
@@ -24,10 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 
-/// How often the epoch ticks; call deadlines are counted in ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
-/// A call that runs longer than this many ticks is interrupted.
-const CALL_DEADLINE_TICKS: u64 = 100;
+/// How often the epoch ticks; call deadlines are counted in ticks, so this is their grain.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// A component that passed validation and is ready to instantiate.
 pub struct LoadedEngine {
@@ -158,13 +156,15 @@ impl EngineHost {
         })
     }
 
-    /// Makes a new instance of a loaded engine and initializes it with `config` (JSON text).
+    /// Makes a new instance of a loaded engine under `limits` and initializes it with
+    /// `config` (JSON text).
     pub fn instantiate(
         &self,
         loaded: &Arc<LoadedEngine>,
         config: &str,
+        limits: CallLimits,
     ) -> Result<EngineInstance, EngineError> {
-        EngineInstance::new(&self.engine, loaded.clone(), config)
+        EngineInstance::new(&self.engine, loaded.clone(), config, limits)
     }
 }
 

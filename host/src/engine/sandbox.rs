@@ -3,13 +3,11 @@
 
 use super::bindings::{epu::engine::types, EngineImports, LogLevel};
 use std::time::Duration;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, ResourceTable, WasiCtx, WasiCtxView, WasiView,
 };
 
-/// Linear memory an engine may use.
-pub const MEMORY_LIMIT: usize = 64 << 20;
 /// Log lines kept per call, and bytes per line; the rest is dropped.
 const MAX_LOG_LINES: usize = 64;
 const MAX_LOG_BYTES: usize = 1024;
@@ -18,14 +16,14 @@ const MAX_LOG_BYTES: usize = 1024;
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limiter: Limiter,
     /// Lines logged by the engine since they were last taken.
     pub logs: Vec<(LogLevel, String)>,
     pub dropped_logs: usize,
 }
 
 impl HostState {
-    pub fn new() -> HostState {
+    pub fn new(memory_limit: usize) -> HostState {
         let wasi = WasiCtx::builder()
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
@@ -33,13 +31,59 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(MEMORY_LIMIT)
-                .instances(1000)
-                .build(),
+            limiter: Limiter {
+                memory_limit,
+                memory_denied: false,
+            },
             logs: Vec::new(),
             dropped_logs: 0,
         }
+    }
+}
+
+/// Caps linear memory and remembers whether a growth was denied, so that the trap that
+/// usually follows can be reported as a memory fault.
+pub struct Limiter {
+    memory_limit: usize,
+    pub memory_denied: bool,
+}
+
+/// Tables, instances and memories allowed per store: enough for the Python and JS guests,
+/// which need more than ten core instances.
+const MAX_ITEMS: usize = 1000;
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = desired <= self.memory_limit;
+        self.memory_denied |= !ok;
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_ITEMS
+    }
+
+    fn tables(&self) -> usize {
+        MAX_ITEMS
+    }
+
+    fn memories(&self) -> usize {
+        MAX_ITEMS
     }
 }
 

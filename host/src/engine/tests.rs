@@ -1,6 +1,11 @@
 use super::*;
 use bindings::{Health, Instance, InstanceState, Snapshot};
 
+const LIMITS: CallLimits = CallLimits {
+    timeout: Duration::from_millis(200),
+    memory_bytes: 64 << 20,
+};
+
 fn host() -> (tempfile::TempDir, EngineHost) {
     let dir = tempfile::tempdir().unwrap();
     let host = EngineHost::new(dir.path()).unwrap();
@@ -34,7 +39,9 @@ fn snapshot(n: usize) -> Snapshot {
 fn the_bundled_npreserving_decides_through_the_sandbox() {
     let (_dir, host) = host();
     let loaded = host.add(bundled::get("npreserving").unwrap()).unwrap();
-    let mut inst = host.instantiate(&loaded, r#"{"preserve_n": 2}"#).unwrap();
+    let mut inst = host
+        .instantiate(&loaded, r#"{"preserve_n": 2}"#, LIMITS)
+        .unwrap();
     let d = inst.decide(&snapshot(0)).unwrap();
     assert_eq!(d.launches.iter().map(|l| l.count).sum::<u32>(), 2);
     let d = inst.decide(&snapshot(3)).unwrap();
@@ -48,11 +55,11 @@ fn the_bundled_npreserving_decides_through_the_sandbox() {
 fn engine_errors_are_rejections_and_leave_the_instance_usable() {
     let (_dir, host) = host();
     let loaded = host.add(bundled::get("npreserving").unwrap()).unwrap();
-    match host.instantiate(&loaded, r#"{"preserve_n": "x"}"#) {
+    match host.instantiate(&loaded, r#"{"preserve_n": "x"}"#, LIMITS) {
         Err(EngineError::Rejected(m)) => assert!(m.contains("preserve_n"), "{m}"),
         other => panic!("expected a rejection, got {:?}", other.err()),
     }
-    let mut inst = host.instantiate(&loaded, "{}").unwrap();
+    let mut inst = host.instantiate(&loaded, "{}", LIMITS).unwrap();
     let (logs, _) = inst.take_logs();
     assert!(
         logs.iter()

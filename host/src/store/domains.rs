@@ -2,8 +2,10 @@
 
 use super::events::append_event;
 use super::instances::{query_instances_in, INSTANCE_COLUMNS};
-use super::{DomainRecord, InstanceRecord, NewInstance, Store};
-use crate::model::{now, DomainSpec, Health, HealthSettings, InstanceState, ProcessDeployable};
+use super::{DomainRecord, EngineVersion, InstanceRecord, NewInstance, Store};
+use crate::model::{
+    now, DomainSpec, EngineLimits, Health, HealthSettings, InstanceState, ProcessDeployable,
+};
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 use serde_json::Value;
@@ -21,8 +23,8 @@ impl Store {
             let t = now();
             tx.execute(
                 "INSERT INTO domains (name, engine_name, engine_sha, deployable, health, \
-                 max_instances, pulse_ms, run, config_version, created) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9)",
+                 max_instances, pulse_ms, run, config_version, created, limits) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10)",
                 params![
                     spec.name,
                     spec.engine,
@@ -32,8 +34,13 @@ impl Store {
                     spec.max_instances,
                     spec.pulse_ms,
                     spec.run,
-                    t
+                    t,
+                    serde_json::to_string(&spec.limits)?
                 ],
+            )?;
+            tx.execute(
+                "INSERT INTO engine_versions (domain, seq, name, sha, time) VALUES (?1, 1, ?2, ?3, ?4)",
+                params![spec.name, spec.engine, engine_sha, t],
             )?;
             let config = Value::Object(spec.config.clone()).to_string();
             tx.execute(
@@ -109,8 +116,73 @@ impl Store {
         self.with_tx(|tx| {
             tx.execute("DELETE FROM instances WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM engine_configs WHERE domain = ?1", [domain])?;
+            tx.execute("DELETE FROM engine_versions WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM domains WHERE name = ?1", [domain])?;
             append_event(tx, Some(domain), None, "domain-removed", &Value::Null)?;
+            Ok(())
+        })
+    }
+
+    /// Makes another engine the domain's own and adds it to the domain's engine history.
+    /// Returns the version number.
+    pub fn set_engine(&self, domain: &str, name: &str, sha: &str, detail: &Value) -> Result<i64> {
+        self.with_tx(|tx| {
+            let seq: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM engine_versions WHERE domain = ?1",
+                [domain],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO engine_versions (domain, seq, name, sha, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![domain, seq, name, sha, now()],
+            )?;
+            tx.execute(
+                "UPDATE domains SET engine_name = ?2, engine_sha = ?3, quarantined = 0 WHERE name = ?1",
+                params![domain, name, sha],
+            )?;
+            append_event(tx, Some(domain), None, "engine-swapped", detail)?;
+            Ok(seq)
+        })
+    }
+
+    /// The engines a domain has had, oldest first.
+    pub fn engine_versions(&self, domain: &str) -> Result<Vec<EngineVersion>> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, name, sha, time FROM engine_versions WHERE domain = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([domain], |r| {
+                Ok(EngineVersion {
+                    version: r.get(0)?,
+                    name: r.get(1)?,
+                    sha: r.get(2)?,
+                    time: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Puts a domain's engine into quarantine (with the count a `preserve` fallback holds) or
+    /// takes it out.
+    pub fn set_quarantine(
+        &self,
+        domain: &str,
+        on: bool,
+        preserve_target: Option<u32>,
+        detail: &Value,
+    ) -> Result<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "UPDATE domains SET quarantined = ?2, preserve_target = ?3 WHERE name = ?1",
+                params![domain, on, preserve_target],
+            )?;
+            let kind = if on {
+                "quarantined"
+            } else {
+                "quarantine-lifted"
+            };
+            append_event(tx, Some(domain), None, kind, detail)?;
             Ok(())
         })
     }
@@ -173,52 +245,47 @@ impl Store {
 fn query_domains_in(c: &Connection, name: Option<&str>) -> Result<Vec<DomainRecord>> {
     let mut stmt = c.prepare_cached(
         "SELECT d.name, d.engine_name, d.engine_sha, d.deployable, d.health, d.max_instances, \
-         d.pulse_ms, d.run, d.config_version, d.memo, d.last_decide_seq, e.config \
+         d.pulse_ms, d.run, d.config_version, d.memo, d.last_decide_seq, e.config, d.limits, \
+         d.quarantined, d.preserve_target \
          FROM domains d JOIN engine_configs e ON e.domain = d.name AND e.version = d.config_version \
          WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name",
     )?;
-    let rows = stmt.query_map([name], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, u32>(5)?,
-            r.get::<_, u32>(6)?,
-            r.get::<_, Option<String>>(7)?,
-            r.get::<_, i64>(8)?,
-            r.get::<_, Vec<u8>>(9)?,
-            r.get::<_, i64>(10)?,
-            r.get::<_, String>(11)?,
-        ))
-    })?;
+    let mut rows = stmt.query([name])?;
     let mut out = Vec::new();
-    for row in rows {
-        let (name, engine, sha, dep, health, max, pulse, run, version, memo, seq, config) = row?;
-        let deployable: ProcessDeployable = serde_json::from_str(&dep)
+    while let Some(r) = rows.next()? {
+        let name: String = r.get(0)?;
+        let json = |i: usize, what: &str| -> Result<String> {
+            r.get::<_, String>(i)
+                .with_context(|| format!("stored {what} of domain '{name}'"))
+        };
+        let deployable: ProcessDeployable = serde_json::from_str(&json(3, "deployable")?)
             .with_context(|| format!("stored deployable of domain '{name}'"))?;
-        let health: HealthSettings = serde_json::from_str(&health)
+        let health: HealthSettings = serde_json::from_str(&json(4, "health settings")?)
             .with_context(|| format!("stored health settings of domain '{name}'"))?;
-        let config = match serde_json::from_str(&config)? {
+        let config = match serde_json::from_str(&json(11, "config")?)? {
             Value::Object(m) => m,
             _ => anyhow::bail!("stored config of domain '{name}' is not an object"),
         };
+        let limits: EngineLimits = serde_json::from_str(&json(12, "limits")?)
+            .with_context(|| format!("stored limits of domain '{name}'"))?;
         out.push(DomainRecord {
+            engine_sha: r.get(2)?,
+            config_version: r.get(8)?,
+            memo: r.get(9)?,
+            last_decide_seq: r.get(10)?,
+            quarantined: r.get(13)?,
+            preserve_target: r.get(14)?,
             spec: DomainSpec {
-                name,
-                engine,
+                engine: r.get(1)?,
                 config,
                 deployable,
                 health,
-                max_instances: max,
-                pulse_ms: pulse,
-                run,
+                max_instances: r.get(5)?,
+                pulse_ms: r.get(6)?,
+                run: r.get(7)?,
+                limits,
+                name,
             },
-            engine_sha: sha,
-            config_version: version,
-            memo,
-            last_decide_seq: seq,
         });
     }
     Ok(out)

@@ -31,6 +31,19 @@ pub struct DomainRecord {
     pub config_version: i64,
     pub memo: Vec<u8>,
     pub last_decide_seq: i64,
+    /// Whether the engine is quarantined (it faulted too often).
+    pub quarantined: bool,
+    /// The count a `preserve` fallback holds while quarantined.
+    pub preserve_target: Option<u32>,
+}
+
+/// One entry of a domain's engine history.
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineVersion {
+    pub version: i64,
+    pub name: String,
+    pub sha: String,
+    pub time: f64,
 }
 
 /// One instance as stored.

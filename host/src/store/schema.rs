@@ -4,7 +4,8 @@
 use anyhow::{bail, Context, Result};
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE domains (
     name            TEXT PRIMARY KEY,
     engine_name     TEXT NOT NULL,
@@ -52,7 +53,23 @@ CREATE TABLE events (
     kind     TEXT NOT NULL,
     detail   TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE domains ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE domains ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE domains ADD COLUMN preserve_target INTEGER;
+CREATE TABLE engine_versions (
+    domain TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    name   TEXT NOT NULL,
+    sha    TEXT NOT NULL,
+    time   REAL NOT NULL,
+    PRIMARY KEY (domain, seq)
+);
+INSERT INTO engine_versions (domain, seq, name, sha, time)
+    SELECT name, 1, engine_name, engine_sha, created FROM domains;
+"#,
+];
 
 /// The schema version this build writes.
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -16,6 +16,7 @@ fn spec(name: &str) -> DomainSpec {
         max_instances: 10,
         pulse_ms: 1000,
         run: None,
+        limits: Default::default(),
     }
 }
 

@@ -1,0 +1,192 @@
+//! One decide cycle: read the store, ask the engine (or, in quarantine, the fallback), check
+//! the decision, record it, and carry it out.
+
+use super::faults::{Fault, FaultKind};
+use super::{decision, short_id, snapshot, Controller};
+use crate::engine::bindings::{Decision, EngineStatus, Launch};
+use crate::model::{now, Fallback, InstanceState};
+use crate::store::{InstanceRecord, NewInstance};
+use serde_json::json;
+use std::time::Duration;
+
+/// The kebab-case name of an engine status.
+pub fn engine_status_name(s: EngineStatus) -> &'static str {
+    match s {
+        EngineStatus::Pending => "pending",
+        EngineStatus::Stable => "stable",
+        EngineStatus::Unknown => "unknown",
+        EngineStatus::DevmodeFailed => "devmode-failed",
+    }
+}
+
+/// Unhealthy as the engines judge it: running-failed, or a health other than ok/unknown.
+fn is_unhealthy(r: &InstanceRecord) -> bool {
+    use crate::model::Health;
+    r.state == InstanceState::RunningFailed || !matches!(r.health, Health::Ok | Health::Unknown)
+}
+
+impl Controller {
+    /// One decide cycle. Returns how long to wait before the next one.
+    pub(super) async fn decide(&mut self) -> Duration {
+        let pulse = self.pulse();
+        let store = self.services.store.clone();
+        let (record, records, seen_seq) = match store.decide_view(&self.spec.name) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(domain = %self.spec.name, "reading the store: {e:#}");
+                return pulse;
+            }
+        };
+        self.update_backoff(&records, record.last_decide_seq);
+        let live: Vec<_> = records
+            .iter()
+            .filter(|r| !r.state.is_final())
+            .cloned()
+            .collect();
+        if self.quarantined {
+            let decision = self.fallback(&live);
+            if let Err(e) = self.carry_out(&decision, &live, seen_seq, true) {
+                tracing::error!(domain = %self.spec.name, "carrying out the fallback: {e:#}");
+            }
+            return pulse;
+        }
+        let snap = snapshot::build(
+            &self.spec.name,
+            now(),
+            &records,
+            record.last_decide_seq,
+            record.memo,
+        );
+        let decision = match self.with_engine(move |e| e.decide(&snap)).await {
+            Ok(d) => d,
+            Err(fault) => {
+                self.fault(fault);
+                return pulse;
+            }
+        };
+        let max_bytes = self.spec.limits.max_decision_bytes;
+        if let Err(e) = decision::check(&decision, &live, self.spec.max_instances, max_bytes) {
+            self.fault(Fault::new(FaultKind::InvalidDecision, e.to_string()));
+            return pulse;
+        }
+        if let Err(e) = self.carry_out(&decision, &live, seen_seq, false) {
+            tracing::error!(domain = %self.spec.name, "carrying out a decision: {e:#}");
+            self.event("provisioning-error", json!({"error": format!("{e:#}")}));
+            return pulse;
+        }
+        self.no_fault();
+        decision
+            .next_decide_ms
+            .map(|ms| Duration::from_millis(u64::from(ms.max(10))))
+            .unwrap_or(pulse)
+    }
+
+    /// What the domain does while its engine is quarantined: `hold` does nothing; `preserve`
+    /// destroys unhealthy instances and launches to hold the last healthy count.
+    fn fallback(&self, live: &[InstanceRecord]) -> Decision {
+        let mut decision = Decision {
+            launches: vec![],
+            destroy: vec![],
+            next_decide_ms: None,
+            memo: None,
+            status: EngineStatus::Unknown,
+        };
+        let (Fallback::Preserve, Some(target)) = (self.spec.limits.fallback, self.preserve_target)
+        else {
+            return decision;
+        };
+        let valid: Vec<_> = live
+            .iter()
+            .filter(|r| r.state < InstanceState::Terminating)
+            .collect();
+        decision.destroy = valid
+            .iter()
+            .filter(|r| is_unhealthy(r))
+            .map(|r| r.id.clone())
+            .collect();
+        let healthy = (valid.len() - decision.destroy.len()) as u32;
+        if healthy < target {
+            decision.launches.push(Launch {
+                count: target - healthy,
+                vars: vec![],
+            });
+        }
+        decision
+    }
+
+    /// Records a checked decision (launches before any spawn), then destroys and launches.
+    fn carry_out(
+        &mut self,
+        d: &Decision,
+        live: &[InstanceRecord],
+        seen_seq: i64,
+        by_fallback: bool,
+    ) -> anyhow::Result<()> {
+        let new: Vec<NewInstance> = d
+            .launches
+            .iter()
+            .flat_map(|l| {
+                let launch_id = format!("l-{}", short_id());
+                (0..l.count).map(move |_| NewInstance {
+                    id: format!("i-{}", short_id()),
+                    launch_id: launch_id.clone(),
+                    vars: l.vars.clone(),
+                })
+            })
+            .collect();
+        let status_changed = !by_fallback && self.last_status != Some(d.status);
+        let detail = (!new.is_empty() || !d.destroy.is_empty() || status_changed).then(|| {
+            json!({
+                "launch": new.iter().map(|n| &n.id).collect::<Vec<_>>(),
+                "destroy": d.destroy,
+                "status": engine_status_name(d.status),
+                "by": if by_fallback { "fallback" } else { "engine" },
+            })
+        });
+        let store = &self.services.store;
+        store.record_decision(
+            &self.spec.name,
+            seen_seq,
+            d.memo.as_deref(),
+            &new,
+            detail.as_ref(),
+        )?;
+        if !by_fallback {
+            let staying = live
+                .iter()
+                .filter(|r| r.state < InstanceState::Terminating && !d.destroy.contains(&r.id))
+                .count();
+            self.last_target = Some((staying + new.len()) as u32);
+            self.last_status = Some(d.status);
+            let mut st = self.status.lock().unwrap();
+            st.engine_status = Some(engine_status_name(d.status).into());
+            st.decides += 1;
+            st.last_decide = Some(now());
+        }
+
+        let prov = &self.services.provisioner;
+        let grace = Duration::from_secs_f64(self.spec.deployable.grace_seconds.max(0.0));
+        for id in &d.destroy {
+            if let Some(inst) = live.iter().find(|i| &i.id == id) {
+                prov.destroy(inst, grace)?;
+            }
+        }
+        for n in &new {
+            if let Some(inst) = store.instance(&n.id)? {
+                prov.launch(&inst, &self.spec.deployable)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn update_backoff(&mut self, records: &[InstanceRecord], last_seq: i64) {
+        if let Some(failures) = self.backoff.observe(records, last_seq, self.pulse()) {
+            let ms = self.backoff.current().as_millis() as u64;
+            self.event(
+                "crash-loop-backoff",
+                json!({"fast_failures": failures, "backoff_ms": ms}),
+            );
+        }
+        self.status.lock().unwrap().backoff_ms = self.backoff.current().as_millis() as u64;
+    }
+}

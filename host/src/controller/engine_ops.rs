@@ -1,0 +1,190 @@
+//! Calls into the domain's engine, off the async runtime: decide's engine half, reconfigure,
+//! and the validated hot swap.
+
+use super::faults::{Fault, FaultKind};
+use super::{decision, snapshot, Controller};
+use crate::engine::bindings::LogLevel;
+use crate::engine::{CallLimits, EngineError, EngineInstance, LoadedEngine};
+use crate::model::now;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+impl Controller {
+    /// Runs `f` on the engine instance off the async runtime, making the instance first if
+    /// there is none. The instance is kept unless the call trapped.
+    pub(super) async fn with_engine<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut EngineInstance) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, Fault> {
+        let existing = self.instance.take();
+        let engines = self.services.engines.clone();
+        let loaded = self.loaded.clone();
+        let config = Value::Object(self.spec.config.clone()).to_string();
+        let limits = CallLimits::from(&self.spec.limits);
+        let (inst, result, logs) = tokio::task::spawn_blocking(move || {
+            let mut inst = match existing {
+                Some(i) => i,
+                None => match engines.instantiate(&loaded, &config, limits) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        return (
+                            None,
+                            Err(Fault::new(FaultKind::Init, e.to_string())),
+                            Default::default(),
+                        )
+                    }
+                },
+            };
+            let result = f(&mut inst);
+            let logs = inst.take_logs();
+            let keep = !matches!(result, Err(EngineError::Trap(..)));
+            (keep.then_some(inst), result.map_err(Fault::from_call), logs)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            (
+                None,
+                Err(Fault::new(
+                    FaultKind::Trap,
+                    format!("engine task failed: {e}"),
+                )),
+                Default::default(),
+            )
+        });
+        self.instance = inst;
+        self.record_logs(logs);
+        result
+    }
+
+    fn record_logs(&self, (lines, dropped): (Vec<(LogLevel, String)>, usize)) {
+        for (level, message) in lines {
+            let level = format!("{level:?}").to_lowercase();
+            self.event("engine-log", json!({"level": level, "message": message}));
+        }
+        if dropped > 0 {
+            let message = format!("{dropped} more log lines dropped");
+            self.event("engine-log", json!({"level": "warn", "message": message}));
+        }
+    }
+
+    pub(super) async fn reconfigure(&mut self, change: Map<String, Value>) -> Result<i64, String> {
+        let text = Value::Object(change.clone()).to_string();
+        let mut merged = self.spec.config.clone();
+        merged.extend(change.clone());
+        let result = if self.instance.is_some() {
+            self.with_engine(move |e| e.reconfigure(&text)).await
+        } else {
+            // A fresh instance initialized with the merged config is the check.
+            let old = std::mem::replace(&mut self.spec.config, merged.clone());
+            let r = self.with_engine(|_| Ok(())).await;
+            self.spec.config = old;
+            r
+        };
+        if let Err(fault) = result {
+            // The engine may have applied part of the change: start over from the old config.
+            self.instance = None;
+            self.event(
+                "reconfigure-rejected",
+                json!({"change": change, "error": fault.message}),
+            );
+            return Err(fault.message);
+        }
+        let version = self
+            .services
+            .store
+            .save_config(&self.spec.name, &merged, &change)
+            .map_err(|e| {
+                self.instance = None;
+                format!("storing the config: {e:#}")
+            })?;
+        self.spec.config = merged;
+        self.services.wakeups.wake(&self.spec.name);
+        Ok(version)
+    }
+
+    /// Hot swap. The new engine is instantiated and initialized with the current config, then
+    /// makes a canary decide on the live snapshot (its result is checked and discarded). Only
+    /// then does it replace the old engine, between two decides; the memo carries over and a
+    /// quarantine is lifted. On any failure the old engine runs on untouched.
+    pub(super) async fn swap(
+        &mut self,
+        loaded: Arc<LoadedEngine>,
+        name: String,
+    ) -> Result<i64, String> {
+        let refuse = |me: &Self, why: String| {
+            me.event(
+                "swap-rejected",
+                json!({"engine": name, "sha": loaded.sha, "error": why}),
+            );
+            Err(why)
+        };
+        let (record, records, _) = match self.services.store.decide_view(&self.spec.name) {
+            Ok(v) => v,
+            Err(e) => return Err(format!("reading the store: {e:#}")),
+        };
+        let snap = snapshot::build(
+            &self.spec.name,
+            now(),
+            &records,
+            record.last_decide_seq,
+            record.memo,
+        );
+        let engines = self.services.engines.clone();
+        let config = Value::Object(self.spec.config.clone()).to_string();
+        let limits = CallLimits::from(&self.spec.limits);
+        let candidate = loaded.clone();
+        let trial = tokio::task::spawn_blocking(move || {
+            let mut inst = engines
+                .instantiate(&candidate, &config, limits)
+                .map_err(|e| format!("initialize failed: {e}"))?;
+            let decision = inst
+                .decide(&snap)
+                .map_err(|e| format!("canary decide failed: {e}"))?;
+            Ok::<_, String>((inst, decision))
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        let (new_instance, canary) = match trial {
+            Ok(v) => v,
+            Err(why) => return refuse(self, why),
+        };
+        let live: Vec<_> = records
+            .into_iter()
+            .filter(|r| !r.state.is_final())
+            .collect();
+        if let Err(e) = decision::check(
+            &canary,
+            &live,
+            self.spec.max_instances,
+            self.spec.limits.max_decision_bytes,
+        ) {
+            return refuse(self, format!("canary decision refused: {e}"));
+        }
+        let detail = json!({"from": {"engine": self.spec.engine, "sha": self.loaded.sha}, "to": {"engine": name, "sha": loaded.sha}});
+        let version =
+            match self
+                .services
+                .store
+                .set_engine(&self.spec.name, &name, &loaded.sha, &detail)
+            {
+                Ok(v) => v,
+                Err(e) => return refuse(self, format!("storing the swap: {e:#}")),
+            };
+        if let Some(old) = self.instance.replace(new_instance) {
+            tokio::task::spawn_blocking(move || old.dying());
+        }
+        self.loaded = loaded;
+        self.spec.engine = name;
+        self.quarantined = false;
+        self.preserve_target = None;
+        {
+            let mut st = self.status.lock().unwrap();
+            st.quarantined = false;
+            st.consecutive_faults = 0;
+            st.last_fault = None;
+        }
+        self.services.wakeups.wake(&self.spec.name);
+        Ok(version)
+    }
+}
