@@ -12,6 +12,10 @@ use std::process::Command;
 const BUNDLED: &[&str] = &["npreserving"];
 /// Engines built for the tests only.
 const TEST_ONLY: &[&str] = &["faulty"];
+/// Hostile test fixtures: `faulty` built with one feature each, as `hostile-<feature>.wasm`.
+const HOSTILE: &[&str] = &[
+    "spin", "memory", "recurse", "panic", "billion", "foreign", "wasi",
+];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -36,7 +40,7 @@ fn main() {
             crate_dir.join("Cargo.toml").display()
         );
     }
-    build_plugins(&root, &all, &target_dir);
+    build_plugins(&root, &all, &[], &target_dir);
     for name in &all {
         let built = target_dir
             .join(TARGET)
@@ -49,9 +53,16 @@ fn main() {
             println!("cargo:rustc-env={var}={}", copy.display());
         }
     }
+    for feature in HOSTILE {
+        build_plugins(&root, &["faulty"], &[feature], &target_dir);
+        let built = target_dir.join(TARGET).join("plugin").join("faulty.wasm");
+        std::fs::copy(&built, out_dir.join(format!("hostile-{feature}.wasm")))
+            .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+    }
+    println!("cargo:rustc-env=EPU_TEST_ENGINES_DIR={}", out_dir.display());
 }
 
-fn build_plugins(root: &Path, names: &[&str], target_dir: &Path) {
+fn build_plugins(root: &Path, names: &[&str], features: &[&str], target_dir: &Path) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
@@ -72,6 +83,9 @@ fn build_plugins(root: &Path, names: &[&str], target_dir: &Path) {
         .env_remove("CARGO_TARGET_DIR");
     for name in names {
         cmd.args(["-p", name]);
+    }
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
     }
     let status = cmd
         .status()
