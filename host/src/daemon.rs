@@ -98,7 +98,8 @@ pub fn prepare_state_dir(dir: &Path) -> Result<PathBuf> {
 
 impl Daemon {
     /// Opens the state dir, recovers workers, and starts a controller for every domain.
-    pub async fn start(state_dir: &Path) -> Result<Arc<Daemon>> {
+    /// `plugins_dir` is the drop-in directory (default: `<state dir>/plugins`).
+    pub async fn start(state_dir: &Path, plugins_dir: Option<PathBuf>) -> Result<Arc<Daemon>> {
         let state_dir = prepare_state_dir(state_dir)?;
         let lock = lock_state_dir(&state_dir)?;
         let store = Arc::new(Store::open(&state_dir.join("epu.db"))?);
@@ -152,6 +153,10 @@ impl Daemon {
             }
         }
         tokio::spawn(health.run());
+        let plugins_dir = plugins_dir.unwrap_or_else(|| daemon.state_dir.join("plugins"));
+        std::fs::create_dir_all(&plugins_dir)
+            .with_context(|| format!("creating the plugins dir {}", plugins_dir.display()))?;
+        tokio::spawn(crate::dropin::watch(daemon.clone(), plugins_dir));
         Ok(daemon)
     }
 
@@ -168,7 +173,7 @@ impl Daemon {
 
     /// Validates and creates a domain: the engine must load, implement the world and accept
     /// the config before anything is stored.
-    pub async fn add_domain(&self, spec: DomainSpec) -> Result<(), OpError> {
+    pub async fn add_domain(&self, mut spec: DomainSpec) -> Result<(), OpError> {
         check_domain_name(&spec.name).map_err(|e| OpError::Invalid(e.to_string()))?;
         if spec.deployable.command.is_empty() {
             return Err(OpError::Invalid("the deployable's command is empty".into()));
@@ -200,6 +205,7 @@ impl Daemon {
         })
         .await
         .map_err(|e| OpError::Internal(e.into()))??;
+        spec.engine = crate::engine::engine_name(&spec.engine);
         self.services.store.insert_domain(&spec, &loaded.sha)?;
         let record = self
             .services

@@ -9,6 +9,7 @@
 //! - [`health`]: heartbeats and their timeouts.
 //! - [`plan`]: launch plans.
 //! - [`daemon`]: wires everything together and recovers after a restart.
+//! - [`dropin`]: the watched plugins directory for hot swaps.
 //! - [`api`]: HTTP/JSON on a unix socket for the CLI and the workers.
 //! - [`cli`]: the `epu` command.
 
@@ -16,6 +17,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod daemon;
+pub mod dropin;
 pub mod engine;
 pub mod health;
 pub mod model;

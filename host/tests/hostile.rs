@@ -241,3 +241,36 @@ fn a_swap_goes_live_and_can_be_rolled_back() {
     epu.ok(&["terminate"]);
     daemon.wait().unwrap();
 }
+
+#[test]
+fn an_engine_dropped_into_the_plugins_dir_is_validated_and_swapped_in() {
+    let epu = Epu::new();
+    let mut daemon = epu.start_daemon();
+    add(&epu, "d", fixture("faulty").to_str().unwrap(), &[]);
+    add(&epu, "other", "npreserving", &["preserve_n=0"]);
+    let plugins = epu.state_dir().join("plugins");
+    let original = domain(&epu, "d")["engine_sha"].clone();
+
+    // A bad version of `faulty` is refused and the old one runs on.
+    std::fs::copy(fixture("hostile-foreign"), plugins.join("faulty.wasm")).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || events(&epu, "d")
+        .contains("swap-rejected")));
+    assert_eq!(domain(&epu, "d")["engine_sha"], original);
+
+    // A good one goes live; a domain with another engine is left alone.
+    let tmp = plugins.join("faulty.wasm.part");
+    std::fs::copy(fixture("hostile-wasi"), &tmp).unwrap();
+    std::fs::rename(&tmp, plugins.join("faulty.wasm")).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || domain(&epu, "d")
+        ["engine_sha"]
+        != original));
+    let history: Value =
+        serde_json::from_str(&epu.ok(&["engine", "history", "d", "--json"])).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 2);
+    assert_eq!(domain(&epu, "other")["engine"], "npreserving");
+    let other: Value =
+        serde_json::from_str(&epu.ok(&["engine", "history", "other", "--json"])).unwrap();
+    assert_eq!(other.as_array().unwrap().len(), 1);
+    epu.ok(&["terminate"]);
+    daemon.wait().unwrap();
+}

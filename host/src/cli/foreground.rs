@@ -7,7 +7,7 @@ use crate::daemon::Daemon;
 use crate::plan;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -25,8 +25,8 @@ async fn stop_signal() -> Result<()> {
 
 /// `epu daemon`: serve the state dir until a signal or `epu terminate`. Workers outlive a
 /// signal; the next daemon adopts them.
-pub async fn daemon(state_dir: &Path) -> Result<()> {
-    let daemon = Daemon::start(state_dir).await?;
+pub async fn daemon(state_dir: &Path, plugins_dir: Option<PathBuf>) -> Result<()> {
+    let daemon = Daemon::start(state_dir, plugins_dir).await?;
     eprintln!(
         "epu daemon serving {} (pid {})",
         daemon.state_dir.display(),
@@ -44,9 +44,9 @@ pub async fn daemon(state_dir: &Path) -> Result<()> {
 
 /// `epu run PLAN`: the daemon in the foreground with the plan's domains, streaming events;
 /// Ctrl-C terminates every worker.
-pub async fn run(state_dir: &Path, plan_path: &Path) -> Result<()> {
+pub async fn run(state_dir: &Path, plan_path: &Path, plugins_dir: Option<PathBuf>) -> Result<()> {
     let plan = plan::load(plan_path)?;
-    let daemon = Daemon::start(state_dir).await?;
+    let daemon = Daemon::start(state_dir, plugins_dir).await?;
     let server = tokio::spawn(api::serve(daemon.clone()));
     let mut after = *daemon.services.store.subscribe().borrow();
     let existing: Vec<_> = daemon

@@ -29,9 +29,18 @@ struct Cli {
 enum Command {
     /// Run the daemon in the foreground, serving whatever the store holds. Ctrl-C stops the
     /// daemon and leaves the workers running; the next start adopts them.
-    Daemon,
+    Daemon {
+        /// The drop-in directory watched for engines (default: <state dir>/plugins).
+        #[arg(long, env = "EPU_PLUGINS_DIR")]
+        plugins_dir: Option<PathBuf>,
+    },
     /// Run a launch plan in the foreground and stream its events. Ctrl-C terminates every worker.
-    Run { plan: PathBuf },
+    Run {
+        plan: PathBuf,
+        /// The drop-in directory watched for engines (default: <state dir>/plugins).
+        #[arg(long, env = "EPU_PLUGINS_DIR")]
+        plugins_dir: Option<PathBuf>,
+    },
     /// Boot a launch plan on a detached daemon (started if needed); returns once the domains exist.
     Boot { plan: PathBuf },
     /// Show every domain and its instances.
@@ -252,8 +261,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
     let state_dir = absolute(&cli.state_dir.unwrap_or_else(default_state_dir))?;
     let client = Client::new(&state_dir);
     match cli.command {
-        Command::Daemon => foreground::daemon(&state_dir).await,
-        Command::Run { plan } => foreground::run(&state_dir, &plan).await,
+        Command::Daemon { plugins_dir } => foreground::daemon(&state_dir, plugins_dir).await,
+        Command::Run { plan, plugins_dir } => foreground::run(&state_dir, &plan, plugins_dir).await,
         Command::Boot { plan } => foreground::boot(&state_dir, &plan).await,
         Command::Status { domain, json } => {
             let path = match &domain {

@@ -91,7 +91,7 @@ impl EngineHost {
     /// Validates component bytes against the `engine` world and keeps them in the state dir.
     /// Returns the loaded engine; nothing is written if validation fails.
     pub fn add(&self, bytes: &[u8]) -> Result<Arc<LoadedEngine>> {
-        let sha = hex(&Sha256::digest(bytes));
+        let sha = sha256_hex(bytes);
         if let Some(e) = self.loaded.lock().unwrap().get(&sha) {
             return Ok(e.clone());
         }
@@ -166,6 +166,21 @@ impl EngineHost {
     ) -> Result<EngineInstance, EngineError> {
         EngineInstance::new(&self.engine, loaded.clone(), config, limits)
     }
+}
+
+/// The name of an engine given as a bundled name or a path: the file's stem for a path.
+pub fn engine_name(spec: &str) -> String {
+    if bundled::get(spec).is_some() {
+        return spec.to_string();
+    }
+    Path::new(spec)
+        .file_stem()
+        .map_or(spec.to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+/// The sha256 of component bytes, in hex: an engine's identity.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 /// A core module or random bytes fail here with a message that says so, rather than deep
