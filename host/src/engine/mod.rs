@@ -125,19 +125,18 @@ impl EngineHost {
         let cached = self
             .cache_dir
             .join(format!("{sha}-{:016x}.cwasm", hasher.finish()));
-        // SAFETY: the cache holds only files this host serialized, keyed by the wasm's hash and
-        // the compiler's compatibility hash, written atomically.
-        let from_cache = cached
-            .exists()
-            .then(|| unsafe { Component::deserialize_file(&self.engine, &cached) }.ok())
-            .flatten();
-        let component = match from_cache {
+        let component = match self.from_cache(&cached) {
             Some(c) => c,
             None => {
                 let c = Component::new(&self.engine, bytes).map_err(|e| {
                     anyhow::anyhow!("the file is not a valid WebAssembly component: {e:#}")
                 })?;
-                write_atomically(&cached, &c.serialize()?)?;
+                let code = c.serialize()?;
+                // The checksum goes last: a cache entry without one is never trusted.
+                let sum = checksum_path(&cached);
+                let _ = std::fs::remove_file(&sum);
+                write_atomically(&cached, &code)?;
+                write_atomically(&sum, sha256_hex(&code).as_bytes())?;
                 c
             }
         };
@@ -154,6 +153,23 @@ impl EngineHost {
             sha: sha.to_string(),
             pre,
         })
+    }
+
+    /// Loads compiled code from the cache if its checksum matches; a missing, corrupt or
+    /// incompatible entry gives None, and the caller compiles afresh.
+    fn from_cache(&self, path: &Path) -> Option<Component> {
+        let code = std::fs::read(path).ok()?;
+        let sum = std::fs::read_to_string(checksum_path(path)).ok()?;
+        if sum.trim() != sha256_hex(&code) {
+            tracing::warn!(
+                "compile cache entry {} is corrupt; recompiling",
+                path.display()
+            );
+            return None;
+        }
+        // SAFETY: the bytes are exactly what this host serialized (the checksum matches), for
+        // this wasmtime version and config (the file name carries the compatibility hash).
+        unsafe { Component::deserialize(&self.engine, &code) }.ok()
     }
 
     /// Makes a new instance of a loaded engine under `limits` and initializes it with
@@ -197,6 +213,11 @@ fn check_is_component(bytes: &[u8]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The checksum file of a compile cache entry.
+fn checksum_path(cached: &Path) -> PathBuf {
+    cached.with_extension("cwasm.sha256")
 }
 
 /// Writes a file by renaming a temporary one into place, so readers never see half of it.

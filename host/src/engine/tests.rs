@@ -77,22 +77,52 @@ fn engine_errors_are_rejections_and_leave_the_instance_usable() {
 fn compiled_code_is_cached_on_disk_and_reused() {
     let (dir, host) = host();
     let loaded = host.add(bundled::get("npreserving").unwrap()).unwrap();
-    let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
-        .unwrap()
-        .flatten()
-        .collect();
-    assert_eq!(cached.len(), 1);
-    let stamp = cached[0].metadata().unwrap().modified().unwrap();
+    let cached = cache_entry(dir.path());
+    let stamp = std::fs::metadata(&cached).unwrap().modified().unwrap();
     // A second host (a restarted daemon) loads by sha from the state dir and the cache.
     let again = EngineHost::new(dir.path()).unwrap();
     let reloaded = again.load(&loaded.sha).unwrap();
     assert_eq!(reloaded.sha, loaded.sha);
-    let after = std::fs::read_dir(dir.path().join("cache"))
+    assert_eq!(
+        std::fs::metadata(&cached).unwrap().modified().unwrap(),
+        stamp
+    );
+}
+
+/// The one compiled-code file in a state dir's cache.
+fn cache_entry(state: &std::path::Path) -> std::path::PathBuf {
+    let entries: Vec<_> = std::fs::read_dir(state.join("cache"))
         .unwrap()
         .flatten()
-        .next()
-        .unwrap();
-    assert_eq!(after.metadata().unwrap().modified().unwrap(), stamp);
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries[0].clone()
+}
+
+#[test]
+fn a_corrupt_cache_entry_is_detected_and_rebuilt() {
+    let (dir, host) = host();
+    let loaded = host.add(bundled::get("npreserving").unwrap()).unwrap();
+    let cached = cache_entry(dir.path());
+    let good = std::fs::read(&cached).unwrap();
+    let truncated = good[..good.len() / 2].to_vec();
+    // One flipped byte deep inside passes the format's own header checks.
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x01;
+    for corrupt in [truncated, flipped] {
+        std::fs::write(&cached, &corrupt).unwrap();
+        let again = EngineHost::new(dir.path()).unwrap();
+        let reloaded = again.load(&loaded.sha).unwrap();
+        let mut inst = again.instantiate(&reloaded, "{}", LIMITS).unwrap();
+        assert!(inst.decide(&snapshot(0)).is_ok());
+        assert_eq!(
+            std::fs::read(&cached).unwrap(),
+            good,
+            "the entry was rebuilt"
+        );
+    }
 }
 
 #[test]
