@@ -125,7 +125,7 @@ impl EngineHost {
         let cached = self
             .cache_dir
             .join(format!("{sha}-{:016x}.cwasm", hasher.finish()));
-        let component = match self.from_cache(&cached) {
+        let component = match self.load_cached(&cached) {
             Some(c) => c,
             None => {
                 let c = Component::new(&self.engine, bytes).map_err(|e| {
@@ -157,7 +157,7 @@ impl EngineHost {
 
     /// Loads compiled code from the cache if its checksum matches; a missing, corrupt or
     /// incompatible entry gives None, and the caller compiles afresh.
-    fn from_cache(&self, path: &Path) -> Option<Component> {
+    fn load_cached(&self, path: &Path) -> Option<Component> {
         let code = std::fs::read(path).ok()?;
         let sum = std::fs::read_to_string(checksum_path(path)).ok()?;
         if sum.trim() != sha256_hex(&code) {
