@@ -1,5 +1,6 @@
 //! Decide cost of the bundled npreserving engine: the wasm component through the sandbox
-//! against the same decision logic compiled natively, at several pool sizes.
+//! against the same decision logic compiled natively, at several pool sizes; and the cost of
+//! the per-call time budget (epoch deadlines), as wasm with it ÷ wasm without it.
 //!
 //! `cargo bench -p epu --bench decide` prints a table; the ratio is measured in one run.
 
@@ -61,10 +62,20 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let engines = EngineHost::new(dir.path()).unwrap();
     let loaded = engines.add(bundled::get("npreserving").unwrap()).unwrap();
+    let free_dir = tempfile::tempdir().unwrap();
+    let free = EngineHost::with_deadlines(free_dir.path(), false).unwrap();
+    let free_loaded = free.add(bundled::get("npreserving").unwrap()).unwrap();
     println!("decide cost, npreserving, every instance running and healthy (µs per call)");
     println!(
-        "{:>10} {:>12} {:>12} {:>12} {:>12} {:>14}",
-        "instances", "wasm p50", "wasm p99", "native p50", "native p99", "wasm÷native"
+        "{:>10} {:>12} {:>12} {:>12} {:>12} {:>14} {:>16} {:>14}",
+        "instances",
+        "wasm p50",
+        "wasm p99",
+        "native p50",
+        "native p99",
+        "wasm÷native",
+        "no-limit p50",
+        "limit cost"
     );
     for &n in SIZES {
         let config = format!(r#"{{"preserve_n": {n}}}"#);
@@ -75,6 +86,10 @@ fn main() {
             let d = inst.decide(&snap).unwrap();
             assert!(d.launches.is_empty() && d.destroy.is_empty());
         });
+        let mut unlimited = free.instantiate(&free_loaded, &config, limits).unwrap();
+        let free_run = sample(Duration::from_secs(1), || {
+            unlimited.decide(&snap).unwrap();
+        });
         let native_config = Config::parse(&config, &Config::default()).unwrap();
         let native_snap = running_snapshot!(npreserving, n);
         let native = sample(Duration::from_secs(1), || {
@@ -82,13 +97,15 @@ fn main() {
             assert!(d.launches.is_empty() && d.destroy.is_empty());
         });
         println!(
-            "{:>10} {:>12.1} {:>12.1} {:>12.2} {:>12.2} {:>13.1}×",
+            "{:>10} {:>12.1} {:>12.1} {:>12.2} {:>12.2} {:>13.1}× {:>16.1} {:>13.2}×",
             n,
             pct(&wasm, 0.5),
             pct(&wasm, 0.99),
             pct(&native, 0.5),
             pct(&native, 0.99),
-            pct(&wasm, 0.5) / pct(&native, 0.5)
+            pct(&wasm, 0.5) / pct(&native, 0.5),
+            pct(&free_run, 0.5),
+            pct(&wasm, 0.5) / pct(&free_run, 0.5)
         );
     }
 }
