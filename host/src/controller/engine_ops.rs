@@ -56,13 +56,19 @@ impl Controller {
         result
     }
 
-    fn record_logs(&self, (lines, dropped): (Vec<(LogLevel, String)>, usize)) {
-        for (level, message) in lines {
-            let level = format!("{level:?}").to_lowercase();
-            self.event("engine-log", json!({"level": level, "message": message}));
+    fn record_logs(&mut self, (lines, dropped_in_call): (Vec<(LogLevel, String)>, usize)) {
+        if let Some(dropped) = self.log_budget.roll(std::time::Instant::now()) {
+            let message = format!("{dropped} engine log lines dropped by the rate limit");
+            self.event("engine-log", json!({"level": "warn", "message": message}));
         }
-        if dropped > 0 {
-            let message = format!("{dropped} more log lines dropped");
+        for (level, message) in lines {
+            if self.log_budget.take(1) {
+                let level = format!("{level:?}").to_lowercase();
+                self.event("engine-log", json!({"level": level, "message": message}));
+            }
+        }
+        if dropped_in_call > 0 && self.log_budget.take(dropped_in_call as u64) {
+            let message = format!("{dropped_in_call} more log lines of one call dropped");
             self.event("engine-log", json!({"level": "warn", "message": message}));
         }
     }

@@ -10,6 +10,7 @@ mod cycle;
 mod decision;
 mod engine_ops;
 mod faults;
+mod log_budget;
 mod snapshot;
 
 use crate::engine::bindings::EngineStatus;
@@ -157,6 +158,7 @@ pub fn start(
         quarantined: record.quarantined,
         preserve_target: record.preserve_target,
         last_target: None,
+        log_budget: Default::default(),
     };
     tokio::spawn(controller.run(rx, wake));
     ControllerHandle { tx, status }
@@ -176,6 +178,7 @@ struct Controller {
     preserve_target: Option<u32>,
     /// The count the last good decision aimed at.
     last_target: Option<u32>,
+    log_budget: log_budget::LogBudget,
 }
 
 impl Controller {
