@@ -274,3 +274,67 @@ fn an_engine_dropped_into_the_plugins_dir_is_validated_and_swapped_in() {
     epu.ok(&["terminate"]);
     daemon.wait().unwrap();
 }
+
+#[test]
+fn a_quarantined_domain_holds_or_preserves_its_count_as_configured() {
+    let epu = Epu::new();
+    let mut daemon = epu.start_daemon();
+    for (name, fallback) in [("p", "preserve"), ("h", "hold")] {
+        epu.ok(&[
+            "domain",
+            "add",
+            name,
+            "--engine",
+            fixture("faulty").to_str().unwrap(),
+            "--pulse-ms",
+            "100",
+            "--quarantine-after",
+            "2",
+            "--fallback",
+            fallback,
+            "--",
+            "/bin/sleep",
+            "1000",
+        ]);
+    }
+    for name in ["p", "h"] {
+        assert!(wait_for(Duration::from_secs(10), || epu
+            .instances(name)
+            .len()
+            == 1));
+        // The engine goes bad after it has done its work.
+        epu.ok(&["reconfigure", name, "mode=panic"]);
+        assert!(wait_for(Duration::from_secs(10), || domain(&epu, name)
+            ["controller"]["quarantined"]
+            == true));
+    }
+    let victims: Vec<_> = ["p", "h"]
+        .iter()
+        .map(|n| epu.instances(n)[0].clone())
+        .collect();
+    for v in &victims {
+        common::kill9(v.pid.unwrap());
+    }
+    // preserve replaces the failed worker without asking the engine; hold does nothing.
+    assert!(wait_for(Duration::from_secs(10), || {
+        let now = epu.instances("p");
+        now.len() == 1 && now[0].id != victims[0].id
+    }));
+    assert!(wait_for(Duration::from_secs(5), || epu
+        .instances("h")
+        .is_empty()));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(epu.instances("h").is_empty(), "hold launched something");
+    assert!(events(&epu, "p").contains("\"by\":\"fallback\""));
+
+    // Resume: the engine decides again (and, still bad, is quarantined again).
+    epu.ok(&["reconfigure", "h", "mode=ok"]);
+    epu.ok(&["engine", "resume", "h"]);
+    assert!(wait_for(Duration::from_secs(10), || epu
+        .instances("h")
+        .len()
+        == 1));
+    assert_eq!(domain(&epu, "h")["controller"]["quarantined"], false);
+    epu.ok(&["terminate"]);
+    daemon.wait().unwrap();
+}
