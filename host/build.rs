@@ -14,7 +14,14 @@ const BUNDLED: &[&str] = &["npreserving"];
 const TEST_ONLY: &[&str] = &["faulty"];
 /// Hostile test fixtures: `faulty` built with one feature each, as `hostile-<feature>.wasm`.
 const HOSTILE: &[&str] = &[
-    "spin", "memory", "recurse", "panic", "billion", "foreign", "wasi",
+    "spin",
+    "memory",
+    "recurse",
+    "panic",
+    "billion",
+    "foreign",
+    "wasi",
+    "otherworld",
 ];
 const TARGET: &str = "wasm32-wasip2";
 

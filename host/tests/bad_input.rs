@@ -66,6 +66,13 @@ fn engines_that_are_not_components_of_the_world_are_refused() {
         ]);
         assert!(err.contains(needle), "{name}: {err}");
     }
+    // A real component of another world that also exports a `decide`.
+    let other = format!("{}/hostile-otherworld.wasm", env!("EPU_TEST_ENGINES_DIR"));
+    let err = epu.fails(&["domain", "add", "d", "--engine", &other, "--", "/bin/true"]);
+    assert!(
+        err.contains("does not implement the epu:engine/engine world"),
+        "{err}"
+    );
     let err = epu.fails(&[
         "domain",
         "add",

@@ -159,6 +159,7 @@ fn swaps_to_bad_engines_are_refused_and_the_old_engine_runs_on() {
         (truncated, "not a valid WebAssembly component"),
         (garbage, "not WebAssembly"),
         (other_world, "does not implement"),
+        (fixture("hostile-otherworld"), "does not implement"),
     ];
     for (name, why) in [
         ("spin", "canary decide failed"),

@@ -11,128 +11,151 @@
 //! - `wasi`: tries files, env, clocks and sockets, and logs what it got.
 //!
 //! It parses its config by hand to stay free of dependencies.
+//!
+//! With the `otherworld` feature it is instead a component of an unrelated world that also
+//! exports a `decide`, with other types: what a host must refuse.
 
 // The generated export glue takes one argument per flattened record field.
 #![allow(clippy::too_many_arguments)]
 
-wit_bindgen::generate!({ world: "engine", path: "../../wit" });
+#[cfg(feature = "otherworld")]
+mod other {
+    wit_bindgen::generate!({
+        inline: "package test:other; world other { export decide: func(n: u32) -> u32; }",
+    });
 
-use epu::engine::types::{EngineStatus, Launch};
-use std::hint::black_box;
-use std::sync::Mutex;
+    struct Other;
 
-const MODES: &[&str] = &[
-    "ok", "spin", "memory", "recurse", "panic", "trap", "error", "billion", "foreign", "wasi",
-];
-
-const BUILT_FOR: &str = if cfg!(feature = "spin") {
-    "spin"
-} else if cfg!(feature = "memory") {
-    "memory"
-} else if cfg!(feature = "recurse") {
-    "recurse"
-} else if cfg!(feature = "panic") {
-    "panic"
-} else if cfg!(feature = "billion") {
-    "billion"
-} else if cfg!(feature = "foreign") {
-    "foreign"
-} else if cfg!(feature = "wasi") {
-    "wasi"
-} else {
-    "ok"
-};
-
-static MODE: Mutex<&str> = Mutex::new(BUILT_FOR);
-
-fn set_mode(config: &str) -> Result<(), String> {
-    if !config.contains("\"mode\"") {
-        return Ok(());
-    }
-    let mode = MODES
-        .iter()
-        .find(|m| {
-            config
-                .replace(' ', "")
-                .contains(&format!("\"mode\":\"{m}\""))
-        })
-        .ok_or_else(|| format!("mode must be one of {MODES:?}: {config}"))?;
-    *MODE.lock().unwrap() = mode;
-    Ok(())
-}
-
-fn recurse(n: u64) -> u64 {
-    if n == 0 {
-        0
-    } else {
-        black_box(1 + recurse(black_box(n - 1)))
-    }
-}
-
-/// What the sandbox let through, as one log line.
-fn probe_wasi() -> String {
-    let fs = match std::fs::read_dir("/") {
-        Ok(_) => "open".to_string(),
-        Err(_) => "denied".to_string(),
-    };
-    let env = std::env::vars().count();
-    let clock = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let net = match std::net::TcpStream::connect("127.0.0.1:9") {
-        Ok(_) => "open",
-        Err(_) => "denied",
-    };
-    format!("wasi probe: fs={fs} env={env} clock={clock} net={net}")
-}
-
-struct Faulty;
-
-impl Guest for Faulty {
-    fn initialize(config: String) -> Result<(), String> {
-        set_mode(&config)
-    }
-
-    fn decide(snapshot: Snapshot) -> Result<Decision, String> {
-        let mode = *MODE.lock().unwrap();
-        let mut launch = u32::from(snapshot.instances.is_empty());
-        let mut destroy = vec![];
-        match mode {
-            "spin" => loop {
-                black_box(&snapshot);
-            },
-            "memory" => {
-                let mut hoard: Vec<Vec<u8>> = Vec::new();
-                loop {
-                    hoard.push(black_box(vec![0u8; 16 << 20]));
-                }
-            }
-            "recurse" => launch += recurse(u64::MAX) as u32,
-            "panic" | "trap" => panic!("faulty engine: trapping on purpose"),
-            "error" => return Err("faulty engine: failing on purpose".into()),
-            "billion" => launch = 1_000_000_000,
-            "foreign" => destroy.push("i-not-mine".to_string()),
-            "wasi" => log(LogLevel::Warn, &probe_wasi()),
-            _ => log(LogLevel::Info, &format!("deciding for {}", snapshot.domain)),
+    impl Guest for Other {
+        fn decide(n: u32) -> u32 {
+            n + 1
         }
-        Ok(Decision {
-            launches: vec![Launch {
-                count: launch,
-                vars: vec![],
-            }],
-            destroy,
-            next_decide_ms: Some(200),
-            memo: Some(b"faulty".to_vec()),
-            status: EngineStatus::Stable,
-        })
     }
 
-    fn reconfigure(config: String) -> Result<(), String> {
-        set_mode(&config)
-    }
-
-    fn dying() {}
+    export!(Other);
 }
 
-export!(Faulty);
+#[cfg(not(feature = "otherworld"))]
+mod engine {
+    wit_bindgen::generate!({ world: "engine", path: "../../wit" });
+
+    use epu::engine::types::{EngineStatus, Launch};
+    use std::hint::black_box;
+    use std::sync::Mutex;
+
+    const MODES: &[&str] = &[
+        "ok", "spin", "memory", "recurse", "panic", "trap", "error", "billion", "foreign", "wasi",
+    ];
+
+    const BUILT_FOR: &str = if cfg!(feature = "spin") {
+        "spin"
+    } else if cfg!(feature = "memory") {
+        "memory"
+    } else if cfg!(feature = "recurse") {
+        "recurse"
+    } else if cfg!(feature = "panic") {
+        "panic"
+    } else if cfg!(feature = "billion") {
+        "billion"
+    } else if cfg!(feature = "foreign") {
+        "foreign"
+    } else if cfg!(feature = "wasi") {
+        "wasi"
+    } else {
+        "ok"
+    };
+
+    static MODE: Mutex<&str> = Mutex::new(BUILT_FOR);
+
+    fn set_mode(config: &str) -> Result<(), String> {
+        if !config.contains("\"mode\"") {
+            return Ok(());
+        }
+        let mode = MODES
+            .iter()
+            .find(|m| {
+                config
+                    .replace(' ', "")
+                    .contains(&format!("\"mode\":\"{m}\""))
+            })
+            .ok_or_else(|| format!("mode must be one of {MODES:?}: {config}"))?;
+        *MODE.lock().unwrap() = mode;
+        Ok(())
+    }
+
+    fn recurse(n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            black_box(1 + recurse(black_box(n - 1)))
+        }
+    }
+
+    /// What the sandbox let through, as one log line.
+    fn probe_wasi() -> String {
+        let fs = match std::fs::read_dir("/") {
+            Ok(_) => "open".to_string(),
+            Err(_) => "denied".to_string(),
+        };
+        let env = std::env::vars().count();
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let net = match std::net::TcpStream::connect("127.0.0.1:9") {
+            Ok(_) => "open",
+            Err(_) => "denied",
+        };
+        format!("wasi probe: fs={fs} env={env} clock={clock} net={net}")
+    }
+
+    struct Faulty;
+
+    impl Guest for Faulty {
+        fn initialize(config: String) -> Result<(), String> {
+            set_mode(&config)
+        }
+
+        fn decide(snapshot: Snapshot) -> Result<Decision, String> {
+            let mode = *MODE.lock().unwrap();
+            let mut launch = u32::from(snapshot.instances.is_empty());
+            let mut destroy = vec![];
+            match mode {
+                "spin" => loop {
+                    black_box(&snapshot);
+                },
+                "memory" => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hoard.push(black_box(vec![0u8; 16 << 20]));
+                    }
+                }
+                "recurse" => launch += recurse(u64::MAX) as u32,
+                "panic" | "trap" => panic!("faulty engine: trapping on purpose"),
+                "error" => return Err("faulty engine: failing on purpose".into()),
+                "billion" => launch = 1_000_000_000,
+                "foreign" => destroy.push("i-not-mine".to_string()),
+                "wasi" => log(LogLevel::Warn, &probe_wasi()),
+                _ => log(LogLevel::Info, &format!("deciding for {}", snapshot.domain)),
+            }
+            Ok(Decision {
+                launches: vec![Launch {
+                    count: launch,
+                    vars: vec![],
+                }],
+                destroy,
+                next_decide_ms: Some(200),
+                memo: Some(b"faulty".to_vec()),
+                status: EngineStatus::Stable,
+            })
+        }
+
+        fn reconfigure(config: String) -> Result<(), String> {
+            set_mode(&config)
+        }
+
+        fn dying() {}
+    }
+
+    export!(Faulty);
+}
