@@ -232,6 +232,14 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(std::env::current_dir()?.join(p))
 }
 
+/// An engine argument as the daemon needs it: a bundled name as is, a path made absolute.
+fn engine_arg(engine: String) -> Result<String> {
+    if crate::engine::bundled::get(&engine).is_some() {
+        return Ok(engine);
+    }
+    Ok(absolute(Path::new(&engine))?.display().to_string())
+}
+
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -291,11 +299,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             limits,
             command,
         }) => {
-            let engine = if crate::engine::bundled::get(&engine).is_some() {
-                engine
-            } else {
-                absolute(Path::new(&engine))?.display().to_string()
-            };
+            let engine = engine_arg(engine)?;
             let mut health = crate::model::HealthSettings::default();
             health.boot_timeout = boot_timeout.unwrap_or(health.boot_timeout);
             health.missing_timeout = missing_timeout.unwrap_or(health.missing_timeout);
@@ -393,11 +397,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
 async fn engine_command(client: &Client, cmd: EngineCommand) -> Result<()> {
     match cmd {
         EngineCommand::Swap { domain, engine } => {
-            let engine = if crate::engine::bundled::get(&engine).is_some() {
-                engine
-            } else {
-                absolute(Path::new(&engine))?.display().to_string()
-            };
+            let engine = engine_arg(engine)?;
             let v = client
                 .post(
                     &format!("/v1/domains/{domain}/engine"),

@@ -3,11 +3,24 @@
 
 use super::faults::{Fault, FaultKind};
 use super::{decision, short_id, snapshot, Controller};
-use crate::engine::bindings::{Decision, EngineStatus, Launch};
+use crate::engine::bindings::{Decision, EngineStatus, Launch, Snapshot};
 use crate::model::{now, Fallback, InstanceState};
 use crate::store::{InstanceRecord, NewInstance};
 use serde_json::json;
 use std::time::Duration;
+
+/// A domain's state for one decide.
+pub(super) struct View {
+    pub snapshot: Snapshot,
+    /// The live instances plus those changed since the last decide.
+    pub records: Vec<InstanceRecord>,
+    /// The instances that are not final.
+    pub live: Vec<InstanceRecord>,
+    /// The newest event sequence number when the view was read.
+    pub seen_seq: i64,
+    /// The sequence number the previous decide saw.
+    pub last_seq: i64,
+}
 
 /// The kebab-case name of an engine status.
 pub fn engine_status_name(s: EngineStatus) -> &'static str {
@@ -26,23 +39,47 @@ fn is_unhealthy(r: &InstanceRecord) -> bool {
 }
 
 impl Controller {
+    /// What a decide (or a swap's canary) works from, read at one point in time.
+    pub(super) fn view(&self) -> anyhow::Result<View> {
+        let (record, records, seen_seq) = self.services.store.decide_view(&self.spec.name)?;
+        let snapshot = snapshot::build(
+            &self.spec.name,
+            now(),
+            &records,
+            record.last_decide_seq,
+            record.memo,
+        );
+        let live = records
+            .iter()
+            .filter(|r| !r.state.is_final())
+            .cloned()
+            .collect();
+        Ok(View {
+            snapshot,
+            records,
+            live,
+            seen_seq,
+            last_seq: record.last_decide_seq,
+        })
+    }
+
     /// One decide cycle. Returns how long to wait before the next one.
     pub(super) async fn decide(&mut self) -> Duration {
         let pulse = self.pulse();
-        let store = self.services.store.clone();
-        let (record, records, seen_seq) = match store.decide_view(&self.spec.name) {
+        let View {
+            snapshot: snap,
+            records,
+            live,
+            seen_seq,
+            last_seq,
+        } = match self.view() {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(domain = %self.spec.name, "reading the store: {e:#}");
                 return pulse;
             }
         };
-        self.update_backoff(&records, record.last_decide_seq);
-        let live: Vec<_> = records
-            .iter()
-            .filter(|r| !r.state.is_final())
-            .cloned()
-            .collect();
+        self.update_backoff(&records, last_seq);
         if self.quarantined {
             let decision = self.fallback(&live);
             if let Err(e) = self.carry_out(&decision, &live, seen_seq, true) {
@@ -50,13 +87,6 @@ impl Controller {
             }
             return pulse;
         }
-        let snap = snapshot::build(
-            &self.spec.name,
-            now(),
-            &records,
-            record.last_decide_seq,
-            record.memo,
-        );
         let decision = match self.with_engine(move |e| e.decide(&snap)).await {
             Ok(d) => d,
             Err(fault) => {

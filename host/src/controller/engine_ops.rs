@@ -1,11 +1,11 @@
 //! Calls into the domain's engine, off the async runtime: decide's engine half, reconfigure,
 //! and the validated hot swap.
 
+use super::cycle::View;
 use super::faults::{Fault, FaultKind};
-use super::{decision, snapshot, Controller};
+use super::{decision, Controller};
 use crate::engine::bindings::LogLevel;
 use crate::engine::{CallLimits, EngineError, EngineInstance, LoadedEngine};
-use crate::model::now;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -124,17 +124,14 @@ impl Controller {
             );
             Err(why)
         };
-        let (record, records, _) = match self.services.store.decide_view(&self.spec.name) {
+        let View {
+            snapshot: snap,
+            live,
+            ..
+        } = match self.view() {
             Ok(v) => v,
             Err(e) => return Err(format!("reading the store: {e:#}")),
         };
-        let snap = snapshot::build(
-            &self.spec.name,
-            now(),
-            &records,
-            record.last_decide_seq,
-            record.memo,
-        );
         let engines = self.services.engines.clone();
         let config = Value::Object(self.spec.config.clone()).to_string();
         let limits = CallLimits::from(&self.spec.limits);
@@ -155,10 +152,6 @@ impl Controller {
             Ok(v) => v,
             Err(why) => return refuse(self, why),
         };
-        let live: Vec<_> = records
-            .into_iter()
-            .filter(|r| !r.state.is_final())
-            .collect();
         if let Err(e) = decision::check(
             &canary,
             &live,
