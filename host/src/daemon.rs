@@ -297,8 +297,10 @@ impl Daemon {
     /// Validates an engine (a bundled name or a `.wasm` path) against the live domain and
     /// swaps it in; returns the new engine version. On refusal the old engine runs on.
     pub async fn swap_engine(&self, name: &str, engine: &str) -> Result<i64, OpError> {
-        let controllers = self.controllers.lock().await;
-        let handle = controllers.get(name).ok_or_else(|| unknown_domain(name))?;
+        if self.services.store.domain(name)?.is_none() {
+            return Err(unknown_domain(name));
+        }
+        // Compile before taking the controllers' lock: it can take seconds for some guests.
         let engines = self.services.engines.clone();
         let spec = engine.to_string();
         let loaded = tokio::task::spawn_blocking(move || {
@@ -320,11 +322,10 @@ impl Daemon {
                 return Err(OpError::Invalid(why));
             }
         };
-        let engine_name = Path::new(engine)
-            .file_stem()
-            .map_or(engine.to_string(), |s| s.to_string_lossy().into_owned());
+        let controllers = self.controllers.lock().await;
+        let handle = controllers.get(name).ok_or_else(|| unknown_domain(name))?;
         handle
-            .swap(loaded, engine_name)
+            .swap(loaded, crate::engine::engine_name(engine))
             .await
             .map_err(OpError::Invalid)
     }
