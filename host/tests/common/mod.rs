@@ -102,7 +102,7 @@ impl Epu {
     /// Waits until `n` instances of `domain` are running and healthy; returns them.
     pub fn wait_running(&self, domain: &str, n: usize) -> Vec<Instance> {
         let mut last = Vec::new();
-        let ok = wait_for(Duration::from_secs(20), || {
+        let ok = wait_for(Duration::from_secs(30), || {
             last = self.instances(domain);
             last.len() == n
                 && last
