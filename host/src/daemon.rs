@@ -61,24 +61,39 @@ pub struct Daemon {
     _lock: Flock<File>,
 }
 
+/// How long to wait for the lock of a daemon that is already dead but still exiting (a killed
+/// process keeps its files until its last thread is gone, which a slow disk can delay).
+const DYING_HOLDER_WAIT: Duration = Duration::from_secs(15);
+
 /// Takes the state dir's lock, or says which daemon holds it.
 fn lock_state_dir(dir: &Path) -> Result<Flock<File>> {
     let path = dir.join("daemon.lock");
-    let file = File::options()
+    let mut file = File::options()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+    let deadline = std::time::Instant::now() + DYING_HOLDER_WAIT;
+    let mut lock = loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => break lock,
+            Err((f, _)) => file = f,
+        }
         let holder = std::fs::read_to_string(&path).unwrap_or_default();
-        anyhow::anyhow!(
-            "another epu daemon is already running on {} (pid {})",
-            dir.display(),
-            holder.trim()
-        )
-    })?;
+        let holder_pid = holder.trim().parse::<i32>().ok();
+        let holder_dead =
+            holder_pid.is_some_and(|p| crate::provisioner::process::start_time(p).is_none());
+        if !holder_dead || std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "another epu daemon is already running on {} (pid {})",
+                dir.display(),
+                holder.trim()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     lock.set_len(0)?;
     write!(lock, "{}", std::process::id())?;
     Ok(lock)
