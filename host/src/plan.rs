@@ -193,6 +193,23 @@ process = { command = ["./w.sh", "x"] }
     }
 
     #[test]
+    fn limits_are_read_from_the_plan_with_defaults_for_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{GOOD}[domain.limits]\ntimeout_ms = 20\nfallback = \"preserve\"\n");
+        write(dir.path(), &text);
+        let limits = &load(dir.path()).unwrap().domains[0].limits;
+        assert_eq!(limits.timeout_ms, 20);
+        assert_eq!(limits.fallback, crate::model::Fallback::Preserve);
+        assert_eq!(limits.memory_mib, EngineLimits::default().memory_mib);
+        write(
+            dir.path(),
+            &format!("{GOOD}[domain.limits]\nfallback = \"retry\"\n"),
+        );
+        let err = format!("{:#}", load(dir.path()).unwrap_err());
+        assert!(err.contains("fallback") || err.contains("retry"), "{err}");
+    }
+
+    #[test]
     fn a_plan_booted_again_adds_only_what_is_missing() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), GOOD);

@@ -339,3 +339,27 @@ fn a_quarantined_domain_holds_or_preserves_its_count_as_configured() {
     epu.ok(&["terminate"]);
     daemon.wait().unwrap();
 }
+
+#[test]
+fn a_quarantine_survives_a_daemon_restart() {
+    let epu = Epu::new();
+    let mut daemon = epu.start_daemon();
+    add(&epu, "bad", fixture("hostile-panic").to_str().unwrap(), &[]);
+    assert!(wait_for(Duration::from_secs(10), || domain(&epu, "bad")
+        ["controller"]["quarantined"]
+        == true));
+    let faults_before = events(&epu, "bad").matches("engine-fault").count();
+    common::kill9(daemon.id() as i32);
+    daemon.wait().unwrap();
+
+    let mut daemon = epu.start_daemon();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(domain(&epu, "bad")["controller"]["quarantined"], true);
+    let faults_after = events(&epu, "bad").matches("engine-fault").count();
+    assert_eq!(
+        faults_after, faults_before,
+        "a quarantined engine is not called after a restart"
+    );
+    epu.ok(&["terminate"]);
+    daemon.wait().unwrap();
+}
