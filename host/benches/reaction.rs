@@ -7,24 +7,11 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const EPU: &str = env!("CARGO_BIN_EXE_epu");
+mod support;
 
-fn epu(state: &Path, args: &[&str]) -> String {
-    let out = Command::new(EPU)
-        .env("EPU_STATE_DIR", state)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "epu {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::epu;
 
 fn running_pids(state: &Path) -> Vec<i32> {
     let v: Value = serde_json::from_str(&epu(state, &["status", "--json"])).unwrap();

@@ -10,25 +10,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-const EPU: &str = env!("CARGO_BIN_EXE_epu");
+mod support;
+
+use support::{epu, EPU};
 const ROUNDS: usize = 10;
 
 fn fixture(name: &str) -> String {
     format!("{}/{name}.wasm", env!("EPU_TEST_ENGINES_DIR"))
 }
 
-fn epu(state: &Path, args: &[&str]) -> Duration {
+/// Runs `epu ARGS` and returns how long it took.
+fn timed(state: &Path, args: &[&str]) -> Duration {
     let t = Instant::now();
-    let out = Command::new(EPU)
-        .env("EPU_STATE_DIR", state)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "epu {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    epu(state, args);
     t.elapsed()
 }
 
@@ -71,7 +65,7 @@ fn summary(name: &str, mut v: Vec<Duration>) {
 
 fn main() {
     let (mut cold, mut disk, mut memory) = (Vec::new(), Vec::new(), Vec::new());
-    let noop = epu(Path::new("/nonexistent"), &["--version"]);
+    let noop = timed(Path::new("/nonexistent"), &["--version"]);
     for _ in 0..ROUNDS {
         let dir = tempfile::tempdir().unwrap();
         let state: PathBuf = dir.path().join("state");
@@ -88,18 +82,13 @@ fn main() {
                 "/bin/true",
             ],
         );
-        cold.push(epu(&state, &["engine", "swap", "d", &fixture("faulty")]));
-        memory.push(epu(&state, &["engine", "swap", "d", "npreserving"]));
-        memory.push(epu(&state, &["engine", "swap", "d", &fixture("faulty")]));
+        cold.push(timed(&state, &["engine", "swap", "d", &fixture("faulty")]));
+        memory.push(timed(&state, &["engine", "swap", "d", "npreserving"]));
+        memory.push(timed(&state, &["engine", "swap", "d", &fixture("faulty")]));
         stop(daemon);
         // After a restart the compiled code comes from the disk cache.
         let daemon = start(&state);
-        disk.push(epu(
-            &state,
-            &["engine", "swap", "d", &fixture("hostile-wasi")],
-        ));
-        let _ = disk.pop();
-        disk.push(epu(&state, &["engine", "swap", "d", "npreserving"]));
+        disk.push(timed(&state, &["engine", "swap", "d", "npreserving"]));
         stop(daemon);
     }
     println!(

@@ -3,7 +3,6 @@
 use super::bindings::{self, Decision, LogLevel, Snapshot};
 use super::sandbox::HostState;
 use super::{LoadedEngine, EPOCH_TICK};
-use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::Store;
 
@@ -50,7 +49,6 @@ impl From<&crate::model::EngineLimits> for CallLimits {
 pub struct EngineInstance {
     store: Store<HostState>,
     bindings: bindings::Engine,
-    pub loaded: Arc<LoadedEngine>,
     /// The call deadline in epoch ticks.
     deadline_ticks: u64,
 }
@@ -58,7 +56,7 @@ pub struct EngineInstance {
 impl EngineInstance {
     pub(super) fn new(
         engine: &wasmtime::Engine,
-        loaded: Arc<LoadedEngine>,
+        loaded: &LoadedEngine,
         config: &str,
         limits: CallLimits,
     ) -> Result<EngineInstance, EngineError> {
@@ -74,7 +72,6 @@ impl EngineInstance {
             Ok(bindings) => EngineInstance {
                 store,
                 bindings,
-                loaded,
                 deadline_ticks,
             },
             Err(e) => return Err(EngineError::Trap(classify(&e, &store), format!("{e:?}"))),

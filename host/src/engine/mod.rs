@@ -188,7 +188,7 @@ impl EngineHost {
         config: &str,
         limits: CallLimits,
     ) -> Result<EngineInstance, EngineError> {
-        EngineInstance::new(&self.engine, loaded.clone(), config, limits)
+        EngineInstance::new(&self.engine, loaded, config, limits)
     }
 }
 
