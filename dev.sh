@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The developer entry point.
 #   ./dev.sh quickstart   build everything and run the quickstart plan in the foreground
-#   ./dev.sh test         run the whole test suite
-#   ./dev.sh build        build the epu binary (target/debug/epu) with its bundled engines
+#   ./dev.sh test         run the whole test suite (starts RabbitMQ first, installing it if needed)
+#   ./dev.sh build        build epu (target/debug/epu) with its bundled engines, and the plan tools
+#   ./dev.sh broker       install RabbitMQ if needed and start it on 127.0.0.1:5672
+#   ./dev.sh queue-demo   boot the queue-workers plan, send a burst, and watch the pool follow it
 set -euo pipefail
 cd "$(dirname "$0")"
+target="${CARGO_TARGET_DIR:-target}"
 
 need_toolchain() {
     command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustup" >&2; exit 1; }
@@ -15,30 +18,80 @@ need_toolchain() {
     fi
 }
 
+broker_up() {
+    (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null
+}
+
+# RabbitMQ from Debian's packages, listening on 127.0.0.1:5672 only.
+need_broker() {
+    broker_up && return 0
+    # Debian puts it in /usr/sbin, which a plain user's PATH may lack.
+    local server
+    server="$(command -v rabbitmq-server || echo /usr/sbin/rabbitmq-server)"
+    if [ ! -x "$server" ]; then
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        echo "installing RabbitMQ (apt-get install rabbitmq-server)" >&2
+        $sudo apt-get update -qq && $sudo apt-get install -y -qq rabbitmq-server >/dev/null \
+            || { echo "could not install rabbitmq-server: install it with apt-get and retry" >&2; exit 1; }
+    fi
+    echo "starting RabbitMQ on 127.0.0.1:5672" >&2
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo -E"
+    RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 $sudo "$server" -detached
+    for _ in $(seq 1 300); do
+        broker_up && return 0
+        sleep 0.2
+    done
+    echo "RabbitMQ did not start within 60 s: see /var/log/rabbitmq/" >&2
+    exit 1
+}
+
 case "${1:-}" in
     build)
         need_toolchain
-        cargo build -p epu
+        cargo build --workspace
         ;;
     quickstart)
         need_toolchain
         cargo build -p epu
         echo
         echo "Starting the quickstart. In another shell, try:"
-        echo "  alias epu=$PWD/target/debug/epu"
+        echo "  alias epu=$PWD/$target/debug/epu"
         echo "  epu status                        # 3 workers with their pids"
         echo "  kill -9 <pid>                     # replaced at once"
         echo "  epu reconfigure workers preserve_n=5"
         echo "Ctrl-C here terminates every worker."
         echo
-        exec target/debug/epu run launch-plans/quickstart
+        exec "$target/debug/epu" run launch-plans/quickstart
+        ;;
+    broker)
+        need_broker
+        echo "RabbitMQ is up on 127.0.0.1:5672"
+        ;;
+    queue-demo)
+        need_toolchain
+        need_broker
+        cargo build --workspace
+        export EPU_STATE_DIR="${EPU_STATE_DIR:-$(mktemp -d /tmp/epu-queue-demo.XXXXXX)}"
+        epu="$target/debug/epu"
+        trap '"$epu" terminate >/dev/null 2>&1 || true' EXIT
+        "$epu" boot launch-plans/queue-workers
+        sleep 2
+        echo "Sending 300 messages of 250 ms work each; the pool grows by one worker per queue"
+        echo "reading (1 s) while the queue is above high water (20), up to 8, then shrinks to 1."
+        "$target/debug/queue-load" --queue epu-work --count 300 --watch 120 --until-consumers 1
+        "$epu" status
         ;;
     test)
         need_toolchain
+        need_broker
+        # The tests run the queue-workers plan's programs, which live beside epu.
+        cargo build --workspace
         cargo test --workspace
         ;;
     *)
-        echo "usage: ./dev.sh quickstart | test | build" >&2
+        echo "usage: ./dev.sh quickstart | test | build | broker | queue-demo" >&2
         exit 2
         ;;
 esac

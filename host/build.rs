@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Engines embedded in `epu`.
-const BUNDLED: &[&str] = &["npreserving"];
+const BUNDLED: &[&str] = &["npreserving", "queuelen"];
 /// Engines built for the tests only.
 const TEST_ONLY: &[&str] = &["faulty"];
 /// Hostile test fixtures: `faulty` built with one feature each, as `hostile-<feature>.wasm`.
@@ -35,6 +35,10 @@ fn main() {
         .join("plugin-build");
 
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("plugins/engine-kit/src").display()
+    );
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     check_target_installed();
 

@@ -6,6 +6,7 @@ use crate::engine::{CallLimits, EngineHost};
 use crate::health::HealthMonitor;
 use crate::model::{check_domain_name, DomainSpec, EngineLimits, InstanceState};
 use crate::provisioner::Provisioner;
+use crate::sensors::{PushError, SensorBoard, SensorStatus};
 use crate::store::{EngineVersion, InstanceRecord, Store};
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
@@ -47,6 +48,7 @@ pub struct DomainStatus {
     pub max_instances: u32,
     pub run: Option<String>,
     pub limits: EngineLimits,
+    pub sensors: Vec<SensorStatus>,
     pub controller: ControllerStatus,
     pub instances: Vec<InstanceRecord>,
 }
@@ -126,11 +128,13 @@ impl Daemon {
             state_dir.clone(),
         )?);
         let health = Arc::new(HealthMonitor::new(store.clone(), wakeups.clone()));
+        let sensors = Arc::new(SensorBoard::new(store.clone(), wakeups.clone()));
         let services = Arc::new(Services {
             store,
             engines,
             provisioner,
             wakeups,
+            sensors,
         });
         let daemon = Arc::new(Daemon {
             state_dir,
@@ -193,6 +197,7 @@ impl Daemon {
         if spec.deployable.command.is_empty() {
             return Err(OpError::Invalid("the deployable's command is empty".into()));
         }
+        crate::sensors::check_all(&spec.sensors).map_err(|e| OpError::Invalid(e.to_string()))?;
         let mut controllers = self.controllers.lock().await;
         if controllers.contains_key(&spec.name) || self.services.store.domain(&spec.name)?.is_some()
         {
@@ -376,6 +381,29 @@ impl Daemon {
             .map_err(OpError::Invalid)
     }
 
+    /// Records a reading of a domain's pushed sensor; it is kept across restarts.
+    pub fn push_reading(&self, domain: &str, sensor: &str, value: f64) -> Result<(), OpError> {
+        if self.services.store.domain(domain)?.is_none() {
+            return Err(unknown_domain(domain));
+        }
+        if !value.is_finite() {
+            return Err(OpError::Invalid(format!(
+                "the value must be a finite number, got {value}"
+            )));
+        }
+        let board = &self.services.sensors;
+        board.check_push(domain, sensor).map_err(|e| match e {
+            PushError::Unknown(..) => OpError::NotFound(e.to_string()),
+            PushError::NotPushed(..) => OpError::Invalid(e.to_string()),
+        })?;
+        let time = crate::model::now();
+        self.services
+            .store
+            .save_pushed_reading(domain, sensor, value, time)?;
+        board.record(domain, sensor, Ok(value), time);
+        Ok(())
+    }
+
     /// Lifts a domain's quarantine.
     pub async fn resume_engine(&self, name: &str) -> Result<(), OpError> {
         let controllers = self.controllers.lock().await;
@@ -400,6 +428,10 @@ impl Daemon {
                 .get(&r.spec.name)
                 .map(|h| h.status.lock().unwrap().clone())
                 .unwrap_or_default();
+            let sensors = self
+                .services
+                .sensors
+                .status(&r.spec.name, crate::model::now());
             out.push(DomainStatus {
                 instances: self.services.store.live_instances(Some(&r.spec.name))?,
                 name: r.spec.name,
@@ -410,6 +442,7 @@ impl Daemon {
                 max_instances: r.spec.max_instances,
                 run: r.spec.run,
                 limits: r.spec.limits,
+                sensors,
                 controller,
             });
         }

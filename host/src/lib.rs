@@ -7,6 +7,7 @@
 //! - [`controller`]: one task per domain that decides and carries decisions out.
 //! - [`provisioner`]: the instance lifecycle and the `process` driver.
 //! - [`health`]: heartbeats and their timeouts.
+//! - [`sensors`]: the readings engines scale on (AMQP queue depth, commands, pushes).
 //! - [`plan`]: launch plans.
 //! - [`daemon`]: wires everything together and recovers after a restart.
 //! - [`dropin`]: the watched plugins directory for hot swaps.
@@ -23,4 +24,5 @@ pub mod health;
 pub mod model;
 pub mod plan;
 pub mod provisioner;
+pub mod sensors;
 pub mod store;

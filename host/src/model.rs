@@ -201,6 +201,9 @@ pub struct DomainSpec {
     pub run: Option<String>,
     #[serde(default)]
     pub limits: EngineLimits,
+    /// The sensors whose readings the engine sees.
+    #[serde(default)]
+    pub sensors: Vec<crate::sensors::SensorSpec>,
 }
 
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;

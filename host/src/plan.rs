@@ -7,6 +7,7 @@ use crate::model::{
     check_domain_name, DomainSpec, EngineLimits, HealthSettings, ProcessDeployable,
     DEFAULT_MAX_INSTANCES, DEFAULT_PULSE_MS,
 };
+use crate::sensors::{self, SensorSpec};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -37,6 +38,8 @@ struct PlanDomain {
     pulse_ms: u32,
     #[serde(default)]
     limits: EngineLimits,
+    #[serde(default, rename = "sensor")]
+    sensors: Vec<SensorSpec>,
 }
 
 fn default_max() -> u32 {
@@ -120,23 +123,16 @@ pub fn load(path: &Path) -> Result<Plan> {
             p.display().to_string()
         };
         let mut process = d.process.clone();
-        let Some(program) = process.command.first_mut() else {
-            bail!(ctx("process.command: must name a program"));
-        };
-        if program.contains('/') {
-            let p = dir.join(&*program);
-            if !p.is_file() {
-                bail!(ctx(&format!(
-                    "process.command: {} does not exist",
-                    p.display()
-                )));
+        resolve_command(&dir, &mut process.command, &mut process.cwd)
+            .map_err(|e| anyhow::anyhow!(ctx(&format!("process.command: {e}"))))?;
+        let mut sensors = d.sensors;
+        for s in &mut sensors {
+            if let SensorSpec::Command { command, cwd, .. } = s {
+                resolve_command(&dir, command, cwd)
+                    .map_err(|e| anyhow::anyhow!(ctx(&format!("sensor.command: {e}"))))?;
             }
-            *program = p.display().to_string();
         }
-        process.cwd = Some(match &process.cwd {
-            Some(c) => dir.join(c),
-            None => dir.clone(),
-        });
+        sensors::check_all(&sensors).map_err(|e| anyhow::anyhow!(ctx(&e.to_string())))?;
         domains.push(DomainSpec {
             name: d.name.clone(),
             engine,
@@ -147,6 +143,7 @@ pub fn load(path: &Path) -> Result<Plan> {
             pulse_ms: d.pulse_ms,
             run: Some(parsed.name.clone()),
             limits: d.limits,
+            sensors,
         });
     }
     if domains.is_empty() {
@@ -157,6 +154,26 @@ pub fn load(path: &Path) -> Result<Plan> {
         file,
         domains,
     })
+}
+
+/// Makes a command's program (when it is a path) and working dir absolute, relative to the
+/// plan's directory, and checks that the program exists.
+fn resolve_command(dir: &Path, command: &mut [String], cwd: &mut Option<PathBuf>) -> Result<()> {
+    let Some(program) = command.first_mut() else {
+        bail!("must name a program");
+    };
+    if program.contains('/') {
+        let p = dir.join(&*program);
+        if !p.is_file() {
+            bail!("{} does not exist", p.display());
+        }
+        *program = p.display().to_string();
+    }
+    *cwd = Some(match cwd {
+        Some(c) => dir.join(c),
+        None => dir.to_path_buf(),
+    });
+    Ok(())
 }
 
 #[cfg(test)]
@@ -210,6 +227,25 @@ process = { command = ["./w.sh", "x"] }
     }
 
     #[test]
+    fn sensors_are_read_with_command_paths_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{GOOD}[[domain.sensor]]\nkind = \"amqp\"\nname = \"queue-length\"\n\
+             url = \"amqp://127.0.0.1:5672/%2f\"\nqueue = \"work\"\ninterval_ms = 500\n\
+             [[domain.sensor]]\nkind = \"command\"\nname = \"depth\"\ncommand = [\"./w.sh\"]\n"
+        );
+        write(dir.path(), &text);
+        let sensors = &load(dir.path()).unwrap().domains[0].sensors;
+        assert_eq!(sensors.len(), 2);
+        assert_eq!(sensors[0].name(), "queue-length");
+        let SensorSpec::Command { command, cwd, .. } = &sensors[1] else {
+            panic!("not a command sensor: {:?}", sensors[1]);
+        };
+        assert!(command[0].starts_with('/') && command[0].ends_with("/w.sh"));
+        assert!(cwd.is_some());
+    }
+
+    #[test]
     fn a_plan_booted_again_adds_only_what_is_missing() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), GOOD);
@@ -240,6 +276,14 @@ process = { command = ["./w.sh", "x"] }
                 "max_instances",
             ),
             ("name = \"p\"\n", "no [[domain]]"),
+            (
+                &format!("{GOOD}[[domain.sensor]]\nkind = \"amqp\"\nname = \"q\"\nurl = \"http://x\"\nqueue = \"w\"\n"),
+                "bad AMQP url",
+            ),
+            (
+                &format!("{GOOD}[[domain.sensor]]\nkind = \"command\"\nname = \"c\"\ncommand = [\"./nope.sh\"]\n"),
+                "nope.sh",
+            ),
         ];
         for (text, needle) in cases {
             let dir = tempfile::tempdir().unwrap();

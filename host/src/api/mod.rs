@@ -62,6 +62,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/domains/{name}/engine/history", get(engine_history))
         .route("/v1/domains/{name}/engine/rollback", post(rollback_engine))
         .route("/v1/domains/{name}/engine/resume", post(resume_engine))
+        .route("/v1/domains/{name}/sensors/{sensor}", post(push_reading))
         .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/events", get(events))
         .route("/v1/terminate", post(terminate))
@@ -144,6 +145,22 @@ async fn rollback_engine(State(d): Shared, Path(name): Path<String>) -> Reply {
 async fn resume_engine(State(d): Shared, Path(name): Path<String>) -> Reply {
     d.resume_engine(&name).await?;
     Ok(Json(json!({ "domain": name, "resumed": true })))
+}
+
+#[derive(Deserialize)]
+struct ReadingBody {
+    value: f64,
+}
+
+async fn push_reading(
+    State(d): Shared,
+    Path((name, sensor)): Path<(String, String)>,
+    Json(b): Json<ReadingBody>,
+) -> Reply {
+    d.push_reading(&name, &sensor, b.value)?;
+    Ok(Json(
+        json!({ "domain": name, "sensor": sensor, "value": b.value }),
+    ))
 }
 
 #[derive(Deserialize)]

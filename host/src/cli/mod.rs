@@ -56,6 +56,9 @@ enum Command {
     /// Swap, roll back or resume a domain's engine, and see its history.
     #[command(subcommand)]
     Engine(EngineCommand),
+    /// Send readings to a domain's sensors.
+    #[command(subcommand)]
+    Sensor(SensorCommand),
     /// Change a domain's engine config: KEY=VALUE..., values are JSON or plain strings.
     Reconfigure {
         domain: String,
@@ -109,6 +112,17 @@ enum EngineCommand {
     Rollback { domain: String },
     /// Lift a quarantine: the engine decides again on a fresh instance.
     Resume { domain: String },
+}
+
+#[derive(Subcommand)]
+enum SensorCommand {
+    /// Record VALUE as the newest reading of the domain's pushed sensor NAME.
+    Push {
+        domain: String,
+        name: String,
+        #[arg(allow_negative_numbers = true)]
+        value: String,
+    },
 }
 
 /// The sandbox limits of `epu domain add`.
@@ -180,6 +194,12 @@ enum DomainCommand {
         zombie_timeout: Option<f64>,
         #[command(flatten)]
         limits: LimitArgs,
+        /// A sensor, as comma-separated KEY=VALUE pairs (repeatable):
+        /// `kind=amqp,name=queue-length,url=amqp://127.0.0.1:5672/%2f,queue=work[,interval_ms=1000]`,
+        /// `kind=pushed,name=load[,stale_after_ms=30000]`, or
+        /// `kind=command,name=depth[,interval_ms=..,timeout_ms=..],command=SHELL COMMAND` (command last).
+        #[arg(long = "sensor", value_name = "SPEC")]
+        sensors: Vec<String>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -216,6 +236,38 @@ fn parse_settings(items: &[String]) -> Result<Map<String, Value>> {
         map.insert(k.to_string(), value);
     }
     Ok(map)
+}
+
+/// Parses `epu domain add --sensor` (see its help) into a checked sensor spec. `command=` takes
+/// the rest of the text, commas included, and runs it with `sh -c` in `cwd`.
+fn parse_sensor(text: &str, cwd: &Path) -> Result<crate::sensors::SensorSpec> {
+    let mut map = Map::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            bail!("sensor '{text}': '{rest}' is not KEY=VALUE");
+        };
+        let key = key.trim();
+        let (value, next) = match key {
+            "command" => (after, ""),
+            _ => after.split_once(',').unwrap_or((after, "")),
+        };
+        let value = match key {
+            "command" => json!(["sh", "-c", value]),
+            "interval_ms" | "timeout_ms" | "stale_after_ms" => serde_json::from_str(value)
+                .map_err(|_| anyhow::anyhow!("sensor '{text}': {key} must be a number"))?,
+            _ => Value::String(value.to_string()),
+        };
+        map.insert(key.to_string(), value);
+        rest = next;
+    }
+    if map.get("kind").and_then(Value::as_str) == Some("command") {
+        map.insert("cwd".into(), json!(cwd));
+    }
+    let spec: crate::sensors::SensorSpec = serde_json::from_value(Value::Object(map))
+        .map_err(|e| anyhow::anyhow!("sensor '{text}': {e}"))?;
+    crate::sensors::check_all(std::slice::from_ref(&spec))?;
+    Ok(spec)
 }
 
 fn parse_env(items: &[String]) -> Result<Map<String, Value>> {
@@ -297,9 +349,15 @@ async fn dispatch(cli: Cli) -> Result<()> {
             missing_timeout,
             zombie_timeout,
             limits,
+            sensors,
             command,
         }) => {
             let engine = engine_arg(engine)?;
+            let cwd = std::env::current_dir()?;
+            let sensors = sensors
+                .iter()
+                .map(|s| parse_sensor(s, &cwd))
+                .collect::<Result<Vec<_>>>()?;
             let mut health = crate::model::HealthSettings::default();
             health.boot_timeout = boot_timeout.unwrap_or(health.boot_timeout);
             health.missing_timeout = missing_timeout.unwrap_or(health.missing_timeout);
@@ -319,6 +377,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 "pulse_ms": pulse_ms,
                 "run": null,
                 "limits": limits.to_limits()?,
+                "sensors": sensors,
             });
             client.post("/v1/domains", &spec).await?;
             println!("added domain {name}");
@@ -346,6 +405,24 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Engine(cmd) => engine_command(&client, cmd).await,
+        Command::Sensor(SensorCommand::Push {
+            domain,
+            name,
+            value,
+        }) => {
+            let value: f64 = match value.trim().parse() {
+                Ok(v) if f64::is_finite(v) => v,
+                _ => bail!("VALUE must be a finite number, got '{value}'"),
+            };
+            client
+                .post(
+                    &format!("/v1/domains/{domain}/sensors/{name}"),
+                    &json!({ "value": value }),
+                )
+                .await?;
+            println!("{domain}: {name} = {value}");
+            Ok(())
+        }
         Command::Reconfigure { domain, settings } => {
             let config = parse_settings(&settings)?;
             let v = client
@@ -449,5 +526,38 @@ mod tests {
         assert_eq!(m["e"], "");
         assert!(parse_settings(&["novalue".into()]).is_err());
         assert!(parse_settings(&["=1".into()]).is_err());
+    }
+
+    #[test]
+    fn sensor_specs_parse_from_the_command_line() {
+        use crate::sensors::SensorSpec;
+        let cwd = Path::new("/tmp");
+        let a = parse_sensor(
+            "kind=amqp,name=q,url=amqp://127.0.0.1:5672/%2f,queue=work,interval_ms=200",
+            cwd,
+        )
+        .unwrap();
+        assert!(
+            matches!(a, SensorSpec::Amqp { interval_ms: 200, ref queue, .. } if queue == "work")
+        );
+        let c = parse_sensor("kind=command,name=c,command=echo 1,2 | cut -d, -f1", cwd).unwrap();
+        let SensorSpec::Command {
+            command, cwd: dir, ..
+        } = c
+        else {
+            panic!("not a command sensor");
+        };
+        assert_eq!(command, ["sh", "-c", "echo 1,2 | cut -d, -f1"]);
+        assert_eq!(dir.as_deref(), Some(cwd));
+        for (bad, needle) in [
+            ("kind=pushed", "name"),
+            ("kind=amqp,name=q,queue=w", "url"),
+            ("kind=pushed,name=p,stale_after_ms=soon", "must be a number"),
+            ("kind=pushed,name=p,junk", "KEY=VALUE"),
+            ("kind=pushed,name=p,colour=red", "colour"),
+        ] {
+            let err = format!("{:#}", parse_sensor(bad, cwd).unwrap_err());
+            assert!(err.contains(needle), "{bad}: expected '{needle}' in {err}");
+        }
     }
 }

@@ -53,6 +53,9 @@ pub fn status(v: &Value) {
             l["quarantine_after"],
             s(l, "fallback")
         );
+        for sensor in d["sensors"].as_array().into_iter().flatten() {
+            sensor_line(sensor, now);
+        }
         if c["quarantined"] == true {
             println!(
                 "  QUARANTINED: the fallback runs; `epu engine resume {}` lifts it",
@@ -89,6 +92,24 @@ pub fn status(v: &Value) {
             );
         }
     }
+}
+
+/// `  sensor NAME = VALUE (age)  [STALE: why]  from SOURCE`
+fn sensor_line(sensor: &Value, now: f64) {
+    let reading = match (sensor["value"].as_f64(), sensor["time"].as_f64()) {
+        (Some(v), Some(t)) => format!("{v} ({:.1}s ago)", (now - t).max(0.0)),
+        _ => "no reading yet".into(),
+    };
+    let stale = match (sensor["stale"].as_bool(), sensor["error"].as_str()) {
+        (_, Some(why)) => format!("  STALE: {why}"),
+        (Some(true), None) => "  STALE".into(),
+        _ => String::new(),
+    };
+    println!(
+        "  sensor {} = {reading}{stale}  from {}",
+        s(sensor, "name"),
+        s(sensor, "source")
+    );
 }
 
 /// Prints one event for people.

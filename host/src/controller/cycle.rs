@@ -3,7 +3,7 @@
 
 use super::faults::{Fault, FaultKind};
 use super::{decision, short_id, snapshot, Controller};
-use crate::engine::bindings::{Decision, EngineStatus, Launch, Snapshot};
+use crate::engine::bindings::{Decision, EngineStatus, Launch, SensorReading, Snapshot};
 use crate::model::{now, Fallback, InstanceState};
 use crate::store::{InstanceRecord, NewInstance};
 use serde_json::json;
@@ -20,6 +20,8 @@ pub(super) struct View {
     pub seen_seq: i64,
     /// The sequence number the previous decide saw.
     pub last_seq: i64,
+    /// The sensor board's change counter when the view was read.
+    pub sensor_seen: u64,
 }
 
 /// The kebab-case name of an engine status.
@@ -42,11 +44,18 @@ impl Controller {
     /// What a decide (or a swap's canary) works from, read at one point in time.
     pub(super) fn view(&self) -> anyhow::Result<View> {
         let (record, records, seen_seq) = self.services.store.decide_view(&self.spec.name)?;
+        let t = now();
+        let readings = self
+            .services
+            .sensors
+            .readings(&self.spec.name, t, self.sensor_seen);
+        let sensor_seen = readings.seen;
         let snapshot = snapshot::build(
             &self.spec.name,
-            now(),
+            t,
             &records,
             record.last_decide_seq,
+            readings,
             record.memo,
         );
         let live = records
@@ -60,6 +69,7 @@ impl Controller {
             live,
             seen_seq,
             last_seq: record.last_decide_seq,
+            sensor_seen,
         })
     }
 
@@ -72,6 +82,7 @@ impl Controller {
             live,
             seen_seq,
             last_seq,
+            sensor_seen,
         } = match self.view() {
             Ok(v) => v,
             Err(e) => {
@@ -80,10 +91,14 @@ impl Controller {
             }
         };
         self.update_backoff(&records, last_seq);
+        let sensors = snap.sensors.clone();
         if self.quarantined {
             let decision = self.fallback(&live);
-            if let Err(e) = self.carry_out(&decision, &live, seen_seq, true) {
-                tracing::error!(domain = %self.spec.name, "carrying out the fallback: {e:#}");
+            match self.carry_out(&decision, &live, &sensors, seen_seq, true) {
+                Ok(()) => self.sensor_seen = sensor_seen,
+                Err(e) => {
+                    tracing::error!(domain = %self.spec.name, "carrying out the fallback: {e:#}")
+                }
             }
             return pulse;
         }
@@ -99,11 +114,12 @@ impl Controller {
             self.fault(Fault::new(FaultKind::InvalidDecision, e.to_string()));
             return pulse;
         }
-        if let Err(e) = self.carry_out(&decision, &live, seen_seq, false) {
+        if let Err(e) = self.carry_out(&decision, &live, &sensors, seen_seq, false) {
             tracing::error!(domain = %self.spec.name, "carrying out a decision: {e:#}");
             self.event("provisioning-error", json!({"error": format!("{e:#}")}));
             return pulse;
         }
+        self.sensor_seen = sensor_seen;
         self.no_fault();
         decision
             .next_decide_ms
@@ -144,11 +160,13 @@ impl Controller {
         decision
     }
 
-    /// Records a checked decision (launches before any spawn), then destroys and launches.
+    /// Records a checked decision (launches before any spawn), with the sensor readings it was
+    /// made on, then destroys and launches.
     fn carry_out(
         &mut self,
         d: &Decision,
         live: &[InstanceRecord],
+        sensors: &[SensorReading],
         seen_seq: i64,
         by_fallback: bool,
     ) -> anyhow::Result<()> {
@@ -166,12 +184,19 @@ impl Controller {
             .collect();
         let status_changed = !by_fallback && self.last_status != Some(d.status);
         let detail = (!new.is_empty() || !d.destroy.is_empty() || status_changed).then(|| {
-            json!({
+            let mut detail = json!({
                 "launch": new.iter().map(|n| &n.id).collect::<Vec<_>>(),
                 "destroy": d.destroy,
                 "status": engine_status_name(d.status),
                 "by": if by_fallback { "fallback" } else { "engine" },
-            })
+            });
+            if !sensors.is_empty() {
+                detail["sensors"] = sensors
+                    .iter()
+                    .map(|r| json!({"name": r.name, "value": r.value, "time": r.time, "stale": r.stale}))
+                    .collect();
+            }
+            detail
         });
         let store = &self.services.store;
         store.record_decision(

@@ -17,6 +17,7 @@ use crate::engine::bindings::EngineStatus;
 use crate::engine::{EngineHost, EngineInstance, LoadedEngine};
 use crate::model::DomainSpec;
 use crate::provisioner::Provisioner;
+use crate::sensors::{self, Pollers, SensorBoard};
 use crate::store::Store;
 use backoff::Backoff;
 use serde::Serialize;
@@ -35,6 +36,7 @@ pub struct Services {
     pub engines: Arc<EngineHost>,
     pub provisioner: Arc<Provisioner>,
     pub wakeups: Arc<Wakeups>,
+    pub sensors: Arc<SensorBoard>,
 }
 
 /// Wakes a domain's controller for an early decide. Wakes that arrive during a decide are
@@ -147,6 +149,7 @@ pub fn start(
         ..Default::default()
     }));
     let wake = services.wakeups.register(&record.spec.name);
+    let pollers = sensors::start(&services.sensors, &record.spec.name, &record.spec.sensors);
     let controller = Controller {
         services,
         spec: record.spec,
@@ -159,6 +162,8 @@ pub fn start(
         preserve_target: record.preserve_target,
         last_target: None,
         log_budget: Default::default(),
+        sensor_seen: 0,
+        _pollers: pollers,
     };
     tokio::spawn(controller.run(rx, wake));
     ControllerHandle { tx, status }
@@ -179,6 +184,10 @@ struct Controller {
     /// The count the last good decision aimed at.
     last_target: Option<u32>,
     log_budget: log_budget::LogBudget,
+    /// The sensor board's change counter as the last carried-out decide saw it.
+    sensor_seen: u64,
+    /// Polls the domain's sensors for as long as the controller runs.
+    _pollers: Pollers,
 }
 
 impl Controller {
@@ -220,6 +229,7 @@ impl Controller {
 
     async fn stop(&mut self) {
         self.services.wakeups.unregister(&self.spec.name);
+        self.services.sensors.forget(&self.spec.name);
         if let Some(inst) = self.instance.take() {
             let _ = tokio::task::spawn_blocking(move || inst.dying()).await;
         }

@@ -2,6 +2,7 @@
 
 use crate::engine::bindings::{self as wit, Snapshot};
 use crate::model::{Health, InstanceState};
+use crate::sensors::Readings;
 use crate::store::InstanceRecord;
 
 fn state(s: InstanceState) -> wit::InstanceState {
@@ -41,6 +42,7 @@ pub fn build(
     now: f64,
     records: &[InstanceRecord],
     last_seq: i64,
+    readings: Readings,
     memo: Vec<u8>,
 ) -> Snapshot {
     let instances = records
@@ -72,8 +74,8 @@ pub fn build(
         now,
         instances,
         instance_changes,
-        sensors: Vec::new(),
-        sensor_changes: Vec::new(),
+        sensors: readings.sensors,
+        sensor_changes: readings.changes,
         memo,
     }
 }

@@ -1,10 +1,16 @@
 //! Engines built into the `epu` binary (see `host/build.rs`), usable by name.
 
 /// The bundled engines, by name.
-const BUNDLED: &[(&str, &[u8])] = &[(
-    "npreserving",
-    include_bytes!(concat!(env!("OUT_DIR"), "/npreserving.wasm")),
-)];
+const BUNDLED: &[(&str, &[u8])] = &[
+    (
+        "npreserving",
+        include_bytes!(concat!(env!("OUT_DIR"), "/npreserving.wasm")),
+    ),
+    (
+        "queuelen",
+        include_bytes!(concat!(env!("OUT_DIR"), "/queuelen.wasm")),
+    ),
+];
 
 /// The component bytes of a bundled engine.
 pub fn get(name: &str) -> Option<&'static [u8]> {

@@ -23,8 +23,8 @@ impl Store {
             let t = now();
             tx.execute(
                 "INSERT INTO domains (name, engine_name, engine_sha, deployable, health, \
-                 max_instances, pulse_ms, run, config_version, created, limits) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10)",
+                 max_instances, pulse_ms, run, config_version, created, limits, sensors) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?11)",
                 params![
                     spec.name,
                     spec.engine,
@@ -35,7 +35,8 @@ impl Store {
                     spec.pulse_ms,
                     spec.run,
                     t,
-                    serde_json::to_string(&spec.limits)?
+                    serde_json::to_string(&spec.limits)?,
+                    serde_json::to_string(&spec.sensors)?
                 ],
             )?;
             tx.execute(
@@ -117,9 +118,39 @@ impl Store {
             tx.execute("DELETE FROM instances WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM engine_configs WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM engine_versions WHERE domain = ?1", [domain])?;
+            tx.execute("DELETE FROM pushed_readings WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM domains WHERE name = ?1", [domain])?;
             append_event(tx, Some(domain), None, "domain-removed", &Value::Null)?;
             Ok(())
+        })
+    }
+
+    /// Keeps a pushed sensor reading, so that it survives a restart.
+    pub fn save_pushed_reading(
+        &self,
+        domain: &str,
+        name: &str,
+        value: f64,
+        time: f64,
+    ) -> Result<()> {
+        self.with_conn(|c| {
+            c.execute(
+                "INSERT INTO pushed_readings (domain, name, value, time) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (domain, name) DO UPDATE SET value = ?3, time = ?4",
+                params![domain, name, value, time],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The kept pushed readings of a domain, as `(name, value, time)`.
+    pub fn pushed_readings(&self, domain: &str) -> Result<Vec<(String, f64, f64)>> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, value, time FROM pushed_readings WHERE domain = ?1",
+            )?;
+            let rows = stmt.query_map([domain], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
 
@@ -246,7 +277,7 @@ fn query_domains_in(c: &Connection, name: Option<&str>) -> Result<Vec<DomainReco
     let mut stmt = c.prepare_cached(
         "SELECT d.name, d.engine_name, d.engine_sha, d.deployable, d.health, d.max_instances, \
          d.pulse_ms, d.run, d.config_version, d.memo, d.last_decide_seq, e.config, d.limits, \
-         d.quarantined, d.preserve_target \
+         d.quarantined, d.preserve_target, d.sensors \
          FROM domains d JOIN engine_configs e ON e.domain = d.name AND e.version = d.config_version \
          WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name",
     )?;
@@ -268,6 +299,8 @@ fn query_domains_in(c: &Connection, name: Option<&str>) -> Result<Vec<DomainReco
         };
         let limits: EngineLimits = serde_json::from_str(&json(12, "limits")?)
             .with_context(|| format!("stored limits of domain '{name}'"))?;
+        let sensors = serde_json::from_str(&json(15, "sensors")?)
+            .with_context(|| format!("stored sensors of domain '{name}'"))?;
         out.push(DomainRecord {
             engine_sha: r.get(2)?,
             config_version: r.get(8)?,
@@ -284,6 +317,7 @@ fn query_domains_in(c: &Connection, name: Option<&str>) -> Result<Vec<DomainReco
                 pulse_ms: r.get(6)?,
                 run: r.get(7)?,
                 limits,
+                sensors,
                 name,
             },
         });

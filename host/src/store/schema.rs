@@ -69,6 +69,16 @@ CREATE TABLE engine_versions (
 INSERT INTO engine_versions (domain, seq, name, sha, time)
     SELECT name, 1, engine_name, engine_sha, created FROM domains;
 "#,
+    r#"
+ALTER TABLE domains ADD COLUMN sensors TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE pushed_readings (
+    domain TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    value  REAL NOT NULL,
+    time   REAL NOT NULL,
+    PRIMARY KEY (domain, name)
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -17,6 +17,7 @@ fn spec(name: &str) -> DomainSpec {
         pulse_ms: 1000,
         run: None,
         limits: Default::default(),
+        sensors: vec![],
     }
 }
 
@@ -146,4 +147,26 @@ fn the_event_log_has_no_gaps_and_can_be_filtered() {
     assert_eq!(only_b.len(), 1);
     assert_eq!(only_b[0].kind, "domain-added");
     assert_eq!(*s.subscribe().borrow(), *seqs.last().unwrap());
+}
+
+#[test]
+fn sensors_and_pushed_readings_are_kept_until_the_domain_goes() {
+    let (_dir, s) = store();
+    let mut d = spec("q");
+    d.sensors = vec![crate::sensors::SensorSpec::Pushed {
+        name: "queue-length".into(),
+        stale_after_ms: Some(500),
+    }];
+    s.insert_domain(&d, "sha").unwrap();
+    assert_eq!(s.domain("q").unwrap().unwrap().spec.sensors, d.sensors);
+    s.save_pushed_reading("q", "queue-length", 4.0, 10.0)
+        .unwrap();
+    s.save_pushed_reading("q", "queue-length", 7.0, 11.0)
+        .unwrap();
+    assert_eq!(
+        s.pushed_readings("q").unwrap(),
+        [("queue-length".to_string(), 7.0, 11.0)]
+    );
+    s.delete_domain("q").unwrap();
+    assert!(s.pushed_readings("q").unwrap().is_empty());
 }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod amqp;
+
 pub use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -131,6 +133,15 @@ impl Epu {
         child
     }
 
+    /// Starts `epu daemon` like [`Epu::start_daemon`]; the daemon is terminated (workers
+    /// included) and reaped when the guard drops.
+    pub fn daemon(&self) -> DaemonGuard {
+        DaemonGuard {
+            child: self.start_daemon(),
+            state_dir: self.state_dir(),
+        }
+    }
+
     /// Asserts that none of `instances` nor any other worker of this state dir is alive.
     pub fn assert_no_workers_left(&self, instances: &[Instance]) {
         let alive: Vec<_> = instances
@@ -196,6 +207,39 @@ impl Drop for Epu {
         }
         for pid in self.worker_processes() {
             signal(pid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// A daemon started by a test; see [`Epu::daemon`].
+pub struct DaemonGuard {
+    pub child: std::process::Child,
+    state_dir: PathBuf,
+}
+
+impl DaemonGuard {
+    /// `kill -9`s the daemon (its workers live on) and reaps it.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for DaemonGuard {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new(EPU)
+            .env("EPU_STATE_DIR", &self.state_dir)
+            .arg("terminate")
+            .output();
+        let exited = wait_for(Duration::from_secs(15), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Parsing and checking npreserving's config.
 
-use serde_json::{Map, Value};
+use engine_kit::{boolean, non_negative_int, string_map};
 
 /// npreserving's settings.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -22,11 +22,7 @@ impl Config {
     /// Applies the JSON object `text` on top of `base`. Every key is checked before any applies,
     /// so a rejected change leaves nothing half-applied.
     pub fn parse(text: &str, base: &Config) -> Result<Config, String> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| format!("config is not valid JSON: {e}"))?;
-        let Value::Object(map) = value else {
-            return Err("config must be a JSON object".into());
-        };
+        let map = engine_kit::object(text)?;
         let mut config = base.clone();
         for (key, value) in &map {
             match key.as_str() {
@@ -36,46 +32,11 @@ impl Config {
                 }
                 "devmode_no_failure_compensation" => config.devmode = boolean(key, value)?,
                 "provisioner_vars" => config.provisioner_vars = string_map(key, value)?,
-                other => {
-                    return Err(format!(
-                        "unknown key '{other}' (known keys: {})",
-                        KEYS.join(", ")
-                    ))
-                }
+                other => return Err(engine_kit::unknown_key(other, KEYS)),
             }
         }
         Ok(config)
     }
-}
-
-/// A whole number from 0 to u32::MAX, given as a JSON number or a numeric string.
-fn non_negative_int(key: &str, value: &Value) -> Result<u32, String> {
-    let bad = || format!("{key} must be a whole number >= 0, got {value}");
-    let n = match value {
-        Value::Number(n) => n.as_u64().ok_or_else(bad)?,
-        Value::String(s) => s.trim().parse::<u64>().map_err(|_| bad())?,
-        _ => return Err(bad()),
-    };
-    u32::try_from(n).map_err(|_| bad())
-}
-
-/// A boolean, given as JSON true/false or the strings "true"/"false".
-fn boolean(key: &str, value: &Value) -> Result<bool, String> {
-    match value {
-        Value::Bool(b) => Ok(*b),
-        Value::String(s) if s == "true" => Ok(true),
-        Value::String(s) if s == "false" => Ok(false),
-        _ => Err(format!("{key} must be true or false, got {value}")),
-    }
-}
-
-/// An object whose values are strings.
-fn string_map(key: &str, value: &Value) -> Result<Vec<(String, String)>, String> {
-    let bad = || format!("{key} must be an object of strings, got {value}");
-    let map: &Map<String, Value> = value.as_object().ok_or_else(bad)?;
-    map.iter()
-        .map(|(k, v)| Ok((k.clone(), v.as_str().ok_or_else(bad)?.to_string())))
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,101 @@
+//! What the bundled Rust engines share: strict parsing of their JSON configs.
+//!
+//! Every engine takes numbers or numeric strings for numeric keys and rejects anything else
+//! with an error that names the key, so that `"2.7"` is never silently read as 2.
+
+use serde_json::{Map, Value};
+
+/// Parses a config text that must be a JSON object.
+pub fn object(text: &str) -> Result<Map<String, Value>, String> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| format!("config is not valid JSON: {e}"))?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err("config must be a JSON object".into()),
+    }
+}
+
+/// The error for a key the engine does not know.
+pub fn unknown_key(key: &str, known: &[&str]) -> String {
+    format!("unknown key '{key}' (known keys: {})", known.join(", "))
+}
+
+/// A whole number from 0 to u32::MAX, given as a JSON number or a numeric string.
+pub fn non_negative_int(key: &str, value: &Value) -> Result<u32, String> {
+    let bad = || format!("{key} must be a whole number >= 0, got {value}");
+    let n = match value {
+        Value::Number(n) => n.as_u64().ok_or_else(bad)?,
+        Value::String(s) => s.trim().parse::<u64>().map_err(|_| bad())?,
+        _ => return Err(bad()),
+    };
+    u32::try_from(n).map_err(|_| bad())
+}
+
+/// A boolean, given as JSON true/false or the strings "true"/"false".
+pub fn boolean(key: &str, value: &Value) -> Result<bool, String> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s == "true" => Ok(true),
+        Value::String(s) if s == "false" => Ok(false),
+        _ => Err(format!("{key} must be true or false, got {value}")),
+    }
+}
+
+/// An object whose values are strings.
+pub fn string_map(key: &str, value: &Value) -> Result<Vec<(String, String)>, String> {
+    let bad = || format!("{key} must be an object of strings, got {value}");
+    let map: &Map<String, Value> = value.as_object().ok_or_else(bad)?;
+    map.iter()
+        .map(|(k, v)| Ok((k.clone(), v.as_str().ok_or_else(bad)?.to_string())))
+        .collect()
+}
+
+/// A non-empty string.
+pub fn name(key: &str, value: &Value) -> Result<String, String> {
+    match value.as_str() {
+        Some(s) if !s.is_empty() => Ok(s.to_string()),
+        _ => Err(format!("{key} must be a non-empty string, got {value}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn whole_numbers_come_as_numbers_or_numeric_strings() {
+        assert_eq!(non_negative_int("k", &json!(3)), Ok(3));
+        assert_eq!(non_negative_int("k", &json!(" 7 ")), Ok(7));
+        for bad in [
+            json!("abc"),
+            json!(2.7),
+            json!("2.7"),
+            json!(-1),
+            json!(true),
+            json!(null),
+            json!([]),
+            json!(5_000_000_000u64),
+        ] {
+            let err = non_negative_int("k", &bad).unwrap_err();
+            assert!(err.contains("k must be a whole number"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn booleans_strings_and_objects() {
+        assert_eq!(boolean("b", &json!("true")), Ok(true));
+        assert_eq!(boolean("b", &json!(false)), Ok(false));
+        assert!(boolean("b", &json!("yes")).is_err());
+        assert_eq!(
+            string_map("m", &json!({"a": "1"})),
+            Ok(vec![("a".into(), "1".into())])
+        );
+        assert!(string_map("m", &json!({"a": 1})).is_err());
+        assert_eq!(name("s", &json!("q")), Ok("q".into()));
+        assert!(name("s", &json!("")).is_err());
+        assert!(object("[1]").unwrap_err().contains("JSON object"));
+        assert!(object("{").unwrap_err().contains("not valid JSON"));
+        assert!(unknown_key("x", &["a", "b"]).contains("a, b"));
+    }
+}

@@ -1,0 +1,333 @@
+//! The queuelen decision: replace the unhealthy, keep the minimum, then follow the queue.
+
+use crate::config::Config;
+use crate::{Decision, EngineStatus, Health, Instance, InstanceState, Launch, Snapshot};
+
+/// An instance counts toward the pool while it is below `terminating`.
+fn counts(i: &Instance) -> bool {
+    i.state < InstanceState::Terminating
+}
+
+/// Running-failed, or a health other than ok/unknown; a zombie at any state.
+fn unhealthy(i: &Instance) -> bool {
+    let bad_health = !matches!(i.health, Health::Ok | Health::Unknown);
+    i.health == Health::Zombie
+        || (counts(i) && (i.state == InstanceState::RunningFailed || bad_health))
+}
+
+/// The time of the reading the last scaling step was taken on, kept in the memo (an f64, little
+/// endian). A step needs a reading newer than that: decides come at once after every instance
+/// change, and without this rule each one would scale again on the same old queue length.
+fn last_step(memo: &[u8]) -> f64 {
+    memo.try_into().map(f64::from_le_bytes).unwrap_or(f64::MIN)
+}
+
+/// Decides for one snapshot.
+pub fn decide(c: &Config, s: &Snapshot) -> Decision {
+    let destroy: Vec<String> = s
+        .instances
+        .iter()
+        .filter(|i| unhealthy(i))
+        .map(|i| i.id.clone())
+        .collect();
+    let mut pool: Vec<&Instance> = s
+        .instances
+        .iter()
+        .filter(|i| counts(i) && !unhealthy(i))
+        .collect();
+    let count = pool.len() as u32;
+    let max = c.max_instances.unwrap_or(u32::MAX);
+    let reading = s.sensors.iter().find(|r| r.name == c.sensor && !r.stale);
+    let new_reading = reading.filter(|r| r.time > last_step(&s.memo));
+    // An instance being destroyed as unhealthy does not hold scaling back.
+    let settling = pool.iter().any(|i| i.state < InstanceState::Running);
+
+    let mut launch = 0;
+    let mut trim = Vec::new();
+    // The reading a scaling step is taken on, which the memo then keeps.
+    let mut step_on = None;
+    if count < c.min_instances {
+        launch = c.min_instances - count;
+    } else if let (false, Some(r)) = (settling, new_reading) {
+        let queue = r.value;
+        if queue > f64::from(c.high_water) {
+            launch = c.scale_step.min(max.saturating_sub(count));
+        } else if queue > 0.0 && count == 0 {
+            launch = 1.min(max);
+        } else if queue < f64::from(c.low_water) && count > c.min_instances {
+            // Never the last instance while work remains.
+            let floor = if queue > 0.0 {
+                c.min_instances.max(1)
+            } else {
+                c.min_instances
+            };
+            let n = c.scale_step.min(count.saturating_sub(floor)) as usize;
+            pool.sort_by(|a, b| b.state_time.total_cmp(&a.state_time).then(a.id.cmp(&b.id)));
+            trim = pool.iter().take(n).map(|i| i.id.clone()).collect();
+        }
+        if launch > 0 || !trim.is_empty() {
+            step_on = Some(r.time);
+        }
+    }
+
+    let status = if launch > 0 || !destroy.is_empty() || !trim.is_empty() || settling {
+        EngineStatus::Pending
+    } else if reading.is_none() {
+        EngineStatus::Unknown
+    } else {
+        EngineStatus::Stable
+    };
+    let launches = if launch > 0 {
+        vec![Launch {
+            count: launch,
+            vars: c.provisioner_vars.clone(),
+        }]
+    } else {
+        vec![]
+    };
+    Decision {
+        launches,
+        destroy: destroy.into_iter().chain(trim).collect(),
+        next_decide_ms: None,
+        memo: step_on.map(|t: f64| t.to_le_bytes().to_vec()),
+        status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SensorReading;
+
+    fn config(min: u32, max: Option<u32>, step: u32) -> Config {
+        let mut c = Config::parse(
+            r#"{"queuelen_high_water": 10, "queuelen_low_water": 3}"#,
+            None,
+        )
+        .unwrap();
+        c.min_instances = min;
+        c.max_instances = max;
+        c.scale_step = step;
+        c
+    }
+
+    /// An instance `id` in `state` with `health`, which entered its state at `since`.
+    fn node(id: &str, state: InstanceState, health: Health, since: f64) -> Instance {
+        Instance {
+            id: id.into(),
+            launch_id: "l".into(),
+            state,
+            state_time: since,
+            health,
+            health_time: since,
+            last_heartbeat: None,
+            vars: vec![],
+        }
+    }
+
+    fn up(id: &str, since: f64) -> Instance {
+        node(id, InstanceState::Running, Health::Ok, since)
+    }
+
+    /// A snapshot with these instances and a queue-length reading (None: no reading).
+    fn at(instances: Vec<Instance>, queue: Option<(f64, bool)>) -> Snapshot {
+        Snapshot {
+            domain: "q".into(),
+            now: 100.0,
+            instances,
+            instance_changes: vec![],
+            sensors: queue
+                .map(|(value, stale)| SensorReading {
+                    name: "queue-length".into(),
+                    value,
+                    time: 99.0,
+                    stale,
+                })
+                .into_iter()
+                .collect(),
+            sensor_changes: vec![],
+            memo: vec![],
+        }
+    }
+
+    fn fresh(q: f64) -> Option<(f64, bool)> {
+        Some((q, false))
+    }
+
+    fn launched(d: &Decision) -> u32 {
+        d.launches.iter().map(|l| l.count).sum()
+    }
+
+    #[test]
+    fn tops_up_to_the_minimum_even_without_a_reading() {
+        let d = decide(&config(2, None, 1), &at(vec![], None));
+        assert_eq!(launched(&d), 2);
+        assert_eq!(d.status, EngineStatus::Pending);
+    }
+
+    #[test]
+    fn unhealthy_are_destroyed_first_and_replaced_up_to_the_minimum() {
+        let s = at(
+            vec![
+                up("a", 1.0),
+                node("b", InstanceState::Running, Health::Missing, 1.0),
+                node("z", InstanceState::Terminating, Health::Zombie, 1.0),
+            ],
+            fresh(5.0),
+        );
+        let d = decide(&config(2, None, 1), &s);
+        assert_eq!(d.destroy, ["b", "z"]);
+        assert_eq!(launched(&d), 1);
+    }
+
+    #[test]
+    fn a_starting_instance_holds_scaling() {
+        let s = at(
+            vec![
+                up("a", 1.0),
+                node("b", InstanceState::Started, Health::Unknown, 2.0),
+            ],
+            fresh(500.0),
+        );
+        let d = decide(&config(0, None, 1), &s);
+        assert_eq!(launched(&d), 0);
+        assert!(d.destroy.is_empty());
+        assert_eq!(d.status, EngineStatus::Pending);
+    }
+
+    #[test]
+    fn a_pending_instance_destroyed_as_unhealthy_does_not_hold_scaling() {
+        let s = at(
+            vec![
+                up("a", 1.0),
+                node("b", InstanceState::Started, Health::Missing, 2.0),
+            ],
+            fresh(500.0),
+        );
+        let d = decide(&config(0, None, 1), &s);
+        assert_eq!(d.destroy, ["b"]);
+        assert_eq!(launched(&d), 1);
+    }
+
+    #[test]
+    fn above_high_water_launches_one() {
+        let d = decide(&config(0, None, 1), &at(vec![up("a", 1.0)], fresh(11.0)));
+        assert_eq!(launched(&d), 1);
+        let d = decide(&config(0, None, 1), &at(vec![up("a", 1.0)], fresh(10.0)));
+        assert_eq!(launched(&d), 0, "at high water exactly, nothing happens");
+        assert_eq!(d.status, EngineStatus::Stable);
+    }
+
+    #[test]
+    fn scale_step_launches_several_up_to_the_maximum() {
+        let d = decide(&config(0, None, 3), &at(vec![up("a", 1.0)], fresh(50.0)));
+        assert_eq!(launched(&d), 3);
+        let d = decide(&config(0, Some(2), 3), &at(vec![up("a", 1.0)], fresh(50.0)));
+        assert_eq!(launched(&d), 1);
+        let d = decide(&config(0, Some(1), 3), &at(vec![up("a", 1.0)], fresh(50.0)));
+        assert_eq!(launched(&d), 0);
+    }
+
+    #[test]
+    fn work_and_no_instance_launches_one() {
+        let d = decide(&config(0, None, 4), &at(vec![], fresh(1.0)));
+        assert_eq!(launched(&d), 1);
+        let d = decide(&config(0, None, 4), &at(vec![], fresh(0.0)));
+        assert_eq!(launched(&d), 0);
+        assert_eq!(d.status, EngineStatus::Stable);
+    }
+
+    #[test]
+    fn below_low_water_removes_the_newest_down_to_the_minimum() {
+        let pool = vec![up("a", 1.0), up("b", 3.0), up("c", 2.0)];
+        let d = decide(&config(1, None, 1), &at(pool.clone(), fresh(0.0)));
+        assert_eq!(d.destroy, ["b"]);
+        assert_eq!(launched(&d), 0);
+        let d = decide(&config(1, None, 5), &at(pool.clone(), fresh(0.0)));
+        assert_eq!(
+            d.destroy,
+            ["b", "c"],
+            "scale_step removes several, not below min"
+        );
+        let d = decide(&config(3, None, 1), &at(pool, fresh(0.0)));
+        assert!(d.destroy.is_empty(), "at the minimum nothing is removed");
+        assert_eq!(d.status, EngineStatus::Stable);
+    }
+
+    #[test]
+    fn never_to_zero_while_work_remains() {
+        let d = decide(&config(0, None, 1), &at(vec![up("a", 1.0)], fresh(2.0)));
+        assert!(d.destroy.is_empty());
+        let d = decide(
+            &config(0, None, 9),
+            &at(vec![up("a", 1.0), up("b", 2.0)], fresh(2.0)),
+        );
+        assert_eq!(d.destroy, ["b"]);
+        let d = decide(&config(0, None, 1), &at(vec![up("a", 1.0)], fresh(0.0)));
+        assert_eq!(d.destroy, ["a"], "an empty queue may go to zero");
+    }
+
+    #[test]
+    fn a_stale_or_missing_reading_holds_the_count() {
+        for queue in [Some((500.0, true)), Some((0.0, true)), None] {
+            let d = decide(
+                &config(1, None, 1),
+                &at(vec![up("a", 1.0), up("b", 2.0)], queue),
+            );
+            assert_eq!(launched(&d), 0, "{queue:?}");
+            assert!(d.destroy.is_empty(), "{queue:?}");
+            assert_eq!(d.status, EngineStatus::Unknown);
+        }
+    }
+
+    #[test]
+    fn between_the_marks_is_stable_and_other_sensors_are_ignored() {
+        let mut s = at(vec![up("a", 1.0)], fresh(5.0));
+        s.sensors.push(SensorReading {
+            name: "other".into(),
+            value: 1e9,
+            time: 99.0,
+            stale: false,
+        });
+        let d = decide(&config(0, None, 1), &s);
+        assert_eq!((launched(&d), d.destroy.len()), (0, 0));
+        assert_eq!(d.status, EngineStatus::Stable);
+    }
+
+    #[test]
+    fn one_step_per_new_reading() {
+        let s = at(vec![up("a", 1.0)], fresh(50.0));
+        let d = decide(&config(0, None, 1), &s);
+        assert_eq!(launched(&d), 1);
+        let memo = d.memo.expect("a step is remembered");
+        assert_eq!(f64::from_le_bytes(memo.clone().try_into().unwrap()), 99.0);
+        // The next decide comes at once (the launch changed an instance), on the same reading.
+        let mut again = at(vec![up("a", 1.0), up("b", 2.0)], fresh(50.0));
+        again.memo = memo.clone();
+        let d = decide(&config(0, None, 1), &again);
+        assert_eq!(launched(&d), 0, "no second step on the same reading");
+        assert_eq!(d.memo, None, "the memo is kept as it is");
+        // A newer reading allows the next step, down as well as up.
+        again.sensors[0].time = 100.0;
+        assert_eq!(launched(&decide(&config(0, None, 1), &again)), 1);
+        again.sensors[0].value = 0.0;
+        assert_eq!(decide(&config(0, None, 1), &again).destroy, ["b"]);
+    }
+
+    #[test]
+    fn topping_up_ignores_the_step_rule_and_keeps_the_memo() {
+        let mut s = at(vec![], fresh(50.0));
+        s.memo = 99.0f64.to_le_bytes().to_vec();
+        let d = decide(&config(2, None, 1), &s);
+        assert_eq!(launched(&d), 2);
+        assert_eq!(d.memo, None);
+    }
+
+    #[test]
+    fn launches_carry_the_provisioner_vars() {
+        let mut c = config(1, None, 1);
+        c.provisioner_vars = vec![("role".into(), "worker".into())];
+        let d = decide(&c, &at(vec![], None));
+        assert_eq!(d.launches[0].vars, c.provisioner_vars);
+    }
+}
