@@ -5,28 +5,31 @@ mod common;
 
 use common::amqp::{self, PrivateBroker};
 use common::{wait_for, Epu};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-/// The domain's sensor `name` in `epu status --json`.
-fn sensor(epu: &Epu, domain: &str, name: &str) -> Value {
-    let status = epu.status();
-    let d = status["domains"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == domain)
-        .cloned()
-        .unwrap_or_default();
-    d["sensors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["name"] == name)
-        .cloned()
-        .unwrap_or_default()
+/// Adds a queuelen domain `name` whose workers are the plan's queue workers on `queue`, with
+/// an AMQP sensor polled every 200 ms, the engine config `config` (KEY=VALUE) and `env`.
+fn add_queue_domain(
+    epu: &Epu,
+    name: &str,
+    url: &str,
+    queue: &str,
+    config: &[&str],
+    env: &[String],
+) {
+    let sensor = format!("kind=amqp,name=queue-length,url={url},queue={queue},interval_ms=200");
+    let worker = common::repo().join("launch-plans/queue-workers/worker.sh");
+    let mut args = vec![
+        "domain", "add", name, "--engine", "queuelen", "--sensor", &sensor,
+    ];
+    args.extend(config.iter().flat_map(|c| ["-c", c]));
+    let mut env = env.to_vec();
+    env.extend([format!("QUEUE={queue}"), format!("AMQP_URL={url}")]);
+    args.extend(env.iter().flat_map(|e| ["--env", e.as_str()]));
+    args.extend(["--boot-timeout", "30", "--", worker.to_str().unwrap()]);
+    epu.ok(&args);
 }
 
 /// Asserts that every message `<prefix>-<n>`, n < count, was acked exactly once.
@@ -83,7 +86,7 @@ fn a_burst_grows_the_pool_then_it_drains_back_to_the_minimum_and_each_message_is
     let mut most = 0;
     let mut backlog_seen = 0.0f64;
     let grew = wait_for(Duration::from_secs(60), || {
-        let backlog = sensor(&epu, "queue-workers", "queue-length")["value"]
+        let backlog = epu.sensor("queue-workers", "queue-length")["value"]
             .as_f64()
             .unwrap_or(0.0);
         backlog_seen = backlog_seen.max(backlog);
@@ -99,14 +102,14 @@ fn a_burst_grows_the_pool_then_it_drains_back_to_the_minimum_and_each_message_is
 
     // The drain: back to the minimum of 1 with an empty queue.
     let drained = wait_for(Duration::from_secs(90), || {
-        let s = sensor(&epu, "queue-workers", "queue-length");
+        let s = epu.sensor("queue-workers", "queue-length");
         s["value"] == 0.0 && s["stale"] == false && epu.instances("queue-workers").len() == 1
     });
     assert!(
         drained,
         "not back to 1 worker: {:?}, sensor {}",
         epu.instances("queue-workers"),
-        sensor(&epu, "queue-workers", "queue-length")
+        epu.sensor("queue-workers", "queue-length")
     );
     assert_each_consumed_once(&done_log, "burst", count);
 
@@ -126,40 +129,19 @@ fn workers_destroyed_mid_work_lose_no_message() {
     let queue = amqp::unique_queue("midwork");
     let done_log = epu.dir.path().join("done.log");
     let _daemon = epu.daemon();
-    let sensor_spec =
-        format!("kind=amqp,name=queue-length,url={url},queue={queue},interval_ms=200");
-    epu.ok(&[
-        "domain",
-        "add",
+    let done = format!("DONE_LOG={}", done_log.display());
+    add_queue_domain(
+        &epu,
         "busy",
-        "--engine",
-        "queuelen",
-        "-c",
-        "queuelen_high_water=1000",
-        "-c",
-        "queuelen_low_water=0",
-        "-c",
-        "min_instances=4",
-        "--sensor",
-        &sensor_spec,
-        "--env",
-        &format!("QUEUE={queue}"),
-        "--env",
-        &format!("AMQP_URL={url}"),
-        "--env",
-        "WORK_MS=300",
-        "--env",
-        &format!("DONE_LOG={}", done_log.display()),
-        "--boot-timeout",
-        "30",
-        "--grace",
-        "5",
-        "--",
-        common::repo()
-            .join("launch-plans/queue-workers/worker.sh")
-            .to_str()
-            .unwrap(),
-    ]);
+        &url,
+        &queue,
+        &[
+            "queuelen_high_water=1000",
+            "queuelen_low_water=0",
+            "min_instances=4",
+        ],
+        &["WORK_MS=300".into(), done],
+    );
     epu.wait_running("busy", 4);
     let count = 60;
     amqp::publish(&url, &queue, count, "mid");
@@ -204,38 +186,19 @@ fn a_broker_outage_holds_the_count_and_scaling_resumes_when_it_returns() {
     let epu = Epu::new();
     let queue = amqp::unique_queue("outage");
     let _daemon = epu.daemon();
-    let sensor_spec =
-        format!("kind=amqp,name=queue-length,url={url},queue={queue},interval_ms=200");
-    epu.ok(&[
-        "domain",
-        "add",
+    add_queue_domain(
+        &epu,
         "q",
-        "--engine",
-        "queuelen",
-        "-c",
-        "queuelen_high_water=5",
-        "-c",
-        "queuelen_low_water=1",
-        "-c",
-        "min_instances=1",
-        "-c",
-        "max_instances=3",
-        "--sensor",
-        &sensor_spec,
-        "--env",
-        &format!("QUEUE={queue}"),
-        "--env",
-        &format!("AMQP_URL={url}"),
-        "--env",
-        "WORK_MS=1000",
-        "--boot-timeout",
-        "30",
-        "--",
-        common::repo()
-            .join("launch-plans/queue-workers/worker.sh")
-            .to_str()
-            .unwrap(),
-    ]);
+        &url,
+        &queue,
+        &[
+            "queuelen_high_water=5",
+            "queuelen_low_water=1",
+            "min_instances=1",
+            "max_instances=3",
+        ],
+        &["WORK_MS=1000".into()],
+    );
     epu.wait_running("q", 1);
     amqp::publish(&url, &queue, 30, "outage");
     assert!(
@@ -253,14 +216,14 @@ fn a_broker_outage_holds_the_count_and_scaling_resumes_when_it_returns() {
     let failures_before = failures();
     broker.stop();
     let stale = wait_for(Duration::from_secs(20), || {
-        sensor(&epu, "q", "queue-length")["stale"] == true
+        epu.sensor("q", "queue-length")["stale"] == true
     });
     assert!(
         stale,
         "the reading did not turn stale: {}",
-        sensor(&epu, "q", "queue-length")
+        epu.sensor("q", "queue-length")
     );
-    let s = sensor(&epu, "q", "queue-length");
+    let s = epu.sensor("q", "queue-length");
     assert!(s["error"].as_str().is_some_and(|e| !e.is_empty()), "{s}");
     // The count holds while the broker is away, and the daemon keeps answering.
     for _ in 0..6 {
@@ -271,7 +234,7 @@ fn a_broker_outage_holds_the_count_and_scaling_resumes_when_it_returns() {
 
     broker.restart();
     let recovered = wait_for(Duration::from_secs(30), || {
-        sensor(&epu, "q", "queue-length")["stale"] == false
+        epu.sensor("q", "queue-length")["stale"] == false
     });
     assert!(recovered, "no fresh reading after the broker came back");
     assert!(epu
@@ -280,12 +243,12 @@ fn a_broker_outage_holds_the_count_and_scaling_resumes_when_it_returns() {
     // The durable queue kept its messages; the workers reconnect and drain it, and the pool
     // scales back down to its minimum.
     let drained = wait_for(Duration::from_secs(120), || {
-        sensor(&epu, "q", "queue-length")["value"] == 0.0 && epu.instances("q").len() == 1
+        epu.sensor("q", "queue-length")["value"] == 0.0 && epu.instances("q").len() == 1
     });
     assert!(
         drained,
         "scaling did not resume: {:?}, {}",
         epu.instances("q"),
-        sensor(&epu, "q", "queue-length")
+        epu.sensor("q", "queue-length")
     );
 }

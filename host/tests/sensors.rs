@@ -3,19 +3,7 @@
 mod common;
 
 use common::{wait_for, Epu};
-use serde_json::Value;
 use std::time::Duration;
-
-fn sensor(epu: &Epu, domain: &str) -> Value {
-    let status = epu.status();
-    status["domains"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == domain)
-        .map(|d| d["sensors"][0].clone())
-        .unwrap_or_default()
-}
 
 /// Adds a queuelen domain (high water 5, low water 1) with one sensor and idle workers.
 fn add(epu: &Epu, domain: &str, sensor: &str, min: u32) {
@@ -57,7 +45,7 @@ fn pushed_readings_scale_the_pool_and_survive_a_restart() {
     epu.wait_running("pushed", 1);
     epu.ok(&["sensor", "push", "pushed", "queue-length", "12"]);
     epu.wait_running("pushed", 2);
-    let s = sensor(&epu, "pushed");
+    let s = epu.sensor("pushed", "queue-length");
     assert_eq!(
         (s["value"].as_f64(), s["stale"].as_bool()),
         (Some(12.0), Some(false))
@@ -66,7 +54,7 @@ fn pushed_readings_scale_the_pool_and_survive_a_restart() {
     // The reading is kept: after a restart the engine still sees 12, so it does not shrink.
     daemon.kill9();
     let _daemon = epu.daemon();
-    assert_eq!(sensor(&epu, "pushed")["value"], 12.0);
+    assert_eq!(epu.sensor("pushed", "queue-length")["value"], 12.0);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(epu.instances("pushed").len(), 2);
 
@@ -91,14 +79,14 @@ fn a_command_sensor_is_polled_and_its_failures_are_stale_readings() {
     add(&epu, "cmd", &spec, 0);
     // Work and no instance: one is launched.
     epu.wait_running("cmd", 1);
-    assert_eq!(sensor(&epu, "cmd")["value"], 3.0);
+    assert_eq!(epu.sensor("cmd", "queue-length")["value"], 3.0);
 
     std::fs::write(&depth, "lots\n").unwrap();
     let failed = wait_for(Duration::from_secs(10), || {
-        sensor(&epu, "cmd")["stale"] == true
+        epu.sensor("cmd", "queue-length")["stale"] == true
     });
-    assert!(failed, "{}", sensor(&epu, "cmd"));
-    let s = sensor(&epu, "cmd");
+    assert!(failed, "{}", epu.sensor("cmd", "queue-length"));
+    let s = epu.sensor("cmd", "queue-length");
     assert_eq!(s["value"], 3.0, "the last good value is kept");
     assert!(s["error"].as_str().unwrap().contains("not a number"), "{s}");
     let human = epu.ok(&["status", "cmd"]);
@@ -113,7 +101,7 @@ fn a_command_sensor_is_polled_and_its_failures_are_stale_readings() {
         recovered,
         "{:?} {}",
         epu.instances("cmd"),
-        sensor(&epu, "cmd")
+        epu.sensor("cmd", "queue-length")
     );
     let events = epu.ok(&["events", "--json", "--domain", "cmd"]);
     assert!(events.contains("\"sensor-failed\"") && events.contains("\"sensor-recovered\""));
@@ -149,7 +137,7 @@ fn bad_sensor_input_is_refused_with_a_clear_error_and_changes_nothing() {
             "{args:?}: expected '{needle}' in {err}"
         );
     }
-    assert!(sensor(&epu, "d")["value"].is_null());
+    assert!(epu.sensor("d", "queue-length")["value"].is_null());
 
     let bad_domains: &[(&[&str], &str)] = &[
         (

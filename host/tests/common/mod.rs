@@ -77,6 +77,21 @@ impl Epu {
         serde_json::from_str(&self.ok(&["status", "--json"])).expect("status JSON")
     }
 
+    /// The sensor `name` of `domain` as `epu status --json` shows it (null if there is none).
+    pub fn sensor(&self, domain: &str, name: &str) -> Value {
+        let status = self.status();
+        let domains = status["domains"].as_array().cloned().unwrap_or_default();
+        let sensors = domains
+            .iter()
+            .find(|d| d["name"] == domain)
+            .and_then(|d| d["sensors"].as_array().cloned())
+            .unwrap_or_default();
+        sensors
+            .into_iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_default()
+    }
+
     /// The live instances of a domain; none while no daemon answers.
     pub fn instances(&self, domain: &str) -> Vec<Instance> {
         let out = self.run(&["status", "--json"]);
