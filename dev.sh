@@ -5,6 +5,7 @@
 #   ./dev.sh build        build epu (target/debug/epu) with its bundled engines, and the plan tools
 #   ./dev.sh broker       install RabbitMQ if needed and start it on 127.0.0.1:5672
 #   ./dev.sh queue-demo   boot the queue-workers plan, send a burst, and watch the pool follow it
+#   ./dev.sh bench        the benchmark suite (docs/performance.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 target="${CARGO_TARGET_DIR:-target}"
@@ -89,9 +90,19 @@ case "${1:-}" in
         # The tests run the queue-workers plan's programs, which live beside epu.
         cargo build --workspace
         cargo test --workspace
+        # A smoke run of the benchmark suite at small sizes (debug build), so that it does not
+        # rot. It asserts nothing about speed.
+        EPU_BENCH_SIZES=10,100 EPU_BENCH_KILLS=5 EPU_BENCH_CROSSINGS=5 EPU_BENCH_ROUNDS=2 \
+            EPU_BENCH_DOMAINS=50 EPU_BENCH_BUSY_DOMAINS=5 EPU_BENCH_IDLE_DOMAINS=50 EPU_BENCH_WINDOW_S=1 \
+            cargo test -p epu --benches
+        ;;
+    bench)
+        need_toolchain
+        # The whole suite, optimised; tables on stdout, JSON in target/bench/.
+        cargo bench -p epu
         ;;
     *)
-        echo "usage: ./dev.sh quickstart | test | build | broker | queue-demo" >&2
+        echo "usage: ./dev.sh quickstart | test | build | broker | queue-demo | bench" >&2
         exit 2
         ;;
 esac

@@ -1,9 +1,12 @@
-//! Reaction time: from `kill -9` of a worker to the launch of its replacement, with the real
-//! daemon and real processes. Set EPU_BENCH_KILLS (default 20).
+//! Reaction time, with the real daemon and real processes:
+//! - from `kill -9` of a worker to the launch of its replacement. Three spans are measured:
+//!   kill → exit noticed (the `failed` event), exit → replacement recorded (`launch-recorded`),
+//!   and kill → replacement process started (`started`), all on the same clock.
+//!   Set EPU_BENCH_KILLS (default 100).
+//! - from a sensor reading above high water (`epu sensor push` to a queuelen domain) to the
+//!   launch it causes. Set EPU_BENCH_CROSSINGS (default 50).
 //!
-//! `cargo bench -p epu --bench reaction` prints p50, p99 and max. Three spans are measured:
-//! kill → exit noticed (the `failed` event), exit → replacement recorded (`launch-recorded`),
-//! and kill → replacement process started (`started`), all on the same clock.
+//! `cargo bench -p epu --bench reaction` prints p50, p99 and max, and the suite's target.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -11,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod support;
 
-use support::epu;
+use support::{epu, Report};
 
 fn running_pids(state: &Path) -> Vec<i32> {
     let v: Value = serde_json::from_str(&epu(state, &["status", "--json"])).unwrap();
@@ -38,35 +41,122 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
-fn summary(name: &str, mut v: Vec<f64>) {
+/// Prints p50, p99 and max of `v`; returns p99.
+fn summary(name: &str, mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     println!(
-        "{name:<36} {:>9.2} {:>9.2} {:>9.2}",
+        "{name:<40} {:>9.2} {:>9.2} {:>9.2}",
         p(0.5),
         p(0.99),
         v[v.len() - 1]
     );
+    p(0.99)
+}
+
+fn count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The instances of domain `name` as (state, count of them).
+fn pool(state: &Path, name: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(&epu(state, &["status", name, "--json"])).unwrap();
+    v["domains"][0]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Pushes a queue length above high water to an empty queuelen domain, `n` times; returns
+/// the milliseconds from each push to the launch decision it caused.
+fn crossings(state: &Path, n: usize) -> Vec<f64> {
+    epu(
+        state,
+        &[
+            "domain",
+            "add",
+            "q",
+            "--engine",
+            "queuelen",
+            "-c",
+            "queuelen_high_water=5",
+            "-c",
+            "queuelen_low_water=1",
+            "--sensor",
+            "kind=pushed,name=queue-length",
+            "--pulse-ms",
+            "60000",
+            "--",
+            "sh",
+            "-c",
+            "while :; do \"$EPU_BIN\" heartbeat; sleep 1; done",
+        ],
+    );
+    let wait = |want: &dyn Fn(&[String]) -> bool| {
+        let end = Instant::now() + Duration::from_secs(20);
+        while !want(&pool(state, "q")) {
+            assert!(Instant::now() < end, "the queuelen pool did not settle");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let mut seq = events_after(state, 0).last().unwrap()["seq"]
+        .as_i64()
+        .unwrap();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let pushed = now();
+        epu(state, &["sensor", "push", "q", "queue-length", "50"]);
+        let end = Instant::now() + Duration::from_secs(10);
+        let launched = loop {
+            assert!(Instant::now() < end, "no launch after the crossing");
+            let found = events_after(state, seq).into_iter().find(|e| {
+                e["kind"] == "decision"
+                    && e["detail"]["launch"]
+                        .as_array()
+                        .is_some_and(|l| !l.is_empty())
+            });
+            if let Some(e) = found {
+                break e;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        out.push((launched["time"].as_f64().unwrap() - pushed) * 1e3);
+        // Back to an empty pool: the instance must be running before a reading of 0 trims it.
+        wait(&|p| p.len() == 1 && p[0] == "running");
+        epu(state, &["sensor", "push", "q", "queue-length", "0"]);
+        wait(&|p| p.is_empty());
+        seq = events_after(state, seq).last().unwrap()["seq"]
+            .as_i64()
+            .unwrap();
+    }
+    out
 }
 
 fn main() {
-    let kills: usize = std::env::var("EPU_BENCH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let kills = count("EPU_BENCH_KILLS", 100);
     let dir = tempfile::tempdir().unwrap();
     let state: PathBuf = dir.path().join("state");
     let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../launch-plans/quickstart");
     epu(&state, &["boot", plan.to_str().unwrap()]);
 
     let wait_three = || {
-        let end = Instant::now() + Duration::from_secs(20);
+        let end = Instant::now() + Duration::from_secs(60);
         loop {
             let pids = running_pids(&state);
             if pids.len() == 3 {
                 return pids;
             }
-            assert!(Instant::now() < end, "pool did not settle");
+            assert!(
+                Instant::now() < end,
+                "pool did not settle: {}\n{}",
+                epu(&state, &["status"]),
+                epu(&state, &["events"])
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     };
@@ -106,10 +196,33 @@ fn main() {
         recorded.push((r - f) * 1e3);
         started.push((s - killed_at) * 1e3);
     }
+    let issued: Vec<f64> = noticed.iter().zip(&recorded).map(|(a, b)| a + b).collect();
+    let n = count("EPU_BENCH_CROSSINGS", 50);
+    let crossed = crossings(&state, n);
     epu(&state, &["terminate"]);
-    println!("reaction over {kills} kills of a quickstart worker (ms)");
-    println!("{:<36} {:>9} {:>9} {:>9}", "span", "p50", "p99", "max");
+    println!("reaction over {kills} kills of a quickstart worker and {n} crossings (ms)");
+    println!("{:<40} {:>9} {:>9} {:>9}", "span", "p50", "p99", "max");
     summary("kill -9 -> exit recorded (failed)", noticed);
     summary("exit recorded -> launch recorded", recorded);
-    summary("kill -9 -> replacement spawned", started);
+    let issued_p99 = summary("kill -9 -> replacement launch recorded", issued);
+    let started_p99 = summary("kill -9 -> replacement spawned", started);
+    let crossed_p99 = summary("push above high water -> launch recorded", crossed);
+    let mut report = Report::new("reaction");
+    report.at_most(
+        "worker death -> replacement launch issued, p99",
+        issued_p99,
+        "ms",
+        50.0,
+    );
+    report.info(
+        "worker death -> replacement spawned, p99",
+        started_p99,
+        "ms",
+    );
+    report.info(
+        "reading above high water -> launch issued, p99",
+        crossed_p99,
+        "ms",
+    );
+    report.finish();
 }

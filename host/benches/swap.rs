@@ -4,16 +4,15 @@
 //! - warm (disk): compiled code is in the on-disk cache but not in memory (after a restart);
 //! - warm (memory): the daemon has the component loaded already.
 //!
-//! `cargo bench -p epu --bench swap` prints p50 and max per case.
+//! `cargo bench -p epu --bench swap` prints p50 and max per case. Set EPU_BENCH_ROUNDS
+//! (default 10).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{epu, EPU};
-const ROUNDS: usize = 10;
+use support::{epu, start_daemon as start, stop_daemon as stop, Report};
 
 fn fixture(name: &str) -> String {
     format!("{}/{name}.wasm", env!("EPU_TEST_ENGINES_DIR"))
@@ -24,33 +23,6 @@ fn timed(state: &Path, args: &[&str]) -> Duration {
     let t = Instant::now();
     epu(state, args);
     t.elapsed()
-}
-
-fn start(state: &Path) -> Child {
-    let child = Command::new(EPU)
-        .env("EPU_STATE_DIR", state)
-        .arg("daemon")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let end = Instant::now() + Duration::from_secs(30);
-    while Command::new(EPU)
-        .env("EPU_STATE_DIR", state)
-        .arg("status")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < end, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
-
-fn stop(mut daemon: Child) {
-    let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    daemon.wait().unwrap();
 }
 
 fn summary(name: &str, mut v: Vec<Duration>) {
@@ -66,7 +38,11 @@ fn summary(name: &str, mut v: Vec<Duration>) {
 fn main() {
     let (mut cold, mut disk, mut memory) = (Vec::new(), Vec::new(), Vec::new());
     let noop = timed(Path::new("/nonexistent"), &["--version"]);
-    for _ in 0..ROUNDS {
+    let rounds: usize = std::env::var("EPU_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    for _ in 0..rounds {
         let dir = tempfile::tempdir().unwrap();
         let state: PathBuf = dir.path().join("state");
         let daemon = start(&state);
@@ -91,12 +67,27 @@ fn main() {
         disk.push(timed(&state, &["engine", "swap", "d", "npreserving"]));
         stop(daemon);
     }
+    let p50 = |v: &[Duration]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1e3
+    };
+    let mut report = Report::new("swap");
+    report.info("hot swap, cold cache, p50", p50(&cold), "ms");
+    report.at_most("hot swap, warm cache (disk), p50", p50(&disk), "ms", 50.0);
+    report.at_most(
+        "hot swap, warm cache (memory), p50",
+        p50(&memory),
+        "ms",
+        50.0,
+    );
     println!(
-        "hot swap, CLI to live, over {ROUNDS} rounds (ms; `epu --version` alone takes {:.1} ms)",
+        "hot swap, CLI to live, over {rounds} rounds (ms; `epu --version` alone takes {:.1} ms)",
         noop.as_secs_f64() * 1e3
     );
     println!("{:<16} {:>9} {:>9}", "cache", "p50", "max");
     summary("cold", cold);
     summary("warm (disk)", disk);
     summary("warm (memory)", memory);
+    report.finish();
 }

@@ -1,7 +1,12 @@
-//! What the benches that drive the real `epu` binary share.
+//! What the benches share: running the real `epu` binary, and reporting against targets.
 
-use std::path::Path;
-use std::process::Command;
+// Each bench uses a part of this module.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
 
 pub const EPU: &str = env!("CARGO_BIN_EXE_epu");
 
@@ -18,4 +23,105 @@ pub fn epu(state: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `epu daemon` on `state` and waits until it answers.
+pub fn start_daemon(state: &Path) -> Child {
+    let child = Command::new(EPU)
+        .env("EPU_STATE_DIR", state)
+        .arg("daemon")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    while Command::new(EPU)
+        .env("EPU_STATE_DIR", state)
+        .arg("status")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < end, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// Stops a daemon (SIGTERM: its workers keep running) and reaps it.
+pub fn stop_daemon(mut daemon: Child) {
+    let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    daemon.wait().unwrap();
+}
+
+/// A bench's results: each metric with its target, printed as a table with pass/fail and
+/// written as JSON to `target/bench/<bench>.json`.
+pub struct Report {
+    bench: &'static str,
+    rows: Vec<Value>,
+}
+
+impl Report {
+    pub fn new(bench: &'static str) -> Report {
+        Report {
+            bench,
+            rows: Vec::new(),
+        }
+    }
+
+    /// A metric that must be at most `target` (in the same unit).
+    pub fn at_most(&mut self, metric: &str, value: f64, unit: &str, target: f64) {
+        let pass = value <= target;
+        self.rows
+            .push(json!({"metric": metric, "value": value, "unit": unit,
+            "target": format!("<= {target} {unit}"), "pass": pass}));
+    }
+
+    /// A metric that must be at least `target`.
+    pub fn at_least(&mut self, metric: &str, value: f64, unit: &str, target: f64) {
+        let pass = value >= target;
+        self.rows
+            .push(json!({"metric": metric, "value": value, "unit": unit,
+            "target": format!(">= {target} {unit}"), "pass": pass}));
+    }
+
+    /// A metric measured for the record, with no target.
+    pub fn info(&mut self, metric: &str, value: f64, unit: &str) {
+        self.rows
+            .push(json!({"metric": metric, "value": value, "unit": unit}));
+    }
+
+    /// Prints the table and writes the JSON; returns the JSON file's path.
+    pub fn finish(self) -> PathBuf {
+        println!();
+        println!(
+            "{:<52} {:>12} {:<6} {:>16} {:>6}",
+            "metric", "value", "unit", "target", ""
+        );
+        for r in &self.rows {
+            let verdict = match r["pass"].as_bool() {
+                Some(true) => "pass",
+                Some(false) => "FAIL",
+                None => "",
+            };
+            println!(
+                "{:<52} {:>12.2} {:<6} {:>16} {:>6}",
+                r["metric"].as_str().unwrap_or_default(),
+                r["value"].as_f64().unwrap_or_default(),
+                r["unit"].as_str().unwrap_or_default(),
+                r["target"].as_str().unwrap_or("-"),
+                verdict
+            );
+        }
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .unwrap()
+            .join("bench");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.json", self.bench));
+        let doc = json!({"bench": self.bench, "results": self.rows});
+        std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        println!("written to {}", path.display());
+        path
+    }
 }

@@ -91,10 +91,13 @@ impl Controller {
             }
         };
         self.update_backoff(&records, last_seq);
+        // Whether any instance changed since the last decide: if not, and the decision changes
+        // nothing, there is nothing to write.
+        let changed = records.iter().any(|r| r.changed_seq > last_seq);
         let sensors = snap.sensors.clone();
         if self.quarantined {
             let decision = self.fallback(&live);
-            match self.carry_out(&decision, &live, &sensors, seen_seq, true) {
+            match self.carry_out(&decision, &live, &sensors, seen_seq, changed, true) {
                 Ok(()) => self.sensor_seen = sensor_seen,
                 Err(e) => {
                     tracing::error!(domain = %self.spec.name, "carrying out the fallback: {e:#}")
@@ -114,7 +117,7 @@ impl Controller {
             self.fault(Fault::new(FaultKind::InvalidDecision, e.to_string()));
             return pulse;
         }
-        if let Err(e) = self.carry_out(&decision, &live, &sensors, seen_seq, false) {
+        if let Err(e) = self.carry_out(&decision, &live, &sensors, seen_seq, changed, false) {
             tracing::error!(domain = %self.spec.name, "carrying out a decision: {e:#}");
             self.event("provisioning-error", json!({"error": format!("{e:#}")}));
             return pulse;
@@ -161,13 +164,15 @@ impl Controller {
     }
 
     /// Records a checked decision (launches before any spawn), with the sensor readings it was
-    /// made on, then destroys and launches.
+    /// made on, then destroys and launches. `changed` says whether the decide saw instance
+    /// changes; a decide that saw none and changes nothing writes nothing.
     fn carry_out(
         &mut self,
         d: &Decision,
         live: &[InstanceRecord],
         sensors: &[SensorReading],
         seen_seq: i64,
+        changed: bool,
         by_fallback: bool,
     ) -> anyhow::Result<()> {
         let new: Vec<NewInstance> = d
@@ -199,13 +204,16 @@ impl Controller {
             detail
         });
         let store = &self.services.store;
-        store.record_decision(
-            &self.spec.name,
-            seen_seq,
-            d.memo.as_deref(),
-            &new,
-            detail.as_ref(),
-        )?;
+        let writes = changed || !new.is_empty() || d.memo.is_some() || detail.is_some();
+        if writes {
+            store.record_decision(
+                &self.spec.name,
+                seen_seq,
+                d.memo.as_deref(),
+                &new,
+                detail.as_ref(),
+            )?;
+        }
         if !by_fallback {
             let staying = live
                 .iter()

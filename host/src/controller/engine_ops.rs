@@ -19,12 +19,15 @@ impl Controller {
         let existing = self.instance.take();
         let engines = self.services.engines.clone();
         let loaded = self.loaded.clone();
-        let config = Value::Object(self.spec.config.clone()).to_string();
+        // The config text is needed only to make a fresh instance.
+        let config = existing
+            .is_none()
+            .then(|| Value::Object(self.spec.config.clone()).to_string());
         let limits = CallLimits::from(&self.spec.limits);
         let (inst, result, logs) = tokio::task::spawn_blocking(move || {
             let mut inst = match existing {
                 Some(i) => i,
-                None => match engines.instantiate(&loaded, &config, limits) {
+                None => match engines.instantiate(&loaded, &config.unwrap_or_default(), limits) {
                     Ok(i) => i,
                     Err(e) => {
                         return (

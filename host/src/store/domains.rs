@@ -79,8 +79,7 @@ impl Store {
                 InstanceState::Terminated as i64
             );
             let instances = query_instances_in(c, &sql, params![domain, record.last_decide_seq])?;
-            let seq: i64 =
-                c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+            let seq = super::newest_seq(c)?;
             Ok((record, instances, seq))
         })
     }
@@ -274,14 +273,26 @@ impl Store {
 }
 
 fn query_domains_in(c: &Connection, name: Option<&str>) -> Result<Vec<DomainRecord>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT d.name, d.engine_name, d.engine_sha, d.deployable, d.health, d.max_instances, \
-         d.pulse_ms, d.run, d.config_version, d.memo, d.last_decide_seq, e.config, d.limits, \
-         d.quarantined, d.preserve_target, d.sensors \
-         FROM domains d JOIN engine_configs e ON e.domain = d.name AND e.version = d.config_version \
-         WHERE ?1 IS NULL OR d.name = ?1 ORDER BY d.name",
-    )?;
-    let mut rows = stmt.query([name])?;
+    macro_rules! select {
+        () => {
+            "SELECT d.name, d.engine_name, d.engine_sha, d.deployable, d.health, \
+         d.max_instances, d.pulse_ms, d.run, d.config_version, d.memo, d.last_decide_seq, \
+         e.config, d.limits, d.quarantined, d.preserve_target, d.sensors \
+         FROM domains d JOIN engine_configs e ON e.domain = d.name AND e.version = d.config_version"
+        };
+    }
+    // Two statements: with `?1 IS NULL OR d.name = ?1`, SQLite scans every domain.
+    let (mut stmt, mut rows);
+    match name {
+        Some(name) => {
+            stmt = c.prepare_cached(concat!(select!(), " WHERE d.name = ?1"))?;
+            rows = stmt.query([name])?;
+        }
+        None => {
+            stmt = c.prepare_cached(concat!(select!(), " ORDER BY d.name"))?;
+            rows = stmt.query([])?;
+        }
+    }
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let name: String = r.get(0)?;

@@ -101,9 +101,10 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every statement the store runs stays prepared (the default keeps 16).
+        conn.set_prepared_statement_cache_capacity(128);
         schema::migrate(&mut conn)?;
-        let last: i64 =
-            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+        let last = newest_seq(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
             last_seq: watch::channel(last).0,
@@ -115,8 +116,7 @@ impl Store {
         let tx = conn.transaction()?;
         let out = f(&tx)?;
         tx.commit()?;
-        let last: i64 =
-            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+        let last = newest_seq(&conn)?;
         self.last_seq.send_if_modified(|v| {
             let changed = *v != last;
             *v = last;
@@ -129,6 +129,12 @@ impl Store {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         f(&conn)
     }
+}
+
+/// The sequence number of the newest event (0 when there is none).
+fn newest_seq(c: &Connection) -> Result<i64> {
+    let mut stmt = c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?;
+    Ok(stmt.query_row([], |r| r.get(0))?)
 }
 
 #[cfg(test)]

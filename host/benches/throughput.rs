@@ -1,0 +1,124 @@
+//! Decide throughput of the real daemon:
+//! - decides per CPU-second with N domains of 10 instances each (real `sleep` processes that
+//!   never report, so the pool is stable) deciding on a 10 ms pulse. Set
+//!   EPU_BENCH_BUSY_DOMAINS (default 100; each domain is 10 processes);
+//! - the daemon's CPU share with many idle domains on a 1 s pulse. Set EPU_BENCH_IDLE_DOMAINS
+//!   (default 10000).
+//!
+//! `cargo bench -p epu --bench throughput` prints the numbers against the suite's targets.
+
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+mod support;
+
+use support::{epu, start_daemon, stop_daemon, Report};
+
+fn count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Decides made so far, summed over every domain.
+fn decides(state: &Path) -> u64 {
+    let v: Value = serde_json::from_str(&epu(state, &["status", "--json"])).unwrap();
+    v["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["controller"]["decides"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// A plan of `n` npreserving domains keeping `keep` instances each, on a `pulse_ms` pulse.
+fn plan(dir: &Path, n: usize, keep: usize, pulse_ms: u32) {
+    let mut text = String::from("name = \"load\"\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[domain]]\nname = \"d-{i:05}\"\nengine = \"npreserving\"\npulse_ms = {pulse_ms}\n\
+             config = {{ preserve_n = {keep} }}\n\
+             process = {{ command = [\"sleep\", \"100000\"], grace_seconds = 0 }}\n\
+             health = {{ boot_timeout = 1e9 }}\n"
+        ));
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("plan.toml"), text).unwrap();
+}
+
+/// Boots `n` domains of `keep` instances, waits for the pool to settle, then measures for
+/// `window`: returns (decides, daemon CPU seconds).
+fn run(n: usize, keep: usize, pulse_ms: u32, window: Duration) -> (u64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    plan(&dir.path().join("plan"), n, keep, pulse_ms);
+    let daemon = start_daemon(&state);
+    epu(&state, &["boot", dir.path().join("plan").to_str().unwrap()]);
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v: Value = serde_json::from_str(&epu(&state, &["status", "--json"])).unwrap();
+        let live: usize = v["domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["instances"].as_array().unwrap().len())
+            .sum();
+        if live == n * keep {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the pools did not settle: {live} of {}",
+            n * keep
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (d0, c0) = (decides(&state), cpu_seconds(daemon.id()));
+    std::thread::sleep(window);
+    let (d1, c1) = (decides(&state), cpu_seconds(daemon.id()));
+    epu(&state, &["terminate"]);
+    stop_daemon(daemon);
+    (d1 - d0, c1 - c0)
+}
+
+fn main() {
+    let busy = count("EPU_BENCH_BUSY_DOMAINS", 100);
+    let idle = count("EPU_BENCH_IDLE_DOMAINS", 10_000);
+    let window = Duration::from_secs(count("EPU_BENCH_WINDOW_S", 5) as u64);
+
+    let (n, cpu) = run(busy, 10, 10, window);
+    println!(
+        "{busy} domains of 10 instances on a 10 ms pulse: {n} decides in {:.1} s using {cpu:.2} CPU-s",
+        window.as_secs_f64()
+    );
+    let (m, idle_cpu) = run(idle, 0, 1000, window);
+    println!(
+        "{idle} idle domains on a 1 s pulse: {m} decides in {:.1} s using {idle_cpu:.2} CPU-s",
+        window.as_secs_f64()
+    );
+    let mut report = Report::new("throughput");
+    report.at_least(
+        &format!("decides per CPU-second, {busy} domains of 10"),
+        n as f64 / cpu.max(0.01),
+        "/s",
+        50_000.0,
+    );
+    report.at_most(
+        &format!("CPU share of 2 cores, {idle} domains at a 1 s pulse"),
+        100.0 * idle_cpu / window.as_secs_f64() / 2.0,
+        "%",
+        25.0,
+    );
+    report.finish();
+}
