@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod support;
 
-use support::{epu, Report};
+use support::{env_count, epu, Report};
 
 fn running_pids(state: &Path) -> Vec<i32> {
     let v: Value = serde_json::from_str(&epu(state, &["status", "--json"])).unwrap();
@@ -54,14 +54,7 @@ fn summary(name: &str, mut v: Vec<f64>) -> f64 {
     p(0.99)
 }
 
-fn count(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The instances of domain `name` as (state, count of them).
+/// The states of the instances of domain `name`.
 fn pool(state: &Path, name: &str) -> Vec<String> {
     let v: Value = serde_json::from_str(&epu(state, &["status", name, "--json"])).unwrap();
     v["domains"][0]["instances"]
@@ -138,7 +131,7 @@ fn crossings(state: &Path, n: usize) -> Vec<f64> {
 }
 
 fn main() {
-    let kills = count("EPU_BENCH_KILLS", 100);
+    let kills = env_count("EPU_BENCH_KILLS", 100);
     let dir = tempfile::tempdir().unwrap();
     let state: PathBuf = dir.path().join("state");
     let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../launch-plans/quickstart");
@@ -197,7 +190,7 @@ fn main() {
         started.push((s - killed_at) * 1e3);
     }
     let issued: Vec<f64> = noticed.iter().zip(&recorded).map(|(a, b)| a + b).collect();
-    let n = count("EPU_BENCH_CROSSINGS", 50);
+    let n = env_count("EPU_BENCH_CROSSINGS", 50);
     let crossed = crossings(&state, n);
     epu(&state, &["terminate"]);
     println!("reaction over {kills} kills of a quickstart worker and {n} crossings (ms)");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod support;
 
-use support::{epu, start_daemon, stop_daemon, Report};
+use support::{env_count, epu, start_daemon, stop_daemon, Report};
 
 /// The resident set size of a process, in KiB.
 fn rss_kib(pid: u32) -> f64 {
@@ -64,10 +64,7 @@ fn last_seq(state: &Path) -> i64 {
 }
 
 fn main() {
-    let n: usize = std::env::var("EPU_BENCH_DOMAINS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let n = env_count("EPU_BENCH_DOMAINS", 1000);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let plan = dir.path().join("plan");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{epu, start_daemon as start, stop_daemon as stop, Report};
+use support::{env_count, epu, start_daemon as start, stop_daemon as stop, Report};
 
 fn fixture(name: &str) -> String {
     format!("{}/{name}.wasm", env!("EPU_TEST_ENGINES_DIR"))
@@ -38,10 +38,7 @@ fn summary(name: &str, mut v: Vec<Duration>) {
 fn main() {
     let (mut cold, mut disk, mut memory) = (Vec::new(), Vec::new(), Vec::new());
     let noop = timed(Path::new("/nonexistent"), &["--version"]);
-    let rounds: usize = std::env::var("EPU_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let rounds = env_count("EPU_BENCH_ROUNDS", 10);
     for _ in 0..rounds {
         let dir = tempfile::tempdir().unwrap();
         let state: PathBuf = dir.path().join("state");

@@ -13,14 +13,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{epu, start_daemon, stop_daemon, Report};
-
-fn count(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::{env_count, epu, start_daemon, stop_daemon, Report};
 
 /// CPU seconds (user + system) a process has used.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -93,9 +86,9 @@ fn run(n: usize, keep: usize, pulse_ms: u32, window: Duration) -> (u64, f64) {
 }
 
 fn main() {
-    let busy = count("EPU_BENCH_BUSY_DOMAINS", 100);
-    let idle = count("EPU_BENCH_IDLE_DOMAINS", 10_000);
-    let window = Duration::from_secs(count("EPU_BENCH_WINDOW_S", 5) as u64);
+    let busy = env_count("EPU_BENCH_BUSY_DOMAINS", 100);
+    let idle = env_count("EPU_BENCH_IDLE_DOMAINS", 10_000);
+    let window = Duration::from_secs(env_count("EPU_BENCH_WINDOW_S", 5) as u64);
 
     let (n, cpu) = run(busy, 10, 10, window);
     println!(

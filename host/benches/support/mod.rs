@@ -25,6 +25,14 @@ pub fn epu(state: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A count from the env var `var`, or `default`.
+pub fn env_count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Starts `epu daemon` on `state` and waits until it answers.
 pub fn start_daemon(state: &Path) -> Child {
     let child = Command::new(EPU)
