@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod support;
 
-use support::{env_count, epu, Report};
+use support::{env_count, epu, Report, Terminate};
 
 fn running_pids(state: &Path) -> Vec<i32> {
     let v: Value = serde_json::from_str(&epu(state, &["status", "--json"])).unwrap();
@@ -136,6 +136,7 @@ fn main() {
     let state: PathBuf = dir.path().join("state");
     let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../launch-plans/quickstart");
     epu(&state, &["boot", plan.to_str().unwrap()]);
+    let _cleanup = Terminate(&state);
 
     let wait_three = || {
         let end = Instant::now() + Duration::from_secs(60);

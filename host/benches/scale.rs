@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod support;
 
-use support::{env_count, epu, start_daemon, stop_daemon, Report};
+use support::{env_count, epu, start_daemon, stop_daemon, Report, Terminate};
 
 /// The resident set size of a process, in KiB.
 fn rss_kib(pid: u32) -> f64 {
@@ -71,6 +71,7 @@ fn main() {
     std::fs::create_dir_all(&plan).unwrap();
     idle_plan(&plan, n);
 
+    let _cleanup = Terminate(&state);
     let daemon = start_daemon(&state);
     std::thread::sleep(Duration::from_secs(1));
     let rss_empty = rss_kib(daemon.id());

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{env_count, epu, start_daemon, stop_daemon, Report};
+use support::{env_count, epu, start_daemon, stop_daemon, Report, Terminate};
 
 /// CPU seconds (user + system) a process has used.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -56,6 +56,7 @@ fn run(n: usize, keep: usize, pulse_ms: u32, window: Duration) -> (u64, f64) {
     let state = dir.path().join("state");
     plan(&dir.path().join("plan"), n, keep, pulse_ms);
     let daemon = start_daemon(&state);
+    let _cleanup = Terminate(&state);
     epu(&state, &["boot", dir.path().join("plan").to_str().unwrap()]);
     let end = Instant::now() + Duration::from_secs(120);
     loop {

@@ -33,6 +33,21 @@ pub fn env_count(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Runs `epu terminate` on its state dir when dropped during a panic, so that a bench that
+/// fails leaves no daemon or worker behind.
+pub struct Terminate<'a>(pub &'a Path);
+
+impl Drop for Terminate<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new(EPU)
+                .env("EPU_STATE_DIR", self.0)
+                .arg("terminate")
+                .output();
+        }
+    }
+}
+
 /// Starts `epu daemon` on `state` and waits until it answers.
 pub fn start_daemon(state: &Path) -> Child {
     let child = Command::new(EPU)

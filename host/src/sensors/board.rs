@@ -88,10 +88,14 @@ impl SensorBoard {
     /// Sets up a domain's sensors with no readings, except the pushed readings kept in the
     /// store.
     pub fn declare(&self, domain: &str, specs: &[SensorSpec]) {
-        let kept = self.store.pushed_readings(domain).unwrap_or_else(|e| {
-            tracing::error!(domain, "reading the kept sensor readings: {e:#}");
-            Vec::new()
-        });
+        let pushed = specs.iter().any(|s| matches!(s, SensorSpec::Pushed { .. }));
+        let kept = match pushed {
+            true => self.store.pushed_readings(domain).unwrap_or_else(|e| {
+                tracing::error!(domain, "reading the kept sensor readings: {e:#}");
+                Vec::new()
+            }),
+            false => Vec::new(),
+        };
         let mut boards = self.domains.lock().unwrap();
         let counter = boards.counter;
         let entries = specs
