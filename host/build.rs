@@ -22,6 +22,7 @@ const HOSTILE: &[&str] = &[
     "foreign",
     "wasi",
     "otherworld",
+    "oldcontract",
 ];
 const TARGET: &str = "wasm32-wasip2";
 

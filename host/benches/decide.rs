@@ -3,9 +3,19 @@
 //! cost of the per-call time budget (epoch deadlines), as wasm with it ÷ wasm without it.
 //! Set EPU_BENCH_SIZES (default 10,100,1000,10000).
 //!
+//! Each size is timed on three snapshots, all of a stable pool of running instances:
+//! - `change`: a delta with one changed instance, what a decide after a heartbeat, a health
+//!   change or a state change gets (the targets are judged on this one);
+//! - `pulse`: a delta with no change, what a decide on the pulse gets;
+//! - `full`: every instance, what a fresh engine instance gets (after a start, trap or swap).
+//!
+//! The native side runs the engine crate's own `policy::decide`, which applies the snapshot to
+//! the engine's instance table and decides, exactly as the component does.
+//!
 //! `cargo bench -p epu --bench decide` prints a table and the suite's targets; every ratio is
 //! measured in one run.
 
+use engine_kit::Pool;
 use epu::engine::bindings as host;
 use epu::engine::{bundled, EngineHost};
 use npreserving::config::Config;
@@ -18,31 +28,49 @@ use support::Report;
 
 const SIZES: &[usize] = &[10, 100, 1000, 10_000];
 
-/// A snapshot of `n` running, healthy instances, in the types of binding module `$m` (the
-/// host's and the guest's bindings are separate types of the same WIT).
+/// What a snapshot carries: see the module comment.
+#[derive(Clone, Copy)]
+enum Kind {
+    Change,
+    Pulse,
+    Full,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Change => "change",
+            Kind::Pulse => "pulse",
+            Kind::Full => "full",
+        }
+    }
+}
+
+/// A snapshot of `kind` over `n` running, healthy instances, in the types of binding module
+/// `$m` (the host's and the guest's bindings are separate types of the same WIT).
 macro_rules! running_snapshot {
-    ($m:ident, $n:expr) => {
+    ($m:ident, $n:expr, $kind:expr) => {{
+        let running = |handle: u64| $m::Instance {
+            handle,
+            state: $m::InstanceState::Running,
+            state_time: 1.0,
+            health: $m::Health::Ok,
+            health_time: 1.0,
+        };
+        let n = $n as u64;
         $m::Snapshot {
-            domain: "bench".into(),
             now: 1000.0,
-            instances: (0..$n)
-                .map(|i| $m::Instance {
-                    id: format!("i-{i:012}"),
-                    launch_id: "l-000000000000".into(),
-                    state: $m::InstanceState::Running,
-                    state_time: 1.0,
-                    health: $m::Health::Ok,
-                    health_time: 1.0,
-                    last_heartbeat: Some(999.0),
-                    vars: vec![],
-                })
-                .collect(),
-            instance_changes: vec![],
+            full: matches!($kind, Kind::Full),
+            instances: match $kind {
+                Kind::Full => (1..=n).map(running).collect(),
+                Kind::Change => vec![running(n / 2 + 1)],
+                Kind::Pulse => vec![],
+            },
+            details: vec![],
             sensors: vec![],
-            sensor_changes: vec![],
             memo: vec![],
         }
-    };
+    }};
 }
 
 /// Times `f` over enough iterations to fill about `budget`; returns sorted per-call durations.
@@ -74,6 +102,7 @@ macro_rules! queue_reading {
             value: 50.0,
             time: 999.0,
             stale: false,
+            fresh: false,
         }]
     };
 }
@@ -85,9 +114,16 @@ struct Costs {
     unlimited: Vec<Duration>,
 }
 
-/// Times one engine's decide at `n` running instances: the bundled component through the
-/// sandbox, the same component without the time budget, and `native` (the same logic).
-fn measure(name: &str, config: &str, snap: &host::Snapshot, mut native: impl FnMut()) -> Costs {
+/// Times one engine's decide: the bundled component through the sandbox, the same component
+/// without the time budget, and `native` (the same logic). Each engine instance first gets
+/// `first` (the full pool), then `snap` on every call.
+fn measure(
+    name: &str,
+    config: &str,
+    first: &host::Snapshot,
+    snap: &host::Snapshot,
+    mut native: impl FnMut(),
+) -> Costs {
     let dir = tempfile::tempdir().unwrap();
     let engines = EngineHost::new(dir.path()).unwrap();
     let loaded = engines.add(bundled::get(name).unwrap()).unwrap();
@@ -95,11 +131,13 @@ fn measure(name: &str, config: &str, snap: &host::Snapshot, mut native: impl FnM
     let free_loaded = free.add(bundled::get(name).unwrap()).unwrap();
     let limits = (&epu::model::EngineLimits::default()).into();
     let mut inst = engines.instantiate(&loaded, config, limits).unwrap();
+    inst.decide(first).unwrap();
     let wasm = sample(BUDGET, || {
         let d = inst.decide(snap).unwrap();
         assert!(d.launches.is_empty() && d.destroy.is_empty());
     });
     let mut unlimited_inst = free.instantiate(&free_loaded, config, limits).unwrap();
+    unlimited_inst.decide(first).unwrap();
     let unlimited = sample(BUDGET, || {
         unlimited_inst.decide(snap).unwrap();
     });
@@ -113,6 +151,49 @@ fn measure(name: &str, config: &str, snap: &host::Snapshot, mut native: impl FnM
 
 const BUDGET: Duration = Duration::from_millis(700);
 
+/// Times both engines at `n` instances on snapshots of `kind`.
+fn both_engines(n: usize, kind: Kind) -> [(&'static str, Costs); 2] {
+    let np_config = format!(r#"{{"preserve_n": {n}}}"#);
+    let np_native_config = Config::parse(&np_config, &Config::default()).unwrap();
+    let mut np_pool = Pool::default();
+    np_pool.apply(
+        true,
+        &running_snapshot!(npreserving, n, Kind::Full).instances,
+    );
+    let np_native_snap = running_snapshot!(npreserving, n, kind);
+    let np = measure(
+        "npreserving",
+        &np_config,
+        &running_snapshot!(host, n, Kind::Full),
+        &running_snapshot!(host, n, kind),
+        || {
+            let d = npreserving::policy::decide(
+                &np_native_config,
+                &mut np_pool,
+                black_box(&np_native_snap),
+            );
+            assert!(d.launches.is_empty() && d.destroy.is_empty());
+        },
+    );
+
+    let ql_config = r#"{"queuelen_high_water": 100, "queuelen_low_water": 10}"#;
+    let ql_native_config = queuelen::config::Config::parse(ql_config, None).unwrap();
+    let mut ql_pool = Pool::default();
+    ql_pool.apply(true, &running_snapshot!(queuelen, n, Kind::Full).instances);
+    let mut ql_native_snap = running_snapshot!(queuelen, n, kind);
+    ql_native_snap.sensors = queue_reading!(queuelen);
+    let mut ql_first = running_snapshot!(host, n, Kind::Full);
+    ql_first.sensors = queue_reading!(host);
+    let mut ql_snap = running_snapshot!(host, n, kind);
+    ql_snap.sensors = queue_reading!(host);
+    let ql = measure("queuelen", ql_config, &ql_first, &ql_snap, || {
+        let d =
+            queuelen::policy::decide(&ql_native_config, &mut ql_pool, black_box(&ql_native_snap));
+        assert!(d.launches.is_empty() && d.destroy.is_empty());
+    });
+    [("npreserving", np), ("queuelen", ql)]
+}
+
 fn main() {
     let sizes: Vec<usize> = match std::env::var("EPU_BENCH_SIZES") {
         Ok(v) => v.split(',').map(|n| n.trim().parse().unwrap()).collect(),
@@ -120,7 +201,7 @@ fn main() {
     };
     println!("decide cost, every instance running and healthy (µs per call)");
     println!(
-        "{:<12} {:>9} {:>10} {:>10} {:>11} {:>11} {:>12} {:>12} {:>11}",
+        "{:<20} {:>9} {:>10} {:>10} {:>11} {:>11} {:>12} {:>12} {:>11}",
         "engine",
         "instances",
         "wasm p50",
@@ -133,47 +214,28 @@ fn main() {
     );
     let mut report = Report::new("decide");
     for &n in &sizes {
-        let np_config = format!(r#"{{"preserve_n": {n}}}"#);
-        let np_native_config = Config::parse(&np_config, &Config::default()).unwrap();
-        let np_native_snap = running_snapshot!(npreserving, n);
-        let np = measure(
-            "npreserving",
-            &np_config,
-            &running_snapshot!(host, n),
-            || {
-                let d = npreserving::policy::decide(&np_native_config, black_box(&np_native_snap));
-                assert!(d.launches.is_empty() && d.destroy.is_empty());
-            },
-        );
-        let ql_config = r#"{"queuelen_high_water": 100, "queuelen_low_water": 10}"#;
-        let ql_native_config = queuelen::config::Config::parse(ql_config, None).unwrap();
-        let mut ql_native_snap = running_snapshot!(queuelen, n);
-        ql_native_snap.sensors = queue_reading!(queuelen);
-        let mut ql_snap = running_snapshot!(host, n);
-        ql_snap.sensors = queue_reading!(host);
-        let ql = measure("queuelen", ql_config, &ql_snap, || {
-            let d = queuelen::policy::decide(&ql_native_config, black_box(&ql_native_snap));
-            assert!(d.launches.is_empty() && d.destroy.is_empty());
-        });
-        for (name, c) in [("npreserving", np), ("queuelen", ql)] {
-            let ratio = pct(&c.wasm, 0.5) / pct(&c.native, 0.5);
-            println!(
-                "{:<12} {:>9} {:>10.1} {:>10.1} {:>11.2} {:>11.2} {:>11.1}× {:>12.1} {:>10.2}×",
-                name,
-                n,
-                pct(&c.wasm, 0.5),
-                pct(&c.wasm, 0.99),
-                pct(&c.native, 0.5),
-                pct(&c.native, 0.99),
-                ratio,
-                pct(&c.unlimited, 0.5),
-                pct(&c.wasm, 0.5) / pct(&c.unlimited, 0.5)
-            );
-            let metric = format!("decide wasm ÷ native, {name}, {n} instances");
-            match n {
-                100 => report.at_most(&metric, ratio, "×", 2.0),
-                10_000 => report.at_most(&metric, ratio, "×", 1.5),
-                _ => report.info(&metric, ratio, "×"),
+        for kind in [Kind::Change, Kind::Pulse, Kind::Full] {
+            for (name, c) in both_engines(n, kind) {
+                let ratio = pct(&c.wasm, 0.5) / pct(&c.native, 0.5);
+                println!(
+                    "{:<20} {:>9} {:>10.2} {:>10.2} {:>11.2} {:>11.2} {:>11.1}× {:>12.2} {:>10.2}×",
+                    format!("{name} {}", kind.name()),
+                    n,
+                    pct(&c.wasm, 0.5),
+                    pct(&c.wasm, 0.99),
+                    pct(&c.native, 0.5),
+                    pct(&c.native, 0.99),
+                    ratio,
+                    pct(&c.unlimited, 0.5),
+                    pct(&c.wasm, 0.5) / pct(&c.unlimited, 0.5)
+                );
+                let metric = format!("decide wasm ÷ native, {name}, {n} instances");
+                match (kind, n) {
+                    (Kind::Change, 100) => report.at_most(&metric, ratio, "×", 2.0),
+                    (Kind::Change, 10_000) => report.at_most(&metric, ratio, "×", 1.5),
+                    (Kind::Change, _) => report.info(&metric, ratio, "×"),
+                    _ => report.info(&format!("{metric}, {}", kind.name()), ratio, "×"),
+                }
             }
         }
     }

@@ -160,6 +160,10 @@ fn swaps_to_bad_engines_are_refused_and_the_old_engine_runs_on() {
         (garbage, "not WebAssembly"),
         (other_world, "does not implement"),
         (fixture("hostile-otherworld"), "does not implement"),
+        (
+            fixture("hostile-oldcontract"),
+            "built for epu:engine@0.1.0, and this epu runs epu:engine@0.2.0",
+        ),
     ];
     for (name, why) in [
         ("spin", "canary decide failed"),

@@ -150,8 +150,9 @@ fn a_launch_interrupted_by_a_crash_is_adopted_not_repeated() {
     for id in ["i-spawned00001", "i-neverstarted"] {
         db.execute(
             "INSERT INTO instances (id, domain, launch_id, state, state_ord, state_time, health, \
-             health_time, vars, changed_seq, created) VALUES (?1, 'workers', 'l-crashed', 'requesting', \
-             0, 0, 'unknown', 0, '[]', 0, 0)",
+             health_time, vars, changed_seq, created, handle) VALUES (?1, 'workers', 'l-crashed', \
+             'requesting', 0, 0, 'unknown', 0, '[]', 0, 0, \
+             (SELECT MAX(handle) + 1 FROM instances))",
             [id],
         )
         .unwrap();

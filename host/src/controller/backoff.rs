@@ -58,20 +58,12 @@ mod tests {
 
     fn failed(seq: i64, lived: f64, heartbeat: bool) -> InstanceRecord {
         InstanceRecord {
-            id: format!("i-{seq}"),
-            domain: "d".into(),
-            launch_id: "l".into(),
-            state: InstanceState::Failed,
             state_time: 100.0 + lived,
             health: Health::Unknown,
             health_time: 100.0,
             last_heartbeat: heartbeat.then_some(100.5),
-            vars: vec![],
-            pid: None,
-            pid_start: None,
-            error: None,
-            changed_seq: seq,
             created: 100.0,
+            ..InstanceRecord::for_test(seq as u64, InstanceState::Failed, seq)
         }
     }
 

@@ -4,6 +4,7 @@
 use super::faults::{Fault, FaultKind};
 use super::{decision, short_id, snapshot, Controller};
 use crate::engine::bindings::{Decision, EngineStatus, Launch, SensorReading, Snapshot};
+use crate::engine::Synced;
 use crate::model::{now, Fallback, InstanceState};
 use crate::store::{InstanceRecord, NewInstance};
 use serde_json::json;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 /// A domain's state for one decide.
 pub(super) struct View {
-    pub snapshot: Snapshot,
+    pub now: f64,
     /// The live instances plus those changed since the last decide.
     pub records: Vec<InstanceRecord>,
     /// The instances that are not final.
@@ -20,8 +21,24 @@ pub(super) struct View {
     pub seen_seq: i64,
     /// The sequence number the previous decide saw.
     pub last_seq: i64,
+    pub sensors: Vec<SensorReading>,
     /// The sensor board's change counter when the view was read.
     pub sensor_seen: u64,
+    pub memo: Vec<u8>,
+}
+
+impl View {
+    /// The snapshot for an engine instance that has been told `synced` (None: a fresh one),
+    /// and what it has been told once the decision is carried out.
+    pub fn snapshot(&self, synced: Option<Synced>) -> (Snapshot, Synced) {
+        let view = snapshot::DomainView {
+            records: &self.records,
+            last_seq: self.last_seq,
+            seen_seq: self.seen_seq,
+        };
+        let sensors = self.sensors.clone();
+        snapshot::build(view, synced, self.now, sensors, self.memo.clone())
+    }
 }
 
 /// The kebab-case name of an engine status.
@@ -49,62 +66,49 @@ impl Controller {
             .services
             .sensors
             .readings(&self.spec.name, t, self.sensor_seen);
-        let sensor_seen = readings.seen;
-        let snapshot = snapshot::build(
-            &self.spec.name,
-            t,
-            &records,
-            record.last_decide_seq,
-            readings,
-            record.memo,
-        );
         let live = records
             .iter()
             .filter(|r| !r.state.is_final())
             .cloned()
             .collect();
         Ok(View {
-            snapshot,
+            now: t,
             records,
             live,
             seen_seq,
             last_seq: record.last_decide_seq,
-            sensor_seen,
+            sensors: readings.sensors,
+            sensor_seen: readings.seen,
+            memo: record.memo,
         })
     }
 
     /// One decide cycle. Returns how long to wait before the next one.
     pub(super) async fn decide(&mut self) -> Duration {
         let pulse = self.pulse();
-        let View {
-            snapshot: snap,
-            records,
-            live,
-            seen_seq,
-            last_seq,
-            sensor_seen,
-        } = match self.view() {
+        let view = match self.view() {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(domain = %self.spec.name, "reading the store: {e:#}");
                 return pulse;
             }
         };
-        self.update_backoff(&records, last_seq);
+        self.update_backoff(&view.records, view.last_seq);
         // Whether any instance changed since the last decide: if not, and the decision changes
         // nothing, there is nothing to write.
-        let changed = records.iter().any(|r| r.changed_seq > last_seq);
-        let sensors = snap.sensors.clone();
+        let changed = view.records.iter().any(|r| r.changed_seq > view.last_seq);
+        let (live, sensors, seen_seq) = (&view.live, &view.sensors, view.seen_seq);
         if self.quarantined {
-            let decision = self.fallback(&live);
-            match self.carry_out(&decision, &live, &sensors, seen_seq, changed, true) {
-                Ok(()) => self.sensor_seen = sensor_seen,
+            let decision = self.fallback(live);
+            match self.carry_out(&decision, live, sensors, seen_seq, changed, true) {
+                Ok(()) => self.sensor_seen = view.sensor_seen,
                 Err(e) => {
                     tracing::error!(domain = %self.spec.name, "carrying out the fallback: {e:#}")
                 }
             }
             return pulse;
         }
+        let (snap, told) = view.snapshot(self.instance.as_ref().and_then(|i| i.synced));
         let decision = match self.with_engine(move |e| e.decide(&snap)).await {
             Ok(d) => d,
             Err(fault) => {
@@ -113,16 +117,21 @@ impl Controller {
             }
         };
         let max_bytes = self.spec.limits.max_decision_bytes;
-        if let Err(e) = decision::check(&decision, &live, self.spec.max_instances, max_bytes) {
+        if let Err(e) = decision::check(&decision, live, self.spec.max_instances, max_bytes) {
             self.fault(Fault::new(FaultKind::InvalidDecision, e.to_string()));
             return pulse;
         }
-        if let Err(e) = self.carry_out(&decision, &live, &sensors, seen_seq, changed, false) {
+        if let Err(e) = self.carry_out(&decision, live, sensors, seen_seq, changed, false) {
             tracing::error!(domain = %self.spec.name, "carrying out a decision: {e:#}");
             self.event("provisioning-error", json!({"error": format!("{e:#}")}));
             return pulse;
         }
-        self.sensor_seen = sensor_seen;
+        // Only now is the engine's table as the store has it: after a refused or failed
+        // decision, the next snapshot sends the same changes again.
+        if let Some(instance) = self.instance.as_mut() {
+            instance.synced = Some(told);
+        }
+        self.sensor_seen = view.sensor_seen;
         self.no_fault();
         decision
             .next_decide_ms
@@ -151,7 +160,7 @@ impl Controller {
         decision.destroy = valid
             .iter()
             .filter(|r| is_unhealthy(r))
-            .map(|r| r.id.clone())
+            .map(|r| r.handle)
             .collect();
         let healthy = (valid.len() - decision.destroy.len()) as u32;
         if healthy < target {
@@ -187,11 +196,16 @@ impl Controller {
                 })
             })
             .collect();
+        let destroyed: Vec<&InstanceRecord> = d
+            .destroy
+            .iter()
+            .filter_map(|h| live.iter().find(|i| i.handle == *h))
+            .collect();
         let status_changed = !by_fallback && self.last_status != Some(d.status);
         let detail = (!new.is_empty() || !d.destroy.is_empty() || status_changed).then(|| {
             let mut detail = json!({
                 "launch": new.iter().map(|n| &n.id).collect::<Vec<_>>(),
-                "destroy": d.destroy,
+                "destroy": destroyed.iter().map(|i| &i.id).collect::<Vec<_>>(),
                 "status": engine_status_name(d.status),
                 "by": if by_fallback { "fallback" } else { "engine" },
             });
@@ -217,7 +231,7 @@ impl Controller {
         if !by_fallback {
             let staying = live
                 .iter()
-                .filter(|r| r.state < InstanceState::Terminating && !d.destroy.contains(&r.id))
+                .filter(|r| r.state < InstanceState::Terminating && !d.destroy.contains(&r.handle))
                 .count();
             self.last_target = Some((staying + new.len()) as u32);
             self.last_status = Some(d.status);
@@ -229,10 +243,8 @@ impl Controller {
 
         let prov = &self.services.provisioner;
         let grace = Duration::from_secs_f64(self.spec.deployable.grace_seconds.max(0.0));
-        for id in &d.destroy {
-            if let Some(inst) = live.iter().find(|i| &i.id == id) {
-                prov.destroy(inst, grace)?;
-            }
+        for inst in destroyed {
+            prov.destroy(inst, grace)?;
         }
         for n in &new {
             if let Some(inst) = store.instance(&n.id)? {

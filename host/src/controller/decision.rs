@@ -7,17 +7,17 @@ use std::collections::HashSet;
 /// Why a decision was refused.
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum InvalidDecision {
-    #[error("destroy names '{0}', which is not a live instance of this domain")]
-    UnknownInstance(String),
-    #[error("destroy names '{0}' twice")]
-    DuplicateDestroy(String),
+    #[error("destroy names handle {0}, which is not a live instance of this domain")]
+    UnknownInstance(u64),
+    #[error("destroy names handle {0} twice")]
+    DuplicateDestroy(u64),
     #[error("launching {launch} would make {total} instances, over max_instances = {max}")]
     OverMax { launch: u64, total: u64, max: u32 },
     #[error("the decision is {size} bytes, over the cap of {max}")]
     TooBig { size: u64, max: u32 },
 }
 
-/// The bytes a decision carries: its memo, launch vars and destroyed ids.
+/// The bytes a decision carries: its memo, launch vars and destroyed handles.
 fn size(d: &Decision) -> u64 {
     let vars: usize = d
         .launches
@@ -25,11 +25,11 @@ fn size(d: &Decision) -> u64 {
         .flat_map(|l| &l.vars)
         .map(|(k, v)| k.len() + v.len())
         .sum();
-    let ids: usize = d.destroy.iter().map(String::len).sum();
-    (d.memo.as_ref().map_or(0, Vec::len) + vars + ids) as u64
+    let handles = d.destroy.len() * std::mem::size_of::<u64>();
+    (d.memo.as_ref().map_or(0, Vec::len) + vars + handles) as u64
 }
 
-/// Accepts a decision only if it is at most `max_bytes`, every destroyed id is a live instance
+/// Accepts a decision only if it is at most `max_bytes`, every destroyed handle is a live instance
 /// of the domain (each named once), and the launches keep the domain within `max_instances`.
 pub fn check(
     d: &Decision,
@@ -44,22 +44,20 @@ pub fn check(
             max: max_bytes,
         });
     }
-    let ids: HashSet<&str> = live.iter().map(|i| i.id.as_str()).collect();
+    let handles: HashSet<u64> = live.iter().map(|i| i.handle).collect();
     let mut seen = HashSet::new();
-    for id in &d.destroy {
-        if !ids.contains(id.as_str()) {
-            return Err(InvalidDecision::UnknownInstance(id.clone()));
+    for &h in &d.destroy {
+        if !handles.contains(&h) {
+            return Err(InvalidDecision::UnknownInstance(h));
         }
-        if !seen.insert(id.as_str()) {
-            return Err(InvalidDecision::DuplicateDestroy(id.clone()));
+        if !seen.insert(h) {
+            return Err(InvalidDecision::DuplicateDestroy(h));
         }
     }
     let launch: u64 = d.launches.iter().map(|l| u64::from(l.count)).sum();
     let staying = live
         .iter()
-        .filter(|i| {
-            i.state < crate::model::InstanceState::Terminating && !seen.contains(i.id.as_str())
-        })
+        .filter(|i| i.state < crate::model::InstanceState::Terminating && !seen.contains(&i.handle))
         .count() as u64;
     if launch > 0 && staying + launch > u64::from(max) {
         return Err(InvalidDecision::OverMax {
@@ -75,34 +73,19 @@ pub fn check(
 mod tests {
     use super::*;
     use crate::engine::bindings::{EngineStatus, Launch};
-    use crate::model::{Health, InstanceState};
+    use crate::model::InstanceState;
 
-    fn rec(id: &str, state: InstanceState) -> InstanceRecord {
-        InstanceRecord {
-            id: id.into(),
-            domain: "d".into(),
-            launch_id: "l".into(),
-            state,
-            state_time: 0.0,
-            health: Health::Ok,
-            health_time: 0.0,
-            last_heartbeat: None,
-            vars: vec![],
-            pid: None,
-            pid_start: None,
-            error: None,
-            changed_seq: 0,
-            created: 0.0,
-        }
+    fn rec(handle: u64, state: InstanceState) -> InstanceRecord {
+        InstanceRecord::for_test(handle, state, 0)
     }
 
-    fn decision(launch: u32, destroy: &[&str]) -> Decision {
+    fn decision(launch: u32, destroy: &[u64]) -> Decision {
         Decision {
             launches: vec![Launch {
                 count: launch,
                 vars: vec![],
             }],
-            destroy: destroy.iter().map(|s| s.to_string()).collect(),
+            destroy: destroy.to_vec(),
             next_decide_ms: None,
             memo: None,
             status: EngineStatus::Pending,
@@ -127,30 +110,30 @@ mod tests {
     #[test]
     fn accepts_within_bounds() {
         let live = vec![
-            rec("a", InstanceState::Running),
-            rec("b", InstanceState::Running),
+            rec(1, InstanceState::Running),
+            rec(2, InstanceState::Running),
         ];
-        assert_eq!(check(&decision(1, &["a"]), &live, 2, 1000), Ok(()));
+        assert_eq!(check(&decision(1, &[1]), &live, 2, 1000), Ok(()));
     }
 
     #[test]
-    fn refuses_foreign_and_duplicate_ids() {
-        let live = vec![rec("a", InstanceState::Running)];
+    fn refuses_foreign_and_duplicate_handles() {
+        let live = vec![rec(1, InstanceState::Running)];
         assert_eq!(
-            check(&decision(0, &["zz"]), &live, 5, 1000),
-            Err(InvalidDecision::UnknownInstance("zz".into()))
+            check(&decision(0, &[99]), &live, 5, 1000),
+            Err(InvalidDecision::UnknownInstance(99))
         );
         assert_eq!(
-            check(&decision(0, &["a", "a"]), &live, 5, 1000),
-            Err(InvalidDecision::DuplicateDestroy("a".into()))
+            check(&decision(0, &[1, 1]), &live, 5, 1000),
+            Err(InvalidDecision::DuplicateDestroy(1))
         );
     }
 
     #[test]
     fn refuses_launches_over_max_but_not_counting_terminating() {
         let live = vec![
-            rec("a", InstanceState::Running),
-            rec("t", InstanceState::Terminating),
+            rec(1, InstanceState::Running),
+            rec(20, InstanceState::Terminating),
         ];
         assert!(matches!(
             check(&decision(2, &[]), &live, 2, 1000),

@@ -127,14 +127,14 @@ impl Controller {
             );
             Err(why)
         };
-        let View {
-            snapshot: snap,
-            live,
-            ..
-        } = match self.view() {
+        let view: View = match self.view() {
             Ok(v) => v,
             Err(e) => return Err(format!("reading the store: {e:#}")),
         };
+        // The canary's decision is not carried out, so the new instance stays fresh: its first
+        // real decide gets a full snapshot too.
+        let (snap, _) = view.snapshot(None);
+        let live = view.live;
         let engines = self.services.engines.clone();
         let config = Value::Object(self.spec.config.clone()).to_string();
         let limits = CallLimits::from(&self.spec.limits);

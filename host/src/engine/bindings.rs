@@ -4,5 +4,5 @@ wasmtime::component::bindgen!({ world: "engine", path: "../wit" });
 
 // `Snapshot`, `Decision` and `LogLevel` are already here (the world `use`s them).
 pub use self::epu::engine::types::{
-    EngineStatus, Health, Instance, InstanceChange, InstanceState, Launch, SensorReading,
+    EngineStatus, Health, Instance, InstanceDetails, InstanceState, Launch, SensorReading,
 };

@@ -45,12 +45,24 @@ impl From<&crate::model::EngineLimits> for CallLimits {
     }
 }
 
+/// How much of its domain an engine instance has been told, so that its next snapshot can be
+/// a delta.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Synced {
+    /// The newest event sequence number its snapshots covered.
+    pub seq: i64,
+    /// The largest instance handle whose details it got.
+    pub max_handle: u64,
+}
+
 /// An instantiated, initialized engine.
 pub struct EngineInstance {
     store: Store<HostState>,
     bindings: bindings::Engine,
     /// The call deadline in epoch ticks.
     deadline_ticks: u64,
+    /// None for a fresh instance; the controller sets it once a decision is carried out.
+    pub synced: Option<Synced>,
 }
 
 impl EngineInstance {
@@ -73,6 +85,7 @@ impl EngineInstance {
                 store,
                 bindings,
                 deadline_ticks,
+                synced: None,
             },
             Err(e) => return Err(EngineError::Trap(classify(&e, &store), format!("{e:?}"))),
         };

@@ -11,7 +11,7 @@ pub mod bundled;
 mod instance;
 mod sandbox;
 
-pub use instance::{CallLimits, EngineError, EngineInstance, TrapKind};
+pub use instance::{CallLimits, EngineError, EngineInstance, Synced, TrapKind};
 
 use anyhow::{bail, Context, Result};
 use bindings::EnginePre;
@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
+
+/// The version of the `epu:engine` package in `wit/engine.wit`.
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// How often the epoch ticks; call deadlines are counted in ticks, so this is their grain.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -152,10 +155,14 @@ impl EngineHost {
             .linker
             .instantiate_pre(&component)
             .and_then(EnginePre::new)
-            .map_err(|e| {
-                anyhow::anyhow!(
+            .map_err(|e| match contract_version(&self.engine, &component) {
+                Some(v) if v != CONTRACT_VERSION => anyhow::anyhow!(
+                    "the component was built for epu:engine@{v}, and this epu runs \
+                     epu:engine@{CONTRACT_VERSION}: rebuild it against wit/engine.wit"
+                ),
+                _ => anyhow::anyhow!(
                     "the component does not implement the epu:engine/engine world: {e:#}"
-                )
+                ),
             })?;
         Ok(LoadedEngine {
             sha: sha.to_string(),
@@ -224,6 +231,17 @@ fn check_is_component(bytes: &[u8]) -> Result<()> {
 }
 
 /// The checksum file of a compile cache entry.
+/// The `epu:engine` version a component names in its imports or exports, if any.
+fn contract_version(engine: &wasmtime::Engine, component: &Component) -> Option<String> {
+    let ty = component.component_type();
+    let version = |name: &str| {
+        let (_, version) = name.strip_prefix("epu:engine/")?.split_once('@')?;
+        Some(version.to_string())
+    };
+    let found = ty.imports(engine).find_map(|(name, _)| version(name));
+    found.or_else(|| ty.exports(engine).find_map(|(name, _)| version(name)))
+}
+
 fn checksum_path(cached: &Path) -> PathBuf {
     cached.with_extension("cwasm.sha256")
 }

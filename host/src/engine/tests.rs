@@ -12,25 +12,26 @@ fn host() -> (tempfile::TempDir, EngineHost) {
     (dir, host)
 }
 
-fn snapshot(n: usize) -> Snapshot {
+fn instance(handle: u64, state: InstanceState) -> Instance {
+    Instance {
+        handle,
+        state,
+        state_time: 1.0,
+        health: Health::Ok,
+        health_time: 1.0,
+    }
+}
+
+/// A full snapshot of `n` running instances.
+fn snapshot(n: u64) -> Snapshot {
     Snapshot {
-        domain: "d".into(),
         now: 10.0,
-        instances: (0..n)
-            .map(|i| Instance {
-                id: format!("i-{i}"),
-                launch_id: "l".into(),
-                state: InstanceState::Running,
-                state_time: 1.0,
-                health: Health::Ok,
-                health_time: 1.0,
-                last_heartbeat: Some(9.0),
-                vars: vec![],
-            })
+        full: true,
+        instances: (1..=n)
+            .map(|h| instance(h, InstanceState::Running))
             .collect(),
-        instance_changes: vec![],
+        details: vec![],
         sensors: vec![],
-        sensor_changes: vec![],
         memo: vec![],
     }
 }
@@ -48,6 +49,28 @@ fn the_bundled_npreserving_decides_through_the_sandbox() {
     assert_eq!(d.destroy.len(), 1);
     inst.reconfigure(r#"{"preserve_n": 5}"#).unwrap();
     let d = inst.decide(&snapshot(3)).unwrap();
+    assert_eq!(d.launches.iter().map(|l| l.count).sum::<u32>(), 2);
+}
+
+#[test]
+fn an_engine_instance_keeps_its_table_between_delta_snapshots() {
+    let (_dir, host) = host();
+    let loaded = host.add(bundled::get("npreserving").unwrap()).unwrap();
+    let mut inst = host
+        .instantiate(&loaded, r#"{"preserve_n": 3}"#, LIMITS)
+        .unwrap();
+    let d = inst.decide(&snapshot(3)).unwrap();
+    assert!(d.launches.is_empty() && d.destroy.is_empty());
+    // Only the change: instance 2 failed. The engine still knows 1 and 3.
+    let mut delta = snapshot(0);
+    delta.full = false;
+    delta.instances = vec![instance(2, InstanceState::Failed)];
+    let d = inst.decide(&delta).unwrap();
+    assert_eq!(d.launches.iter().map(|l| l.count).sum::<u32>(), 1);
+    // A new instance arrives; a full snapshot of one instance then replaces the table.
+    delta.instances = vec![instance(4, InstanceState::Requesting)];
+    assert!(inst.decide(&delta).unwrap().launches.is_empty());
+    let d = inst.decide(&snapshot(1)).unwrap();
     assert_eq!(d.launches.iter().map(|l| l.count).sum::<u32>(), 2);
 }
 
@@ -138,4 +161,10 @@ fn non_components_and_other_worlds_are_refused() {
             .count(),
         0
     );
+}
+
+#[test]
+fn the_contract_version_is_the_wit_package_version() {
+    let wit = include_str!("../../../wit/engine.wit");
+    assert!(wit.contains(&format!("package epu:engine@{CONTRACT_VERSION};")));
 }

@@ -45,11 +45,10 @@ impl Entry {
     }
 }
 
-/// The readings a decide sees: all current ones, those that changed since the previous
-/// decide, and the counter to pass next time.
+/// The readings a decide sees (each marked `fresh` if it arrived since the previous decide),
+/// and the counter to pass next time.
 pub struct Readings {
     pub sensors: Vec<SensorReading>,
-    pub changes: Vec<SensorReading>,
     pub seen: u64,
 }
 
@@ -194,23 +193,19 @@ impl SensorBoard {
         let boards = self.domains.lock().unwrap();
         let mut out = Readings {
             sensors: Vec::new(),
-            changes: Vec::new(),
             seen: boards.counter,
         };
         for (name, e) in boards.by_domain.get(domain).into_iter().flatten() {
             let Some((value, time)) = e.value else {
                 continue;
             };
-            let reading = SensorReading {
+            out.sensors.push(SensorReading {
                 name: name.clone(),
                 value,
                 time,
                 stale: e.stale(now),
-            };
-            if e.changed > seen {
-                out.changes.push(reading.clone());
-            }
-            out.sensors.push(reading);
+                fresh: e.changed > seen,
+            });
         }
         out
     }
@@ -265,6 +260,14 @@ mod tests {
         readings.iter().map(|r| r.name.as_str()).collect()
     }
 
+    fn fresh(r: &Readings) -> Vec<&str> {
+        r.sensors
+            .iter()
+            .filter(|r| r.fresh)
+            .map(|r| r.name.as_str())
+            .collect()
+    }
+
     #[test]
     fn a_decide_sees_every_reading_and_the_ones_new_since_the_last_decide() {
         let (_dir, b) = board();
@@ -274,18 +277,18 @@ mod tests {
         b.record("d", "c", Ok(2.0), 10.0);
         let first = b.readings("d", 10.0, 0);
         assert_eq!(names(&first.sensors), ["c", "p"]);
-        assert_eq!(names(&first.changes), ["c", "p"]);
+        assert_eq!(fresh(&first), ["c", "p"]);
         b.record("d", "p", Ok(4.0), 10.5);
         let second = b.readings("d", 10.5, first.seen);
         assert_eq!(
-            names(&second.changes),
+            fresh(&second),
             ["p"],
             "a reading of the same value is news too"
         );
-        assert!(b.readings("d", 10.5, second.seen).changes.is_empty());
+        assert!(fresh(&b.readings("d", 10.5, second.seen)).is_empty());
         b.record("nope", "p", Ok(1.0), 11.0);
         b.record("d", "nope", Ok(1.0), 11.0);
-        assert_eq!(b.readings("d", 11.0, second.seen).changes.len(), 0);
+        assert!(fresh(&b.readings("d", 11.0, second.seen)).is_empty());
     }
 
     #[test]

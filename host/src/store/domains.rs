@@ -252,8 +252,9 @@ impl Store {
                 )?;
                 tx.execute(
                     "INSERT INTO instances (id, domain, launch_id, state, state_ord, state_time, \
-                     health, health_time, vars, changed_seq, created) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9, ?6)",
+                     health, health_time, vars, changed_seq, created, handle) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9, ?6, \
+                     (SELECT COALESCE(MAX(handle), 0) + 1 FROM instances))",
                     params![
                         l.id,
                         domain,

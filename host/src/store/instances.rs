@@ -7,7 +7,7 @@ use anyhow::Result;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 pub(super) const INSTANCE_COLUMNS: &str = "id, domain, launch_id, state, state_time, health, \
-     health_time, last_heartbeat, vars, pid, pid_start, error, changed_seq, created";
+     health_time, last_heartbeat, vars, pid, pid_start, error, changed_seq, created, handle";
 
 impl Store {
     /// The instances of a domain (or of all domains) that are not final.
@@ -177,5 +177,6 @@ fn instance_from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
         error: r.get(11)?,
         changed_seq: r.get(12)?,
         created: r.get(13)?,
+        handle: r.get::<_, i64>(14)? as u64,
     })
 }

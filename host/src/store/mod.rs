@@ -65,6 +65,34 @@ pub struct InstanceRecord {
     pub changed_seq: i64,
     /// When the launch was recorded.
     pub created: f64,
+    /// The instance's number for its engine: larger for newer instances, and never reused while
+    /// its domain exists.
+    pub handle: u64,
+}
+
+#[cfg(test)]
+impl InstanceRecord {
+    /// A record for unit tests: instance `handle` (id `i-<handle>`) in `state`, last changed at
+    /// event `changed_seq`.
+    pub fn for_test(handle: u64, state: InstanceState, changed_seq: i64) -> InstanceRecord {
+        InstanceRecord {
+            id: format!("i-{handle}"),
+            domain: "d".into(),
+            launch_id: "l".into(),
+            state,
+            state_time: 0.0,
+            health: Health::Ok,
+            health_time: 0.0,
+            last_heartbeat: None,
+            vars: vec![],
+            pid: None,
+            pid_start: None,
+            error: None,
+            changed_seq,
+            created: 0.0,
+            handle,
+        }
+    }
 }
 
 /// One entry of the event log.

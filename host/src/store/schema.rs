@@ -79,6 +79,11 @@ CREATE TABLE pushed_readings (
     PRIMARY KEY (domain, name)
 );
 "#,
+    r#"
+ALTER TABLE instances ADD COLUMN handle INTEGER;
+UPDATE instances SET handle = rowid;
+CREATE UNIQUE INDEX instances_by_handle ON instances (handle);
+"#,
 ];
 
 /// The schema version this build writes.

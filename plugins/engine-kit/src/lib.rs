@@ -1,7 +1,12 @@
-//! What the bundled Rust engines share: strict parsing of their JSON configs.
+//! What the bundled Rust engines share: strict parsing of their JSON configs, and the table of
+//! instances an engine keeps between decides.
 //!
 //! Every engine takes numbers or numeric strings for numeric keys and rejects anything else
-//! with an error that names the key, so that `"2.7"` is never silently read as 2.
+//! with an error that names the key, so that `"2.7"` is never silently read as 2. [`pool`] keeps
+//! the table of instances that the delta snapshots update.
+
+pub mod pool;
+pub use pool::{Pool, PoolEntry};
 
 use serde_json::{Map, Value};
 

@@ -7,13 +7,14 @@
 //! - `panic` (or `trap`): panics, which traps the call;
 //! - `error`: returns an error;
 //! - `billion`: asks for 10^9 launches;
-//! - `foreign`: destroys an instance id that is not in the domain;
+//! - `foreign`: destroys an instance handle that is not in the domain;
 //! - `wasi`: tries files, env, clocks and sockets, and logs what it got.
 //!
 //! It parses its config by hand to stay free of dependencies.
 //!
 //! With the `otherworld` feature it is instead a component of an unrelated world that also
-//! exports a `decide`, with other types: what a host must refuse.
+//! exports a `decide`, with other types: what a host must refuse. With `oldcontract` it is a
+//! component built for an older version of the `epu:engine` package.
 
 // The generated export glue takes one argument per flattened record field.
 #![allow(clippy::too_many_arguments)]
@@ -35,11 +36,31 @@ mod other {
     export!(Other);
 }
 
-#[cfg(not(feature = "otherworld"))]
+#[cfg(feature = "oldcontract")]
+mod old {
+    wit_bindgen::generate!({
+        inline: "package epu:engine@0.1.0;
+                 interface types { record snapshot { domain: string } }
+                 world engine { use types.{snapshot}; export decide: func(s: snapshot) -> u32; }",
+    });
+
+    struct Old;
+
+    impl Guest for Old {
+        fn decide(s: Snapshot) -> u32 {
+            s.domain.len() as u32
+        }
+    }
+
+    export!(Old);
+}
+
+#[cfg(not(any(feature = "otherworld", feature = "oldcontract")))]
 mod engine {
     wit_bindgen::generate!({ world: "engine", path: "../../wit" });
 
-    use epu::engine::types::{EngineStatus, Launch};
+    use epu::engine::types::{EngineStatus, InstanceState, Launch};
+    use std::collections::BTreeSet;
     use std::hint::black_box;
     use std::sync::Mutex;
 
@@ -109,6 +130,9 @@ mod engine {
         format!("wasi probe: fs={fs} env={env} clock={clock} net={net}")
     }
 
+    /// The handles of the live instances, kept up to date from each snapshot.
+    static LIVE: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+
     struct Faulty;
 
     impl Guest for Faulty {
@@ -118,7 +142,21 @@ mod engine {
 
         fn decide(snapshot: Snapshot) -> Result<Decision, String> {
             let mode = *MODE.lock().unwrap();
-            let mut launch = u32::from(snapshot.instances.is_empty());
+            let live = {
+                let mut live = LIVE.lock().unwrap();
+                if snapshot.full {
+                    live.clear();
+                }
+                for i in &snapshot.instances {
+                    if i.state >= InstanceState::Terminated {
+                        live.remove(&i.handle);
+                    } else {
+                        live.insert(i.handle);
+                    }
+                }
+                live.len()
+            };
+            let mut launch = u32::from(live == 0);
             let mut destroy = vec![];
             match mode {
                 "spin" => loop {
@@ -136,9 +174,9 @@ mod engine {
                 "panic" | "trap" => panic!("faulty engine: trapping on purpose"),
                 "error" => return Err("faulty engine: failing on purpose".into()),
                 "billion" => launch = 1_000_000_000,
-                "foreign" => destroy.push("i-not-mine".to_string()),
+                "foreign" => destroy.push(u64::MAX),
                 "wasi" => log(LogLevel::Warn, &probe_wasi()),
-                _ => log(LogLevel::Info, &format!("deciding for {}", snapshot.domain)),
+                _ => log(LogLevel::Info, &format!("deciding on {live} instances")),
             }
             Ok(Decision {
                 launches: vec![Launch {

@@ -20,17 +20,20 @@ pub mod config;
 pub mod policy;
 
 // `Snapshot`, `Decision` and `LogLevel` are already at the crate root (the world `use`s them).
-pub use epu::engine::types::{
-    EngineStatus, Health, Instance, InstanceChange, InstanceState, Launch,
-};
+pub use epu::engine::types::{EngineStatus, Health, Instance, InstanceState, Launch};
+
+engine_kit::pool_entry!(Instance, InstanceState);
 
 #[cfg(target_arch = "wasm32")]
 mod component {
-    use super::{config::Config, policy, Decision, Guest, LogLevel, Snapshot};
+    use super::{config::Config, policy, Decision, Guest, Instance, LogLevel, Snapshot};
+    use engine_kit::Pool;
     use std::sync::Mutex;
 
-    /// The config in force. It is the only state kept between calls; the memo carries the rest.
+    /// The config in force.
     static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
+    /// The instances, kept up to date from each snapshot; the memo carries the rest.
+    static POOL: Mutex<Pool<Instance>> = Mutex::new(Pool::new());
 
     struct NPreserving;
 
@@ -47,7 +50,7 @@ mod component {
         fn decide(snapshot: Snapshot) -> Result<Decision, String> {
             let guard = CONFIG.lock().unwrap();
             let config = guard.as_ref().ok_or("decide called before initialize")?;
-            Ok(policy::decide(config, &snapshot))
+            Ok(policy::decide(config, &mut POOL.lock().unwrap(), &snapshot))
         }
 
         fn reconfigure(config: String) -> Result<(), String> {

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::{Decision, EngineStatus, Health, Instance, InstanceState, Launch, Snapshot};
+use engine_kit::Pool;
 
 /// An instance counts toward N while it is below `terminating`.
 fn is_valid(i: &Instance) -> bool {
@@ -21,23 +22,24 @@ fn remembered_failures(memo: &[u8]) -> u32 {
     memo.try_into().map(u32::from_le_bytes).unwrap_or(0)
 }
 
-/// Decides for one snapshot. Victims of a trim are chosen deterministically: instances that are
-/// not yet running go first, then the newest.
-pub fn decide(config: &Config, snapshot: &Snapshot) -> Decision {
+/// Applies the snapshot to the engine's table of instances, then decides. Victims of a trim
+/// are chosen deterministically: instances that are not yet running go first, then the newest.
+pub fn decide(config: &Config, pool: &mut Pool<Instance>, snapshot: &Snapshot) -> Decision {
+    pool.apply(snapshot.full, &snapshot.instances);
     let n = config.preserve_n as usize;
-    let (unhealthy, mut healthy): (Vec<&Instance>, Vec<&Instance>) = snapshot
-        .instances
+    let (unhealthy, mut healthy): (Vec<&Instance>, Vec<&Instance>) = pool
+        .instances()
         .iter()
         .filter(|i| is_valid(i) || i.health == Health::Zombie)
         .partition(|i| is_unhealthy(i));
     healthy.retain(|i| is_valid(i));
 
-    let mut destroy: Vec<String> = Vec::new();
+    let mut destroy: Vec<u64> = Vec::new();
     let mut memo = None;
     let failures = if config.devmode {
         // Leave failures in place and count them against N so that they are not replaced.
         let ended_badly = snapshot
-            .instance_changes
+            .instances
             .iter()
             .filter(|c| matches!(c.state, InstanceState::Failed | InstanceState::Rejected))
             .count() as u32;
@@ -45,7 +47,7 @@ pub fn decide(config: &Config, snapshot: &Snapshot) -> Decision {
         memo = Some(remembered.to_le_bytes().to_vec());
         remembered as usize + unhealthy.iter().filter(|i| is_valid(i)).count()
     } else {
-        destroy.extend(unhealthy.iter().map(|i| i.id.clone()));
+        destroy.extend(unhealthy.iter().map(|i| i.handle));
         if !snapshot.memo.is_empty() {
             memo = Some(Vec::new());
         }
@@ -66,9 +68,9 @@ pub fn decide(config: &Config, snapshot: &Snapshot) -> Decision {
             let b_up = b.state >= InstanceState::Running;
             a_up.cmp(&b_up)
                 .then(b.state_time.total_cmp(&a.state_time))
-                .then(a.id.cmp(&b.id))
+                .then(b.handle.cmp(&a.handle))
         });
-        destroy.extend(healthy.iter().take(excess).map(|i| i.id.clone()));
+        destroy.extend(healthy.iter().take(excess).map(|i| i.handle));
     }
 
     let settling = healthy.iter().any(|i| i.state < InstanceState::Running);
@@ -91,33 +93,28 @@ pub fn decide(config: &Config, snapshot: &Snapshot) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::InstanceChange;
 
-    fn inst(id: &str, state: InstanceState, health: Health, time: f64) -> Instance {
+    fn inst(handle: u64, state: InstanceState, health: Health, time: f64) -> Instance {
         Instance {
-            id: id.into(),
-            launch_id: format!("l-{id}"),
+            handle,
             state,
             state_time: time,
             health,
             health_time: time,
-            last_heartbeat: None,
-            vars: vec![],
         }
     }
 
-    fn running(id: &str) -> Instance {
-        inst(id, InstanceState::Running, Health::Ok, 1.0)
+    fn running(handle: u64) -> Instance {
+        inst(handle, InstanceState::Running, Health::Ok, 1.0)
     }
 
     fn snap(instances: Vec<Instance>) -> Snapshot {
         Snapshot {
-            domain: "d".into(),
             now: 100.0,
+            full: true,
             instances,
-            instance_changes: vec![],
+            details: vec![],
             sensors: vec![],
-            sensor_changes: vec![],
             memo: vec![],
         }
     }
@@ -130,13 +127,18 @@ mod tests {
         }
     }
 
+    /// Decides on a fresh engine's first (full) snapshot.
+    fn first(config: &Config, s: &Snapshot) -> Decision {
+        decide(config, &mut Pool::default(), s)
+    }
+
     fn launched(d: &Decision) -> u32 {
         d.launches.iter().map(|l| l.count).sum()
     }
 
     #[test]
     fn tops_up_from_empty() {
-        let d = decide(&config(3), &snap(vec![]));
+        let d = first(&config(3), &snap(vec![]));
         assert_eq!(launched(&d), 3);
         assert!(d.destroy.is_empty());
         assert_eq!(d.status, EngineStatus::Pending);
@@ -144,7 +146,7 @@ mod tests {
 
     #[test]
     fn stable_at_n() {
-        let d = decide(&config(2), &snap(vec![running("a"), running("b")]));
+        let d = first(&config(2), &snap(vec![running(1), running(2)]));
         assert_eq!(launched(&d), 0);
         assert!(d.destroy.is_empty());
         assert_eq!(d.status, EngineStatus::Stable);
@@ -153,10 +155,10 @@ mod tests {
     #[test]
     fn starting_instances_count_but_keep_status_pending() {
         let s = snap(vec![
-            running("a"),
-            inst("b", InstanceState::Started, Health::Unknown, 2.0),
+            running(1),
+            inst(2, InstanceState::Started, Health::Unknown, 2.0),
         ]);
-        let d = decide(&config(2), &s);
+        let d = first(&config(2), &s);
         assert_eq!(launched(&d), 0);
         assert_eq!(d.status, EngineStatus::Pending);
     }
@@ -164,22 +166,22 @@ mod tests {
     #[test]
     fn unhealthy_are_destroyed_and_replaced() {
         let s = snap(vec![
-            running("a"),
-            inst("b", InstanceState::Running, Health::Missing, 1.0),
-            inst("c", InstanceState::RunningFailed, Health::Ok, 1.0),
+            running(1),
+            inst(2, InstanceState::Running, Health::Missing, 1.0),
+            inst(3, InstanceState::RunningFailed, Health::Ok, 1.0),
         ]);
-        let d = decide(&config(3), &s);
-        assert_eq!(d.destroy, vec!["b".to_string(), "c".to_string()]);
+        let d = first(&config(3), &s);
+        assert_eq!(d.destroy, vec![2, 3]);
         assert_eq!(launched(&d), 2);
     }
 
     #[test]
     fn terminating_instances_do_not_count() {
         let s = snap(vec![
-            running("a"),
-            inst("b", InstanceState::Terminating, Health::Ok, 1.0),
+            running(1),
+            inst(2, InstanceState::Terminating, Health::Ok, 1.0),
         ]);
-        let d = decide(&config(2), &s);
+        let d = first(&config(2), &s);
         assert_eq!(launched(&d), 1);
         assert!(d.destroy.is_empty());
     }
@@ -187,29 +189,29 @@ mod tests {
     #[test]
     fn a_zombie_is_destroyed_again() {
         let s = snap(vec![
-            running("a"),
-            inst("z", InstanceState::Terminating, Health::Zombie, 1.0),
+            running(1),
+            inst(9, InstanceState::Terminating, Health::Zombie, 1.0),
         ]);
-        let d = decide(&config(1), &s);
-        assert_eq!(d.destroy, vec!["z".to_string()]);
+        let d = first(&config(1), &s);
+        assert_eq!(d.destroy, vec![9]);
         assert_eq!(launched(&d), 0);
     }
 
     #[test]
     fn trims_not_running_then_newest_first() {
         let s = snap(vec![
-            inst("old", InstanceState::Running, Health::Ok, 1.0),
-            inst("new", InstanceState::Running, Health::Ok, 5.0),
-            inst("booting", InstanceState::Started, Health::Unknown, 2.0),
+            inst(1, InstanceState::Running, Health::Ok, 1.0),
+            inst(2, InstanceState::Running, Health::Ok, 5.0),
+            inst(3, InstanceState::Started, Health::Unknown, 2.0),
         ]);
-        let d = decide(&config(1), &s);
-        assert_eq!(d.destroy, vec!["booting".to_string(), "new".to_string()]);
+        let d = first(&config(1), &s);
+        assert_eq!(d.destroy, vec![3, 2]);
         assert_eq!(launched(&d), 0);
     }
 
     #[test]
     fn zero_destroys_everything() {
-        let d = decide(&config(0), &snap(vec![running("a"), running("b")]));
+        let d = first(&config(0), &snap(vec![running(1), running(2)]));
         assert_eq!(d.destroy.len(), 2);
     }
 
@@ -217,25 +219,39 @@ mod tests {
     fn launches_carry_provisioner_vars() {
         let mut c = config(1);
         c.provisioner_vars = vec![("role".into(), "worker".into())];
-        let d = decide(&c, &snap(vec![]));
+        let d = first(&c, &snap(vec![]));
         assert_eq!(d.launches[0].vars, c.provisioner_vars);
+    }
+
+    #[test]
+    fn deltas_update_the_table() {
+        let c = config(2);
+        let mut pool = Pool::default();
+        let d = decide(&c, &mut pool, &snap(vec![running(1), running(2)]));
+        assert_eq!(d.status, EngineStatus::Stable);
+        // Instance 2 dies: the next snapshot carries only that change.
+        let mut delta = snap(vec![inst(2, InstanceState::Failed, Health::Unknown, 5.0)]);
+        delta.full = false;
+        let d = decide(&c, &mut pool, &delta);
+        assert_eq!(launched(&d), 1);
+        // An empty delta sees the same table: instance 1 plus nothing new.
+        delta.instances.clear();
+        let d = decide(&c, &mut pool, &delta);
+        assert_eq!(launched(&d), 1);
+        assert_eq!(pool.instances().len(), 1);
     }
 
     #[test]
     fn devmode_neither_destroys_nor_replaces_failures_and_remembers_them() {
         let mut c = config(3);
         c.devmode = true;
-        let mut s = snap(vec![
-            running("a"),
-            inst("b", InstanceState::Running, Health::Missing, 1.0),
+        let mut pool = Pool::default();
+        let s = snap(vec![
+            running(1),
+            inst(2, InstanceState::Running, Health::Missing, 1.0),
+            inst(3, InstanceState::Failed, Health::Unknown, 99.0),
         ]);
-        s.instance_changes = vec![InstanceChange {
-            id: "c".into(),
-            state: InstanceState::Failed,
-            health: Health::Unknown,
-            time: 99.0,
-        }];
-        let d = decide(&c, &s);
+        let d = decide(&c, &mut pool, &s);
         assert!(
             d.destroy.is_empty(),
             "devmode keeps the unhealthy instance for inspection"
@@ -248,13 +264,11 @@ mod tests {
         assert_eq!(d.status, EngineStatus::DevmodeFailed);
         assert_eq!(remembered_failures(d.memo.as_deref().unwrap()), 1);
 
-        // The next decide no longer sees the change but still remembers the failure.
-        let mut next = snap(vec![
-            running("a"),
-            inst("b", InstanceState::Running, Health::Missing, 1.0),
-        ]);
+        // The next decide no longer sees the failure but still remembers it.
+        let mut next = snap(vec![]);
+        next.full = false;
         next.memo = d.memo.clone().unwrap();
-        let d2 = decide(&c, &next);
+        let d2 = decide(&c, &mut pool, &next);
         assert_eq!(launched(&d2), 0);
         assert_eq!(d2.status, EngineStatus::DevmodeFailed);
     }
@@ -263,23 +277,20 @@ mod tests {
     fn engine_destroyed_instances_are_not_devmode_failures() {
         let mut c = config(2);
         c.devmode = true;
-        let mut s = snap(vec![running("a")]);
-        s.instance_changes = vec![InstanceChange {
-            id: "b".into(),
-            state: InstanceState::Terminated,
-            health: Health::Unknown,
-            time: 99.0,
-        }];
-        let d = decide(&c, &s);
+        let s = snap(vec![
+            running(1),
+            inst(2, InstanceState::Terminated, Health::Unknown, 99.0),
+        ]);
+        let d = first(&c, &s);
         assert_eq!(launched(&d), 1);
         assert_eq!(d.status, EngineStatus::Pending);
     }
 
     #[test]
     fn leaving_devmode_clears_the_memory_and_replaces() {
-        let mut s = snap(vec![running("a")]);
+        let mut s = snap(vec![running(1)]);
         s.memo = 2u32.to_le_bytes().to_vec();
-        let d = decide(&config(3), &s);
+        let d = first(&config(3), &s);
         assert_eq!(launched(&d), 2);
         assert_eq!(d.memo, Some(vec![]));
     }

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::{Decision, EngineStatus, Health, Instance, InstanceState, Launch, Snapshot};
+use engine_kit::Pool;
 
 /// An instance counts toward the pool while it is below `terminating`.
 fn counts(i: &Instance) -> bool {
@@ -22,16 +23,17 @@ fn last_step(memo: &[u8]) -> f64 {
     memo.try_into().map(f64::from_le_bytes).unwrap_or(f64::MIN)
 }
 
-/// Decides for one snapshot.
-pub fn decide(c: &Config, s: &Snapshot) -> Decision {
-    let destroy: Vec<String> = s
-        .instances
+/// Applies the snapshot to the engine's table of instances, then decides.
+pub fn decide(c: &Config, instances: &mut Pool<Instance>, s: &Snapshot) -> Decision {
+    instances.apply(s.full, &s.instances);
+    let destroy: Vec<u64> = instances
+        .instances()
         .iter()
         .filter(|i| unhealthy(i))
-        .map(|i| i.id.clone())
+        .map(|i| i.handle)
         .collect();
-    let mut pool: Vec<&Instance> = s
-        .instances
+    let mut pool: Vec<&Instance> = instances
+        .instances()
         .iter()
         .filter(|i| counts(i) && !unhealthy(i))
         .collect();
@@ -62,8 +64,12 @@ pub fn decide(c: &Config, s: &Snapshot) -> Decision {
                 c.min_instances
             };
             let n = c.scale_step.min(count.saturating_sub(floor)) as usize;
-            pool.sort_by(|a, b| b.state_time.total_cmp(&a.state_time).then(a.id.cmp(&b.id)));
-            trim = pool.iter().take(n).map(|i| i.id.clone()).collect();
+            pool.sort_by(|a, b| {
+                b.state_time
+                    .total_cmp(&a.state_time)
+                    .then(b.handle.cmp(&a.handle))
+            });
+            trim = pool.iter().take(n).map(|i| i.handle).collect();
         }
         if launch > 0 || !trim.is_empty() {
             step_on = Some(r.time);
@@ -111,41 +117,43 @@ mod tests {
         c
     }
 
-    /// An instance `id` in `state` with `health`, which entered its state at `since`.
-    fn node(id: &str, state: InstanceState, health: Health, since: f64) -> Instance {
+    /// Decides on a fresh engine's first snapshot.
+    fn decide(c: &Config, s: &Snapshot) -> Decision {
+        super::decide(c, &mut Pool::default(), s)
+    }
+
+    /// An instance `handle` in `state` with `health`, which entered its state at `since`.
+    fn node(handle: u64, state: InstanceState, health: Health, since: f64) -> Instance {
         Instance {
-            id: id.into(),
-            launch_id: "l".into(),
+            handle,
             state,
             state_time: since,
             health,
             health_time: since,
-            last_heartbeat: None,
-            vars: vec![],
         }
     }
 
-    fn up(id: &str, since: f64) -> Instance {
-        node(id, InstanceState::Running, Health::Ok, since)
+    fn up(handle: u64, since: f64) -> Instance {
+        node(handle, InstanceState::Running, Health::Ok, since)
     }
 
     /// A snapshot with these instances and a queue-length reading (None: no reading).
     fn at(instances: Vec<Instance>, queue: Option<(f64, bool)>) -> Snapshot {
         Snapshot {
-            domain: "q".into(),
             now: 100.0,
+            full: true,
             instances,
-            instance_changes: vec![],
+            details: vec![],
             sensors: queue
                 .map(|(value, stale)| SensorReading {
                     name: "queue-length".into(),
                     value,
                     time: 99.0,
                     stale,
+                    fresh: true,
                 })
                 .into_iter()
                 .collect(),
-            sensor_changes: vec![],
             memo: vec![],
         }
     }
@@ -169,14 +177,14 @@ mod tests {
     fn unhealthy_are_destroyed_first_and_replaced_up_to_the_minimum() {
         let s = at(
             vec![
-                up("a", 1.0),
-                node("b", InstanceState::Running, Health::Missing, 1.0),
-                node("z", InstanceState::Terminating, Health::Zombie, 1.0),
+                up(1, 1.0),
+                node(2, InstanceState::Running, Health::Missing, 1.0),
+                node(26, InstanceState::Terminating, Health::Zombie, 1.0),
             ],
             fresh(5.0),
         );
         let d = decide(&config(2, None, 1), &s);
-        assert_eq!(d.destroy, ["b", "z"]);
+        assert_eq!(d.destroy, [2, 26]);
         assert_eq!(launched(&d), 1);
     }
 
@@ -184,8 +192,8 @@ mod tests {
     fn a_starting_instance_holds_scaling() {
         let s = at(
             vec![
-                up("a", 1.0),
-                node("b", InstanceState::Started, Health::Unknown, 2.0),
+                up(1, 1.0),
+                node(2, InstanceState::Started, Health::Unknown, 2.0),
             ],
             fresh(500.0),
         );
@@ -199,32 +207,32 @@ mod tests {
     fn a_pending_instance_destroyed_as_unhealthy_does_not_hold_scaling() {
         let s = at(
             vec![
-                up("a", 1.0),
-                node("b", InstanceState::Started, Health::Missing, 2.0),
+                up(1, 1.0),
+                node(2, InstanceState::Started, Health::Missing, 2.0),
             ],
             fresh(500.0),
         );
         let d = decide(&config(0, None, 1), &s);
-        assert_eq!(d.destroy, ["b"]);
+        assert_eq!(d.destroy, [2]);
         assert_eq!(launched(&d), 1);
     }
 
     #[test]
     fn above_high_water_launches_one() {
-        let d = decide(&config(0, None, 1), &at(vec![up("a", 1.0)], fresh(11.0)));
+        let d = decide(&config(0, None, 1), &at(vec![up(1, 1.0)], fresh(11.0)));
         assert_eq!(launched(&d), 1);
-        let d = decide(&config(0, None, 1), &at(vec![up("a", 1.0)], fresh(10.0)));
+        let d = decide(&config(0, None, 1), &at(vec![up(1, 1.0)], fresh(10.0)));
         assert_eq!(launched(&d), 0, "at high water exactly, nothing happens");
         assert_eq!(d.status, EngineStatus::Stable);
     }
 
     #[test]
     fn scale_step_launches_several_up_to_the_maximum() {
-        let d = decide(&config(0, None, 3), &at(vec![up("a", 1.0)], fresh(50.0)));
+        let d = decide(&config(0, None, 3), &at(vec![up(1, 1.0)], fresh(50.0)));
         assert_eq!(launched(&d), 3);
-        let d = decide(&config(0, Some(2), 3), &at(vec![up("a", 1.0)], fresh(50.0)));
+        let d = decide(&config(0, Some(2), 3), &at(vec![up(1, 1.0)], fresh(50.0)));
         assert_eq!(launched(&d), 1);
-        let d = decide(&config(0, Some(1), 3), &at(vec![up("a", 1.0)], fresh(50.0)));
+        let d = decide(&config(0, Some(1), 3), &at(vec![up(1, 1.0)], fresh(50.0)));
         assert_eq!(launched(&d), 0);
     }
 
@@ -239,14 +247,14 @@ mod tests {
 
     #[test]
     fn below_low_water_removes_the_newest_down_to_the_minimum() {
-        let pool = vec![up("a", 1.0), up("b", 3.0), up("c", 2.0)];
+        let pool = vec![up(1, 1.0), up(2, 3.0), up(3, 2.0)];
         let d = decide(&config(1, None, 1), &at(pool.clone(), fresh(0.0)));
-        assert_eq!(d.destroy, ["b"]);
+        assert_eq!(d.destroy, [2]);
         assert_eq!(launched(&d), 0);
         let d = decide(&config(1, None, 5), &at(pool.clone(), fresh(0.0)));
         assert_eq!(
             d.destroy,
-            ["b", "c"],
+            [2, 3],
             "scale_step removes several, not below min"
         );
         let d = decide(&config(3, None, 1), &at(pool, fresh(0.0)));
@@ -256,15 +264,15 @@ mod tests {
 
     #[test]
     fn never_to_zero_while_work_remains() {
-        let d = decide(&config(0, None, 1), &at(vec![up("a", 1.0)], fresh(2.0)));
+        let d = decide(&config(0, None, 1), &at(vec![up(1, 1.0)], fresh(2.0)));
         assert!(d.destroy.is_empty());
         let d = decide(
             &config(0, None, 9),
-            &at(vec![up("a", 1.0), up("b", 2.0)], fresh(2.0)),
+            &at(vec![up(1, 1.0), up(2, 2.0)], fresh(2.0)),
         );
-        assert_eq!(d.destroy, ["b"]);
-        let d = decide(&config(0, None, 1), &at(vec![up("a", 1.0)], fresh(0.0)));
-        assert_eq!(d.destroy, ["a"], "an empty queue may go to zero");
+        assert_eq!(d.destroy, [2]);
+        let d = decide(&config(0, None, 1), &at(vec![up(1, 1.0)], fresh(0.0)));
+        assert_eq!(d.destroy, [1], "an empty queue may go to zero");
     }
 
     #[test]
@@ -272,7 +280,7 @@ mod tests {
         for queue in [Some((500.0, true)), Some((0.0, true)), None] {
             let d = decide(
                 &config(1, None, 1),
-                &at(vec![up("a", 1.0), up("b", 2.0)], queue),
+                &at(vec![up(1, 1.0), up(2, 2.0)], queue),
             );
             assert_eq!(launched(&d), 0, "{queue:?}");
             assert!(d.destroy.is_empty(), "{queue:?}");
@@ -282,12 +290,13 @@ mod tests {
 
     #[test]
     fn between_the_marks_is_stable_and_other_sensors_are_ignored() {
-        let mut s = at(vec![up("a", 1.0)], fresh(5.0));
+        let mut s = at(vec![up(1, 1.0)], fresh(5.0));
         s.sensors.push(SensorReading {
             name: "other".into(),
             value: 1e9,
             time: 99.0,
             stale: false,
+            fresh: true,
         });
         let d = decide(&config(0, None, 1), &s);
         assert_eq!((launched(&d), d.destroy.len()), (0, 0));
@@ -296,13 +305,13 @@ mod tests {
 
     #[test]
     fn one_step_per_new_reading() {
-        let s = at(vec![up("a", 1.0)], fresh(50.0));
+        let s = at(vec![up(1, 1.0)], fresh(50.0));
         let d = decide(&config(0, None, 1), &s);
         assert_eq!(launched(&d), 1);
         let memo = d.memo.expect("a step is remembered");
         assert_eq!(f64::from_le_bytes(memo.clone().try_into().unwrap()), 99.0);
         // The next decide comes at once (the launch changed an instance), on the same reading.
-        let mut again = at(vec![up("a", 1.0), up("b", 2.0)], fresh(50.0));
+        let mut again = at(vec![up(1, 1.0), up(2, 2.0)], fresh(50.0));
         again.memo = memo.clone();
         let d = decide(&config(0, None, 1), &again);
         assert_eq!(launched(&d), 0, "no second step on the same reading");
@@ -311,7 +320,7 @@ mod tests {
         again.sensors[0].time = 100.0;
         assert_eq!(launched(&decide(&config(0, None, 1), &again)), 1);
         again.sensors[0].value = 0.0;
-        assert_eq!(decide(&config(0, None, 1), &again).destroy, ["b"]);
+        assert_eq!(decide(&config(0, None, 1), &again).destroy, [2]);
     }
 
     #[test]
