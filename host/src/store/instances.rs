@@ -52,6 +52,14 @@ impl Store {
                 return Ok(None);
             };
             if current.state >= state {
+                // A worker can report in before its spawn is recorded. Its pid is kept all
+                // the same, or the process could be neither watched nor stopped.
+                if let (Some(pid), None) = (update.pid, current.pid) {
+                    tx.execute(
+                        "UPDATE instances SET pid = ?2, pid_start = ?3 WHERE id = ?1",
+                        params![id, pid, update.pid_start.map(|v| v as i64)],
+                    )?;
+                }
                 return Ok(None);
             }
             let mut detail = serde_json::json!({"from": current.state, "to": state});

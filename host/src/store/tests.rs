@@ -112,6 +112,29 @@ fn states_only_move_forward_and_final_states_reset_health() {
 }
 
 #[test]
+fn a_pid_recorded_after_the_worker_reported_in_is_kept() {
+    let (_d, s) = store();
+    s.insert_domain(&spec("a"), "sha").unwrap();
+    launch(&s, "a", "i-1");
+    // The worker's first heartbeat won the race with the record of its spawn.
+    s.advance("i-1", InstanceState::Running, StateUpdate::default())
+        .unwrap()
+        .unwrap();
+    let spawned = StateUpdate {
+        pid: Some(42),
+        pid_start: Some(7),
+        error: None,
+    };
+    assert!(s
+        .advance("i-1", InstanceState::Started, spawned)
+        .unwrap()
+        .is_none());
+    let i = s.instance("i-1").unwrap().unwrap();
+    assert_eq!(i.state, InstanceState::Running);
+    assert_eq!((i.pid, i.pid_start), (Some(42), Some(7)));
+}
+
+#[test]
 fn a_decide_sees_live_instances_and_what_changed_since_the_last_one() {
     let (_d, s) = store();
     s.insert_domain(&spec("a"), "sha").unwrap();
