@@ -135,6 +135,7 @@ impl Daemon {
             provisioner,
             wakeups,
             sensors,
+            threads: controller::DecideThreads::start(),
         });
         let daemon = Arc::new(Daemon {
             state_dir,

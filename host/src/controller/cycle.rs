@@ -58,33 +58,41 @@ fn is_unhealthy(r: &InstanceRecord) -> bool {
 }
 
 impl Controller {
-    /// What a decide (or a swap's canary) works from, read at one point in time.
-    pub(super) fn view(&self) -> anyhow::Result<View> {
-        let (record, records, seen_seq) = self.services.store.decide_view(&self.spec.name)?;
+    /// What a decide (or a swap's canary) works from, read at one point in time. The store is
+    /// read only when the domain changed there since the last read.
+    pub(super) fn view(&mut self) -> anyhow::Result<View> {
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        let read = match self.cached.take() {
+            Some(c) if c.generation == generation => c,
+            _ => self.services.store.decide_view(&self.spec.name)?,
+        };
         let t = now();
         let readings = self
             .services
             .sensors
             .readings(&self.spec.name, t, self.sensor_seen);
-        let live = records
+        let live = read
+            .instances
             .iter()
             .filter(|r| !r.state.is_final())
             .cloned()
             .collect();
-        Ok(View {
+        let view = View {
             now: t,
-            records,
+            records: read.instances.clone(),
             live,
-            seen_seq,
-            last_seq: record.last_decide_seq,
+            seen_seq: read.seen_seq,
+            last_seq: read.record.last_decide_seq,
             sensors: readings.sensors,
             sensor_seen: readings.seen,
-            memo: record.memo,
-        })
+            memo: read.record.memo.clone(),
+        };
+        self.cached = Some(read);
+        Ok(view)
     }
 
     /// One decide cycle. Returns how long to wait before the next one.
-    pub(super) async fn decide(&mut self) -> Duration {
+    pub(super) fn decide(&mut self) -> Duration {
         let pulse = self.pulse();
         let view = match self.view() {
             Ok(v) => v,
@@ -109,7 +117,7 @@ impl Controller {
             return pulse;
         }
         let (snap, told) = view.snapshot(self.instance.as_ref().and_then(|i| i.synced));
-        let decision = match self.with_engine(move |e| e.decide(&snap)).await {
+        let decision = match self.with_engine(move |e| e.decide(&snap)) {
             Ok(d) => d,
             Err(fault) => {
                 self.fault(fault);

@@ -1,5 +1,5 @@
-//! Calls into the domain's engine, off the async runtime: decide's engine half, reconfigure,
-//! and the validated hot swap.
+//! Calls into the domain's engine, on the controller's decide thread: decide's engine half,
+//! reconfigure, and the validated hot swap.
 
 use super::cycle::View;
 use super::faults::{Fault, FaultKind};
@@ -10,53 +10,34 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 impl Controller {
-    /// Runs `f` on the engine instance off the async runtime, making the instance first if
-    /// there is none. The instance is kept unless the call trapped.
-    pub(super) async fn with_engine<T: Send + 'static>(
+    /// Runs `f` on the engine instance, making the instance first if there is none. The
+    /// instance is kept unless the call trapped.
+    pub(super) fn with_engine<T>(
         &mut self,
-        f: impl FnOnce(&mut EngineInstance) -> Result<T, EngineError> + Send + 'static,
+        f: impl FnOnce(&mut EngineInstance) -> Result<T, EngineError>,
     ) -> Result<T, Fault> {
-        let existing = self.instance.take();
-        let engines = self.services.engines.clone();
-        let loaded = self.loaded.clone();
-        // The config text is needed only to make a fresh instance.
-        let config = existing
-            .is_none()
-            .then(|| Value::Object(self.spec.config.clone()).to_string());
-        let limits = CallLimits::from(&self.spec.limits);
-        let (inst, result, logs) = tokio::task::spawn_blocking(move || {
-            let mut inst = match existing {
-                Some(i) => i,
-                None => match engines.instantiate(&loaded, &config.unwrap_or_default(), limits) {
+        let mut inst = match self.instance.take() {
+            Some(i) => i,
+            None => {
+                let config = Value::Object(self.spec.config.clone()).to_string();
+                let limits = CallLimits::from(&self.spec.limits);
+                match self
+                    .services
+                    .engines
+                    .instantiate(&self.loaded, &config, limits)
+                {
                     Ok(i) => i,
-                    Err(e) => {
-                        return (
-                            None,
-                            Err(Fault::new(FaultKind::Init, e.to_string())),
-                            Default::default(),
-                        )
-                    }
-                },
-            };
-            let result = f(&mut inst);
-            let logs = inst.take_logs();
-            let keep = !matches!(result, Err(EngineError::Trap(..)));
-            (keep.then_some(inst), result.map_err(Fault::from_call), logs)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            (
-                None,
-                Err(Fault::new(
-                    FaultKind::Trap,
-                    format!("engine task failed: {e}"),
-                )),
-                Default::default(),
-            )
-        });
-        self.instance = inst;
+                    Err(e) => return Err(Fault::new(FaultKind::Init, e.to_string())),
+                }
+            }
+        };
+        let result = f(&mut inst);
+        let logs = inst.take_logs();
+        if !matches!(result, Err(EngineError::Trap(..))) {
+            self.instance = Some(inst);
+        }
         self.record_logs(logs);
-        result
+        result.map_err(Fault::from_call)
     }
 
     fn record_logs(&mut self, (lines, dropped_in_call): (Vec<(LogLevel, String)>, usize)) {
@@ -76,16 +57,16 @@ impl Controller {
         }
     }
 
-    pub(super) async fn reconfigure(&mut self, change: Map<String, Value>) -> Result<i64, String> {
+    pub(super) fn reconfigure(&mut self, change: Map<String, Value>) -> Result<i64, String> {
         let text = Value::Object(change.clone()).to_string();
         let mut merged = self.spec.config.clone();
         merged.extend(change.clone());
         let result = if self.instance.is_some() {
-            self.with_engine(move |e| e.reconfigure(&text)).await
+            self.with_engine(move |e| e.reconfigure(&text))
         } else {
             // A fresh instance initialized with the merged config is the check.
             let old = std::mem::replace(&mut self.spec.config, merged.clone());
-            let r = self.with_engine(|_| Ok(())).await;
+            let r = self.with_engine(|_| Ok(()));
             self.spec.config = old;
             r
         };
@@ -115,11 +96,7 @@ impl Controller {
     /// makes a canary decide on the live snapshot (its result is checked and discarded). Only
     /// then does it replace the old engine, between two decides; the memo carries over and a
     /// quarantine is lifted. On any failure the old engine runs on untouched.
-    pub(super) async fn swap(
-        &mut self,
-        loaded: Arc<LoadedEngine>,
-        name: String,
-    ) -> Result<i64, String> {
+    pub(super) fn swap(&mut self, loaded: Arc<LoadedEngine>, name: String) -> Result<i64, String> {
         let refuse = |me: &Self, why: String| {
             me.event(
                 "swap-rejected",
@@ -135,22 +112,19 @@ impl Controller {
         // real decide gets a full snapshot too.
         let (snap, _) = view.snapshot(None);
         let live = view.live;
-        let engines = self.services.engines.clone();
         let config = Value::Object(self.spec.config.clone()).to_string();
         let limits = CallLimits::from(&self.spec.limits);
-        let candidate = loaded.clone();
-        let trial = tokio::task::spawn_blocking(move || {
-            let mut inst = engines
-                .instantiate(&candidate, &config, limits)
-                .map_err(|e| format!("initialize failed: {e}"))?;
-            let decision = inst
-                .decide(&snap)
-                .map_err(|e| format!("canary decide failed: {e}"))?;
-            Ok::<_, String>((inst, decision))
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+        let trial = self
+            .services
+            .engines
+            .instantiate(&loaded, &config, limits)
+            .map_err(|e| format!("initialize failed: {e}"))
+            .and_then(|mut inst| {
+                let decision = inst
+                    .decide(&snap)
+                    .map_err(|e| format!("canary decide failed: {e}"))?;
+                Ok((inst, decision))
+            });
         let (new_instance, canary) = match trial {
             Ok(v) => v,
             Err(why) => return refuse(self, why),
@@ -174,7 +148,7 @@ impl Controller {
                 Err(e) => return refuse(self, format!("storing the swap: {e:#}")),
             };
         if let Some(old) = self.instance.replace(new_instance) {
-            tokio::task::spawn_blocking(move || old.dying());
+            old.dying();
         }
         self.loaded = loaded;
         self.spec.engine = name;

@@ -1,8 +1,9 @@
-//! One task per domain: it decides on the engine's pulse and at once on any instance change,
-//! checks each decision, records it, and has the provisioner carry it out.
+//! One controller per domain: it decides on the engine's pulse and at once on any instance
+//! change, checks each decision, records it, and has the provisioner carry it out. Controllers
+//! run on the decide threads (`threads`).
 //!
-//! The task owns its engine instance, so decide, reconfigure and swap never overlap for one
-//! domain. Faults are counted; after `quarantine_after` in a row the engine is quarantined
+//! A controller owns its engine instance and runs one thing at a time, so decide, reconfigure
+//! and swap never overlap for one domain. Faults are counted; after `quarantine_after` in a row the engine is quarantined
 //! and the domain's fallback runs instead, until a swap or `epu engine resume`.
 
 mod backoff;
@@ -12,6 +13,7 @@ mod engine_ops;
 mod faults;
 mod log_budget;
 mod snapshot;
+mod threads;
 
 use crate::engine::bindings::EngineStatus;
 use crate::engine::{EngineHost, EngineInstance, LoadedEngine};
@@ -25,10 +27,11 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Notify};
-use tokio::time::Instant;
+use threads::{Msg, Route};
+use tokio::sync::oneshot;
 
 pub use faults::FaultKind;
+pub use threads::DecideThreads;
 
 /// The daemon's shared services, as a controller needs them.
 pub struct Services {
@@ -37,29 +40,25 @@ pub struct Services {
     pub provisioner: Arc<Provisioner>,
     pub wakeups: Arc<Wakeups>,
     pub sensors: Arc<SensorBoard>,
+    pub threads: DecideThreads,
 }
 
 /// Wakes a domain's controller for an early decide. Wakes that arrive during a decide are
 /// kept, so a change is never missed.
 #[derive(Default)]
 pub struct Wakeups {
-    map: Mutex<HashMap<String, Arc<Notify>>>,
+    map: Mutex<HashMap<String, Route>>,
 }
 
 impl Wakeups {
     pub fn wake(&self, domain: &str) {
-        if let Some(n) = self.map.lock().unwrap().get(domain) {
-            n.notify_one();
+        if let Some(route) = self.map.lock().unwrap().get(domain) {
+            route.send(Msg::Wake);
         }
     }
 
-    fn register(&self, domain: &str) -> Arc<Notify> {
-        let n = Arc::new(Notify::new());
-        self.map
-            .lock()
-            .unwrap()
-            .insert(domain.to_string(), n.clone());
-        n
+    fn register(&self, domain: &str, route: Route) {
+        self.map.lock().unwrap().insert(domain.to_string(), route);
     }
 
     fn unregister(&self, domain: &str) {
@@ -87,7 +86,7 @@ pub struct ControllerStatus {
 }
 
 /// A request to a controller, answered on its channel.
-enum Command {
+pub(super) enum Command {
     Reconfigure(Map<String, Value>, oneshot::Sender<Result<i64, String>>),
     Swap(
         Arc<LoadedEngine>,
@@ -100,7 +99,7 @@ enum Command {
 
 /// The handle the daemon keeps for a running controller.
 pub struct ControllerHandle {
-    tx: mpsc::Sender<Command>,
+    route: Route,
     pub status: Arc<Mutex<ControllerStatus>>,
 }
 
@@ -108,7 +107,9 @@ impl ControllerHandle {
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
         let stopped = || "the domain's controller has stopped".to_string();
         let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.map_err(|_| stopped())?;
+        if !self.route.send(|key| Msg::Command(key, make(tx))) {
+            return Err(stopped());
+        }
         rx.await.map_err(|_| stopped())
     }
 
@@ -135,23 +136,24 @@ impl ControllerHandle {
     }
 }
 
-/// Starts the controller of a domain. `instance` is an engine instance already initialized
-/// with the domain's config, if the caller has one.
+/// Starts the controller of a domain on a decide thread. `instance` is an engine instance
+/// already initialized with the domain's config, if the caller has one. Call it within the
+/// daemon's runtime (the sensor pollers start there).
 pub fn start(
     services: Arc<Services>,
     record: crate::store::DomainRecord,
     loaded: Arc<LoadedEngine>,
     instance: Option<EngineInstance>,
 ) -> ControllerHandle {
-    let (tx, rx) = mpsc::channel(16);
     let status = Arc::new(Mutex::new(ControllerStatus {
         quarantined: record.quarantined,
         ..Default::default()
     }));
-    let wake = services.wakeups.register(&record.spec.name);
     let pollers = sensors::start(&services.sensors, &record.spec.name, &record.spec.sensors);
+    let name = record.spec.name.clone();
     let controller = Controller {
-        services,
+        generation: services.store.generation(&name),
+        services: services.clone(),
         spec: record.spec,
         loaded,
         instance,
@@ -163,10 +165,12 @@ pub fn start(
         last_target: None,
         log_budget: Default::default(),
         sensor_seen: 0,
+        cached: None,
         _pollers: pollers,
     };
-    tokio::spawn(controller.run(rx, wake));
-    ControllerHandle { tx, status }
+    let route = services.threads.place(controller);
+    services.wakeups.register(&name, route.clone());
+    ControllerHandle { route, status }
 }
 
 struct Controller {
@@ -186,52 +190,41 @@ struct Controller {
     log_budget: log_budget::LogBudget,
     /// The sensor board's change counter as the last carried-out decide saw it.
     sensor_seen: u64,
+    /// The domain's change counter in the store, and the last read made under it: while the
+    /// counter stays, a decide reuses the read.
+    generation: Arc<std::sync::atomic::AtomicU64>,
+    cached: Option<crate::store::DecideView>,
     /// Polls the domain's sensors for as long as the controller runs.
     _pollers: Pollers,
 }
 
 impl Controller {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>, wake: Arc<Notify>) {
-        let mut next = Instant::now();
-        let mut last = Instant::now();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(next) => {
-                    let delay = self.decide().await;
-                    last = Instant::now();
-                    next = last + delay;
-                }
-                // A change: decide early, but not before the crash-loop backoff allows.
-                _ = wake.notified() => next = next.min(last + self.backoff.current()).max(Instant::now()),
-                cmd = rx.recv() => match cmd {
-                    Some(Command::Reconfigure(change, reply)) => {
-                        let _ = reply.send(self.reconfigure(change).await);
-                    }
-                    Some(Command::Swap(loaded, name, reply)) => {
-                        let _ = reply.send(self.swap(loaded, name).await);
-                    }
-                    Some(Command::Resume(reply)) => {
-                        let _ = reply.send(self.resume());
-                    }
-                    Some(Command::Stop(reply)) => {
-                        self.stop().await;
-                        let _ = reply.send(());
-                        return;
-                    }
-                    None => {
-                        self.stop().await;
-                        return;
-                    }
-                },
+    /// Runs a command; returns true when the controller has stopped.
+    fn command(&mut self, command: Command) -> bool {
+        match command {
+            Command::Reconfigure(change, reply) => {
+                let _ = reply.send(self.reconfigure(change));
+            }
+            Command::Swap(loaded, name, reply) => {
+                let _ = reply.send(self.swap(loaded, name));
+            }
+            Command::Resume(reply) => {
+                let _ = reply.send(self.resume());
+            }
+            Command::Stop(reply) => {
+                self.stop();
+                let _ = reply.send(());
+                return true;
             }
         }
+        false
     }
 
-    async fn stop(&mut self) {
+    fn stop(&mut self) {
         self.services.wakeups.unregister(&self.spec.name);
         self.services.sensors.forget(&self.spec.name);
         if let Some(inst) = self.instance.take() {
-            let _ = tokio::task::spawn_blocking(move || inst.dying()).await;
+            inst.dying();
         }
     }
 

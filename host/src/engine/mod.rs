@@ -3,8 +3,8 @@
 //!
 //! One wasmtime `Engine` and one `Linker` serve every domain. Each loaded component is
 //! pre-instantiated once (`EnginePre`); each domain gets its own instance and store. Calls are
-//! synchronous: run them off the async runtime (`spawn_blocking`), as WASI's sync bindings
-//! must not run on a runtime worker thread.
+//! synchronous: run them on a thread that is not an async worker (the controllers' decide
+//! threads, or `spawn_blocking`), as WASI's sync bindings must not run on a runtime worker.
 
 pub mod bindings;
 pub mod bundled;

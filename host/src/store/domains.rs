@@ -10,10 +10,21 @@ use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 use serde_json::Value;
 
+/// A domain as one decide reads it: see [`Store::decide_view`].
+#[derive(Clone, Debug)]
+pub struct DecideView {
+    pub record: DomainRecord,
+    /// The live instances plus those changed since the domain's last decide.
+    pub instances: Vec<InstanceRecord>,
+    /// The newest event sequence number.
+    pub seen_seq: i64,
+    pub generation: u64,
+}
+
 impl Store {
     /// Creates a domain with its first config version. Fails if the name is taken.
     pub fn insert_domain(&self, spec: &DomainSpec, engine_sha: &str) -> Result<()> {
-        self.with_tx(|tx| {
+        self.with_domain_tx(&spec.name, |tx| {
             let exists: bool = tx.query_row(
                 "SELECT EXISTS(SELECT 1 FROM domains WHERE name = ?1)",
                 [&spec.name],
@@ -67,9 +78,13 @@ impl Store {
     }
 
     /// What a decide needs, read at one point in time: the domain, its live instances plus
-    /// those changed since its last decide, and the newest event sequence number.
-    pub fn decide_view(&self, domain: &str) -> Result<(DomainRecord, Vec<InstanceRecord>, i64)> {
+    /// those changed since its last decide, the newest event sequence number, and the domain's
+    /// [generation](Store::generation) before the read. While the generation stays the same,
+    /// a new read would give the same.
+    pub fn decide_view(&self, domain: &str) -> Result<DecideView> {
+        let generation = self.generation(domain);
         self.with_conn(|c| {
+            let generation = generation.load(std::sync::atomic::Ordering::Acquire);
             let record = query_domains_in(c, Some(domain))?
                 .pop()
                 .ok_or_else(|| anyhow::anyhow!("unknown domain '{domain}'"))?;
@@ -79,8 +94,13 @@ impl Store {
                 InstanceState::Terminated as i64
             );
             let instances = query_instances_in(c, &sql, params![domain, record.last_decide_seq])?;
-            let seq = super::newest_seq(c)?;
-            Ok((record, instances, seq))
+            let seen_seq = super::newest_seq(c)?;
+            Ok(DecideView {
+                record,
+                instances,
+                seen_seq,
+                generation,
+            })
         })
     }
 
@@ -91,7 +111,7 @@ impl Store {
         config: &serde_json::Map<String, Value>,
         change: &serde_json::Map<String, Value>,
     ) -> Result<i64> {
-        self.with_tx(|tx| {
+        self.with_domain_tx(domain, |tx| {
             let version: i64 = tx.query_row(
                 "SELECT config_version + 1 FROM domains WHERE name = ?1",
                 [domain],
@@ -113,7 +133,7 @@ impl Store {
 
     /// Deletes a domain, its configs and its instance records; the event log keeps its history.
     pub fn delete_domain(&self, domain: &str) -> Result<()> {
-        self.with_tx(|tx| {
+        self.with_domain_tx(domain, |tx| {
             tx.execute("DELETE FROM instances WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM engine_configs WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM engine_versions WHERE domain = ?1", [domain])?;
@@ -156,7 +176,7 @@ impl Store {
     /// Makes another engine the domain's own and adds it to the domain's engine history.
     /// Returns the version number.
     pub fn set_engine(&self, domain: &str, name: &str, sha: &str, detail: &Value) -> Result<i64> {
-        self.with_tx(|tx| {
+        self.with_domain_tx(domain, |tx| {
             let seq: i64 = tx.query_row(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM engine_versions WHERE domain = ?1",
                 [domain],
@@ -202,7 +222,7 @@ impl Store {
         preserve_target: Option<u32>,
         detail: &Value,
     ) -> Result<()> {
-        self.with_tx(|tx| {
+        self.with_domain_tx(domain, |tx| {
             tx.execute(
                 "UPDATE domains SET quarantined = ?2, preserve_target = ?3 WHERE name = ?1",
                 params![domain, on, preserve_target],
@@ -227,7 +247,7 @@ impl Store {
         launches: &[NewInstance],
         detail: Option<&Value>,
     ) -> Result<()> {
-        self.with_tx(|tx| {
+        self.with_domain_tx(domain, |tx| {
             if let Some(memo) = memo {
                 tx.execute(
                     "UPDATE domains SET memo = ?2 WHERE name = ?1",

@@ -47,10 +47,12 @@ impl Store {
         state: InstanceState,
         update: StateUpdate,
     ) -> Result<Option<InstanceRecord>> {
-        self.with_tx(|tx| {
+        let mut domain = None;
+        let updated = self.with_tx(|tx| {
             let Some(current) = instance_in_tx(tx, id)? else {
                 return Ok(None);
             };
+            domain = Some(current.domain.clone());
             if current.state >= state {
                 // A worker can report in before its spawn is recorded. Its pid is kept all
                 // the same, or the process could be neither watched nor stopped.
@@ -91,12 +93,16 @@ impl Store {
                 ],
             )?;
             instance_in_tx(tx, id)
-        })
+        })?;
+        if let Some(d) = domain {
+            self.touched(&d);
+        }
+        Ok(updated)
     }
 
     /// Sets an instance's health. Returns the updated record if it changed.
     pub fn set_health(&self, id: &str, health: Health) -> Result<Option<InstanceRecord>> {
-        self.with_tx(|tx| {
+        let updated = self.with_tx(|tx| {
             let Some(current) = instance_in_tx(tx, id)? else {
                 return Ok(None);
             };
@@ -110,7 +116,11 @@ impl Store {
                 params![id, health.as_str(), now(), seq],
             )?;
             instance_in_tx(tx, id)
-        })
+        })?;
+        if let Some(r) = &updated {
+            self.touched(&r.domain);
+        }
+        Ok(updated)
     }
 
     /// Records the time of a heartbeat.

@@ -15,10 +15,13 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, Transaction};
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
+pub use domains::DecideView;
 pub use instances::StateUpdate;
 pub use schema::VERSION as SCHEMA_VERSION;
 
@@ -118,6 +121,9 @@ pub struct Store {
     conn: Mutex<Connection>,
     /// The newest event sequence number, for followers of the event log.
     last_seq: watch::Sender<i64>,
+    /// A counter per domain, bumped after every committed write to the domain's row or its
+    /// instances: a reader that finds it unchanged knows its copy is current.
+    generations: Mutex<HashMap<String, Arc<AtomicU64>>>,
 }
 
 impl Store {
@@ -136,7 +142,22 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             last_seq: watch::channel(last).0,
+            generations: Mutex::default(),
         })
+    }
+
+    /// The change counter of `domain` (see [`Store::decide_view`]). Reading it takes no lock.
+    pub fn generation(&self, domain: &str) -> Arc<AtomicU64> {
+        let mut map = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(domain.to_string()).or_default().clone()
+    }
+
+    /// Bumps `domain`'s change counter; called after the write has committed.
+    fn touched(&self, domain: &str) {
+        let map = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = map.get(domain) {
+            g.fetch_add(1, Ordering::Release);
+        }
     }
 
     fn with_tx<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
@@ -150,6 +171,17 @@ impl Store {
             *v = last;
             changed
         });
+        Ok(out)
+    }
+
+    /// [`Store::with_tx`] for a write to `domain`'s row or instances.
+    fn with_domain_tx<T>(
+        &self,
+        domain: &str,
+        f: impl FnOnce(&Transaction) -> Result<T>,
+    ) -> Result<T> {
+        let out = self.with_tx(f)?;
+        self.touched(domain);
         Ok(out)
     }
 

@@ -142,18 +142,26 @@ fn a_decide_sees_live_instances_and_what_changed_since_the_last_one() {
     launch(&s, "a", "i-2");
     s.advance("i-2", InstanceState::Failed, StateUpdate::error("boom"))
         .unwrap();
-    let (rec, view, seen) = s.decide_view("a").unwrap();
-    assert_eq!(view.len(), 2, "the failed one is shown as a change");
-    s.record_decision("a", seen, Some(b"memo"), &[], None)
-        .unwrap();
-    let (rec2, view2, _) = s.decide_view("a").unwrap();
-    assert_eq!(rec2.memo, b"memo");
-    assert_eq!(rec2.last_decide_seq, seen);
+    let first = s.decide_view("a").unwrap();
     assert_eq!(
-        view2.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        first.instances.len(),
+        2,
+        "the failed one is shown as a change"
+    );
+    s.record_decision("a", first.seen_seq, Some(b"memo"), &[], None)
+        .unwrap();
+    let second = s.decide_view("a").unwrap();
+    assert_eq!(second.record.memo, b"memo");
+    assert_eq!(second.record.last_decide_seq, first.seen_seq);
+    assert_eq!(
+        second
+            .instances
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect::<Vec<_>>(),
         ["i-1"]
     );
-    assert!(rec.memo.is_empty());
+    assert!(first.record.memo.is_empty());
     assert!(s.decide_view("nope").is_err());
 }
 
@@ -192,4 +200,37 @@ fn sensors_and_pushed_readings_are_kept_until_the_domain_goes() {
     );
     s.delete_domain("q").unwrap();
     assert!(s.pushed_readings("q").unwrap().is_empty());
+}
+
+#[test]
+fn a_domain_generation_moves_with_every_write_to_it_and_only_then() {
+    let (_d, s) = store();
+    s.insert_domain(&spec("a"), "sha").unwrap();
+    s.insert_domain(&spec("b"), "sha").unwrap();
+    let generation = |d: &str| s.decide_view(d).unwrap().generation;
+    let g0 = generation("a");
+    assert_eq!(generation("a"), g0, "a read changes nothing");
+    launch(&s, "a", "i-1");
+    let g1 = generation("a");
+    assert!(g1 > g0, "a launch recorded");
+    let b = generation("b");
+    s.advance("i-1", InstanceState::Pending, StateUpdate::default())
+        .unwrap();
+    let g2 = generation("a");
+    assert!(g2 > g1, "a state change");
+    s.set_health("i-1", Health::Missing).unwrap();
+    let g3 = generation("a");
+    assert!(g3 > g2, "a health change");
+    s.touch_heartbeat("i-1", 5.0).unwrap();
+    s.event(Some("a"), None, "note", serde_json::Value::Null)
+        .unwrap();
+    assert_eq!(
+        generation("a"),
+        g3,
+        "heartbeat times and events are not in the view"
+    );
+    s.set_quarantine("a", true, Some(1), &serde_json::Value::Null)
+        .unwrap();
+    assert!(generation("a") > g3, "a quarantine");
+    assert_eq!(generation("b"), b, "another domain's writes");
 }
