@@ -4,10 +4,14 @@
 //! Set EPU_BENCH_SIZES (default 10,100,1000,10000).
 //!
 //! Each size is timed on three snapshots, all of a stable pool of running instances:
-//! - `change`: a delta with one changed instance, what a decide after a heartbeat, a health
-//!   change or a state change gets (the targets are judged on this one);
+//! - `change`: a delta with one changed instance, what a decide after a health change or a
+//!   state change gets (the targets are judged on this one);
 //! - `pulse`: a delta with no change, what a decide on the pulse gets;
 //! - `full`: every instance, what a fresh engine instance gets (after a start, trap or swap).
+//!
+//! queuelen also has a queue reading, which comes in the full snapshot. A fourth snapshot,
+//! `reading`, is what queuelen gets after each poll of its queue: a delta with the new reading
+//! and no instance change.
 //!
 //! The native side runs the engine crate's own `policy::decide`, which applies the snapshot to
 //! the engine's instance table and decides, exactly as the component does.
@@ -15,7 +19,6 @@
 //! `cargo bench -p epu --bench decide` prints a table and the suite's targets; every ratio is
 //! measured in one run.
 
-use engine_kit::Pool;
 use epu::engine::bindings as host;
 use epu::engine::{bundled, EngineHost};
 use npreserving::config::Config;
@@ -34,6 +37,7 @@ enum Kind {
     Change,
     Pulse,
     Full,
+    Reading,
 }
 
 impl Kind {
@@ -42,14 +46,19 @@ impl Kind {
             Kind::Change => "change",
             Kind::Pulse => "pulse",
             Kind::Full => "full",
+            Kind::Reading => "reading",
         }
     }
 }
 
 /// A snapshot of `kind` over `n` running, healthy instances, in the types of binding module
-/// `$m` (the host's and the guest's bindings are separate types of the same WIT).
+/// `$m` (the host's and the guest's bindings are separate types of the same WIT). With
+/// `queue`, the full and `reading` snapshots carry a queue reading.
 macro_rules! running_snapshot {
-    ($m:ident, $n:expr, $kind:expr) => {{
+    ($m:ident, $n:expr, $kind:expr) => {
+        running_snapshot!($m, $n, $kind, false)
+    };
+    ($m:ident, $n:expr, $kind:expr, $queue:expr) => {{
         let running = |handle: u64| $m::Instance {
             handle,
             state: $m::InstanceState::Running,
@@ -64,11 +73,14 @@ macro_rules! running_snapshot {
             instances: match $kind {
                 Kind::Full => (1..=n).map(running).collect(),
                 Kind::Change => vec![running(n / 2 + 1)],
-                Kind::Pulse => vec![],
+                Kind::Pulse | Kind::Reading => vec![],
             },
-            details: vec![],
-            sensors: vec![],
-            memo: vec![],
+            details: None,
+            sensors: match $kind {
+                Kind::Full | Kind::Reading if $queue => queue_reading!($m),
+                _ => None,
+            },
+            memo: None,
         }
     }};
 }
@@ -97,13 +109,12 @@ fn pct(v: &[Duration], p: f64) -> f64 {
 /// queuelen config's water marks, so that the pool is stable.
 macro_rules! queue_reading {
     ($m:ident) => {
-        vec![$m::SensorReading {
+        Some(vec![$m::SensorReading {
             name: "queue-length".into(),
             value: 50.0,
             time: 999.0,
             stale: false,
-            fresh: false,
-        }]
+        }])
     };
 }
 
@@ -155,10 +166,11 @@ const BUDGET: Duration = Duration::from_millis(700);
 fn both_engines(n: usize, kind: Kind) -> [(&'static str, Costs); 2] {
     let np_config = format!(r#"{{"preserve_n": {n}}}"#);
     let np_native_config = Config::parse(&np_config, &Config::default()).unwrap();
-    let mut np_pool = Pool::default();
-    np_pool.apply(
-        true,
-        &running_snapshot!(npreserving, n, Kind::Full).instances,
+    let mut np_domain = npreserving::Domain::default();
+    npreserving::policy::decide(
+        &np_native_config,
+        &mut np_domain,
+        &running_snapshot!(npreserving, n, Kind::Full),
     );
     let np_native_snap = running_snapshot!(npreserving, n, kind);
     let np = measure(
@@ -169,7 +181,7 @@ fn both_engines(n: usize, kind: Kind) -> [(&'static str, Costs); 2] {
         || {
             let d = npreserving::policy::decide(
                 &np_native_config,
-                &mut np_pool,
+                &mut np_domain,
                 black_box(&np_native_snap),
             );
             assert!(d.launches.is_empty() && d.destroy.is_empty());
@@ -178,17 +190,18 @@ fn both_engines(n: usize, kind: Kind) -> [(&'static str, Costs); 2] {
 
     let ql_config = r#"{"queuelen_high_water": 100, "queuelen_low_water": 10}"#;
     let ql_native_config = queuelen::config::Config::parse(ql_config, None).unwrap();
-    let mut ql_pool = Pool::default();
-    ql_pool.apply(true, &running_snapshot!(queuelen, n, Kind::Full).instances);
-    let mut ql_native_snap = running_snapshot!(queuelen, n, kind);
-    ql_native_snap.sensors = queue_reading!(queuelen);
-    let mut ql_first = running_snapshot!(host, n, Kind::Full);
-    ql_first.sensors = queue_reading!(host);
-    let mut ql_snap = running_snapshot!(host, n, kind);
-    ql_snap.sensors = queue_reading!(host);
+    let mut ql_domain = queuelen::Domain::default();
+    let ql_native_first = running_snapshot!(queuelen, n, Kind::Full, true);
+    queuelen::policy::decide(&ql_native_config, &mut ql_domain, &ql_native_first);
+    let ql_native_snap = running_snapshot!(queuelen, n, kind, true);
+    let ql_first = running_snapshot!(host, n, Kind::Full, true);
+    let ql_snap = running_snapshot!(host, n, kind, true);
     let ql = measure("queuelen", ql_config, &ql_first, &ql_snap, || {
-        let d =
-            queuelen::policy::decide(&ql_native_config, &mut ql_pool, black_box(&ql_native_snap));
+        let d = queuelen::policy::decide(
+            &ql_native_config,
+            &mut ql_domain,
+            black_box(&ql_native_snap),
+        );
         assert!(d.launches.is_empty() && d.destroy.is_empty());
     });
     [("npreserving", np), ("queuelen", ql)]
@@ -214,7 +227,7 @@ fn main() {
     );
     let mut report = Report::new("decide");
     for &n in &sizes {
-        for kind in [Kind::Change, Kind::Pulse, Kind::Full] {
+        for kind in [Kind::Change, Kind::Pulse, Kind::Full, Kind::Reading] {
             for (name, c) in both_engines(n, kind) {
                 let ratio = pct(&c.wasm, 0.5) / pct(&c.native, 0.5);
                 println!(

@@ -3,9 +3,10 @@
 
 use super::faults::{Fault, FaultKind};
 use super::{decision, short_id, snapshot, Controller};
-use crate::engine::bindings::{Decision, EngineStatus, Launch, SensorReading, Snapshot};
+use crate::engine::bindings::{Decision, EngineStatus, Launch, Snapshot};
 use crate::engine::Synced;
 use crate::model::{now, Fallback, InstanceState};
+use crate::sensors::Reading;
 use crate::store::{InstanceRecord, NewInstance};
 use serde_json::json;
 use std::time::Duration;
@@ -21,7 +22,7 @@ pub(super) struct View {
     pub seen_seq: i64,
     /// The sequence number the previous decide saw.
     pub last_seq: i64,
-    pub sensors: Vec<SensorReading>,
+    pub sensors: Vec<Reading>,
     /// The sensor board's change counter when the view was read.
     pub sensor_seen: u64,
     pub memo: Vec<u8>,
@@ -35,9 +36,10 @@ impl View {
             records: &self.records,
             last_seq: self.last_seq,
             seen_seq: self.seen_seq,
+            sensors: &self.sensors,
+            memo: &self.memo,
         };
-        let sensors = self.sensors.clone();
-        snapshot::build(view, synced, self.now, sensors, self.memo.clone())
+        snapshot::build(view, synced, self.now)
     }
 }
 
@@ -116,7 +118,10 @@ impl Controller {
             }
             return pulse;
         }
-        let (snap, told) = view.snapshot(self.instance.as_ref().and_then(|i| i.synced));
+        // Taken, not copied: after a decision that is not carried out, the instance is told the
+        // whole domain again (its memo may differ from the kept one).
+        let synced = self.instance.as_mut().and_then(|i| i.synced.take());
+        let (snap, told) = view.snapshot(synced);
         let decision = match self.with_engine(move |e| e.decide(&snap)) {
             Ok(d) => d,
             Err(fault) => {
@@ -134,8 +139,7 @@ impl Controller {
             self.event("provisioning-error", json!({"error": format!("{e:#}")}));
             return pulse;
         }
-        // Only now is the engine's table as the store has it: after a refused or failed
-        // decision, the next snapshot sends the same changes again.
+        // Only now are the engine's tables as the daemon has them.
         if let Some(instance) = self.instance.as_mut() {
             instance.synced = Some(told);
         }
@@ -187,7 +191,7 @@ impl Controller {
         &mut self,
         d: &Decision,
         live: &[InstanceRecord],
-        sensors: &[SensorReading],
+        sensors: &[Reading],
         seen_seq: i64,
         changed: bool,
         by_fallback: bool,
@@ -220,6 +224,7 @@ impl Controller {
             if !sensors.is_empty() {
                 detail["sensors"] = sensors
                     .iter()
+                    .map(|r| &r.reading)
                     .map(|r| json!({"name": r.name, "value": r.value, "time": r.time, "stale": r.stale}))
                     .collect();
             }

@@ -1,9 +1,10 @@
-//! Builds the engine's snapshot from the store's records: the whole domain for a fresh engine
-//! instance, and only what changed for one that has been told the rest.
+//! Builds the engine's snapshot from the store's records and the sensor board: the whole domain
+//! for a fresh engine instance, and only what changed for one that has been told the rest.
 
-use crate::engine::bindings::{self as wit, SensorReading, Snapshot};
+use crate::engine::bindings::{self as wit, Snapshot};
 use crate::engine::Synced;
 use crate::model::{Health, InstanceState};
+use crate::sensors::Reading;
 use crate::store::InstanceRecord;
 
 fn state(s: InstanceState) -> wit::InstanceState {
@@ -36,7 +37,7 @@ fn health(h: Health) -> wit::Health {
     }
 }
 
-/// The domain as one decide reads it from the store.
+/// The domain as one decide reads it.
 pub struct DomainView<'a> {
     /// The live instances plus those changed after `last_seq`.
     pub records: &'a [InstanceRecord],
@@ -44,20 +45,20 @@ pub struct DomainView<'a> {
     pub last_seq: i64,
     /// The newest sequence number when the records were read.
     pub seen_seq: i64,
+    /// The latest reading of each sensor that has one.
+    pub sensors: &'a [Reading],
+    pub memo: &'a [u8],
 }
 
 /// The snapshot for one decide at `now`, and what the engine instance has been told once it
 /// is carried out. The snapshot is a delta from `synced` when that covers the previous
 /// carried-out decide; otherwise it is full.
-pub fn build(
-    view: DomainView,
-    synced: Option<Synced>,
-    now: f64,
-    sensors: Vec<SensorReading>,
-    memo: Vec<u8>,
-) -> (Snapshot, Synced) {
+pub fn build(view: DomainView, synced: Option<Synced>, now: f64) -> (Snapshot, Synced) {
     let from = synced.filter(|s| s.seq >= view.last_seq);
-    let (since, known) = from.map_or((i64::MIN, 0), |s| (s.seq, s.max_handle));
+    let full = from.is_none();
+    let (since, known, told_stale) = from.map_or((i64::MIN, 0, Vec::new()), |s| {
+        (s.seq, s.max_handle, s.stale)
+    });
     let sent: Vec<&InstanceRecord> = view
         .records
         .iter()
@@ -73,7 +74,7 @@ pub fn build(
             health_time: r.health_time,
         })
         .collect();
-    let details = sent
+    let details: Vec<_> = sent
         .iter()
         .filter(|r| r.handle > known)
         .map(|r| wit::InstanceDetails {
@@ -84,17 +85,31 @@ pub fn build(
         })
         .collect();
     let max_handle = sent.iter().map(|r| r.handle).fold(known, u64::max);
+    // A reading is news when it arrived, or when its stale flag turned since the engine was told.
+    let sensors: Vec<_> = view
+        .sensors
+        .iter()
+        .filter(|r| full || r.fresh || r.reading.stale != told_stale.contains(&r.reading.name))
+        .map(|r| r.reading.clone())
+        .collect();
+    let stale = view
+        .sensors
+        .iter()
+        .filter(|r| r.reading.stale)
+        .map(|r| r.reading.name.clone())
+        .collect();
     let snapshot = Snapshot {
         now,
-        full: from.is_none(),
+        full,
         instances,
-        details,
-        sensors,
-        memo,
+        details: (!details.is_empty()).then_some(details),
+        sensors: (!sensors.is_empty()).then_some(sensors),
+        memo: (full && !view.memo.is_empty()).then(|| view.memo.to_vec()),
     };
     let told = Synced {
         seq: view.seen_seq,
         max_handle,
+        stale,
     };
     (snapshot, told)
 }
@@ -112,7 +127,7 @@ mod tests {
     }
 
     fn detailed(s: &Snapshot) -> Vec<u64> {
-        s.details.iter().map(|i| i.handle).collect()
+        s.details.iter().flatten().map(|i| i.handle).collect()
     }
 
     fn view(records: &[InstanceRecord], last_seq: i64, seen_seq: i64) -> DomainView<'_> {
@@ -120,7 +135,29 @@ mod tests {
             records,
             last_seq,
             seen_seq,
+            sensors: &[],
+            memo: &[],
         }
+    }
+
+    fn reading(name: &str, time: f64, stale: bool, fresh: bool) -> Reading {
+        Reading {
+            reading: wit::SensorReading {
+                name: name.into(),
+                value: 1.0,
+                time,
+                stale,
+            },
+            fresh,
+        }
+    }
+
+    fn sensor_names(s: &Snapshot) -> Vec<&str> {
+        s.sensors
+            .iter()
+            .flatten()
+            .map(|r| r.name.as_str())
+            .collect()
     }
 
     #[test]
@@ -130,7 +167,7 @@ mod tests {
             rec(2, InstanceState::Running, 5),
             rec(3, InstanceState::Failed, 6),
         ];
-        let (first, told) = build(view(&records, 4, 6), None, 1.0, vec![], vec![]);
+        let (first, told) = build(view(&records, 4, 6), None, 1.0);
         assert!(first.full);
         assert_eq!(handles(&first), [1, 2, 3]);
         assert_eq!(detailed(&first), [1, 2, 3]);
@@ -138,7 +175,8 @@ mod tests {
             told,
             Synced {
                 seq: 6,
-                max_handle: 3
+                max_handle: 3,
+                stale: vec![]
             }
         );
 
@@ -148,7 +186,7 @@ mod tests {
             rec(2, InstanceState::Terminating, 7),
             rec(4, InstanceState::Requesting, 8),
         ];
-        let (next, told) = build(view(&records, 6, 8), Some(told), 2.0, vec![], vec![]);
+        let (next, told) = build(view(&records, 6, 8), Some(told), 2.0);
         assert!(!next.full);
         assert_eq!(handles(&next), [2, 4]);
         assert_eq!(detailed(&next), [4], "details come once");
@@ -156,7 +194,8 @@ mod tests {
             told,
             Synced {
                 seq: 8,
-                max_handle: 4
+                max_handle: 4,
+                stale: vec![]
             }
         );
     }
@@ -167,9 +206,61 @@ mod tests {
         let behind = Synced {
             seq: 2,
             max_handle: 1,
+            stale: vec![],
         };
-        let (s, _) = build(view(&records, 5, 5), Some(behind), 1.0, vec![], vec![]);
+        let (s, _) = build(view(&records, 5, 5), Some(behind), 1.0);
         assert!(s.full);
         assert_eq!(handles(&s), [1]);
+    }
+
+    #[test]
+    fn readings_come_when_new_or_when_their_staleness_turns_and_the_memo_only_when_full() {
+        let records = [rec(1, InstanceState::Running, 3)];
+        let sensors = [
+            reading("q", 5.0, false, true),
+            reading("cpu", 5.0, false, true),
+        ];
+        let memo = b"kept";
+        let at = |sensors, memo| DomainView {
+            records: &records,
+            last_seq: 3,
+            seen_seq: 3,
+            sensors,
+            memo,
+        };
+        let (first, told) = build(at(&sensors, memo), None, 1.0);
+        assert_eq!(sensor_names(&first), ["q", "cpu"]);
+        assert_eq!(first.memo.as_deref(), Some(&memo[..]));
+
+        // Nothing new: no reading, no memo, no details.
+        let quiet = [
+            reading("q", 5.0, false, false),
+            reading("cpu", 5.0, false, false),
+        ];
+        let (next, told) = build(at(&quiet, memo), Some(told), 2.0);
+        assert!(!next.full);
+        assert!(next.sensors.is_none() && next.memo.is_none() && next.details.is_none());
+
+        // cpu ages into staleness: it is told once, and once more when it turns back.
+        let aged = [
+            reading("q", 5.0, false, false),
+            reading("cpu", 5.0, true, false),
+        ];
+        let (next, told) = build(at(&aged, memo), Some(told), 3.0);
+        assert_eq!(sensor_names(&next), ["cpu"]);
+        let (next, told) = build(at(&aged, memo), Some(told), 4.0);
+        assert!(next.sensors.is_none());
+        let back = [
+            reading("q", 5.0, false, false),
+            reading("cpu", 6.0, false, true),
+        ];
+        let (next, _) = build(at(&back, memo), Some(told), 5.0);
+        assert_eq!(sensor_names(&next), ["cpu"]);
+
+        let (empty, _) = build(at(&[], &[]), None, 6.0);
+        assert!(
+            empty.sensors.is_none() && empty.memo.is_none(),
+            "none, not an empty list"
+        );
     }
 }

@@ -47,12 +47,14 @@ impl From<&crate::model::EngineLimits> for CallLimits {
 
 /// How much of its domain an engine instance has been told, so that its next snapshot can be
 /// a delta.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Synced {
     /// The newest event sequence number its snapshots covered.
     pub seq: i64,
     /// The largest instance handle whose details it got.
     pub max_handle: u64,
+    /// The sensors whose reading it was last told is stale.
+    pub stale: Vec<String>,
 }
 
 /// An instantiated, initialized engine.

@@ -25,7 +25,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 /// The version of the `epu:engine` package in `wit/engine.wit`.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// How often the epoch ticks; call deadlines are counted in ticks, so this is their grain.
 const EPOCH_TICK: Duration = Duration::from_millis(5);

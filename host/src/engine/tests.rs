@@ -30,9 +30,9 @@ fn snapshot(n: u64) -> Snapshot {
         instances: (1..=n)
             .map(|h| instance(h, InstanceState::Running))
             .collect(),
-        details: vec![],
-        sensors: vec![],
-        memo: vec![],
+        details: None,
+        sensors: None,
+        memo: None,
     }
 }
 

@@ -45,11 +45,18 @@ impl Entry {
     }
 }
 
-/// The readings a decide sees (each marked `fresh` if it arrived since the previous decide),
-/// and the counter to pass next time.
+/// The readings a decide sees, and the counter to pass next time.
 pub struct Readings {
-    pub sensors: Vec<SensorReading>,
+    pub sensors: Vec<Reading>,
     pub seen: u64,
+}
+
+/// One sensor's latest reading for a decide.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    pub reading: SensorReading,
+    /// Whether it arrived (or the sensor started to fail) since the previous decide.
+    pub fresh: bool,
 }
 
 /// The sensor board of the daemon.
@@ -199,11 +206,13 @@ impl SensorBoard {
             let Some((value, time)) = e.value else {
                 continue;
             };
-            out.sensors.push(SensorReading {
-                name: name.clone(),
-                value,
-                time,
-                stale: e.stale(now),
+            out.sensors.push(Reading {
+                reading: SensorReading {
+                    name: name.clone(),
+                    value,
+                    time,
+                    stale: e.stale(now),
+                },
                 fresh: e.changed > seen,
             });
         }
@@ -256,15 +265,15 @@ mod tests {
         (dir, board)
     }
 
-    fn names(readings: &[SensorReading]) -> Vec<&str> {
-        readings.iter().map(|r| r.name.as_str()).collect()
+    fn names(readings: &[Reading]) -> Vec<&str> {
+        readings.iter().map(|r| r.reading.name.as_str()).collect()
     }
 
     fn fresh(r: &Readings) -> Vec<&str> {
         r.sensors
             .iter()
             .filter(|r| r.fresh)
-            .map(|r| r.name.as_str())
+            .map(|r| r.reading.name.as_str())
             .collect()
     }
 
@@ -308,7 +317,7 @@ mod tests {
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds, ["sensor-failed"]);
         b.record("d", "c", Ok(3.0), 10.3);
-        assert!(!b.readings("d", 10.3, 0).sensors[0].stale);
+        assert!(!b.readings("d", 10.3, 0).sensors[0].reading.stale);
         assert_eq!(b.store.events_after(0, Some("d"), 100).unwrap().len(), 2);
         // A pushed reading older than stale_after_ms is stale; a fresh one is not.
         b.record("d", "p", Ok(1.0), 10.0);
@@ -316,8 +325,9 @@ mod tests {
             b.readings("d", now, 0)
                 .sensors
                 .iter()
-                .find(|r| r.name == "p")
+                .find(|r| r.reading.name == "p")
                 .unwrap()
+                .reading
                 .stale
         };
         assert!(!p(10.9));

@@ -12,7 +12,7 @@ mod board;
 mod command;
 mod spec;
 
-pub use board::{PushError, Readings, SensorBoard, SensorStatus};
+pub use board::{PushError, Reading, Readings, SensorBoard, SensorStatus};
 pub use spec::{check_all, redact, SensorSpec};
 
 use crate::model::now;

@@ -1,11 +1,13 @@
-//! What the bundled Rust engines share: strict parsing of their JSON configs, and the table of
-//! instances an engine keeps between decides.
+//! What the bundled Rust engines share: strict parsing of their JSON configs, and the tables an
+//! engine keeps of its domain between decides.
 //!
 //! Every engine takes numbers or numeric strings for numeric keys and rejects anything else
-//! with an error that names the key, so that `"2.7"` is never silently read as 2. [`pool`] keeps
-//! the table of instances that the delta snapshots update.
+//! with an error that names the key, so that `"2.7"` is never silently read as 2. [`Domain`]
+//! keeps the instances, readings and memo that the delta snapshots update.
 
+pub mod domain;
 pub mod pool;
+pub use domain::{Domain, ReadingEntry};
 pub use pool::{Pool, PoolEntry};
 
 use serde_json::{Map, Value};

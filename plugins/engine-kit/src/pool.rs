@@ -9,22 +9,6 @@ pub trait PoolEntry: Clone {
     fn ended(&self) -> bool;
 }
 
-/// Implements [`PoolEntry`] for an engine's generated `instance` record, given the record type
-/// and its `instance-state` type: `engine_kit::pool_entry!(Instance, InstanceState);`.
-#[macro_export]
-macro_rules! pool_entry {
-    ($instance:ty, $state:ident) => {
-        impl $crate::PoolEntry for $instance {
-            fn handle(&self) -> u64 {
-                self.handle
-            }
-            fn ended(&self) -> bool {
-                self.state >= $state::Terminated
-            }
-        }
-    };
-}
-
 /// The live instances, in handle order (oldest first).
 #[derive(Clone, Debug)]
 pub struct Pool<T> {

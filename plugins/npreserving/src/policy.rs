@@ -1,8 +1,7 @@
 //! The npreserving decision: destroy the unhealthy, then top up or trim to N.
 
 use crate::config::Config;
-use crate::{Decision, EngineStatus, Health, Instance, InstanceState, Launch, Snapshot};
-use engine_kit::Pool;
+use crate::{Decision, Domain, EngineStatus, Health, Instance, InstanceState, Launch, Snapshot};
 
 /// An instance counts toward N while it is below `terminating`.
 fn is_valid(i: &Instance) -> bool {
@@ -22,12 +21,24 @@ fn remembered_failures(memo: &[u8]) -> u32 {
     memo.try_into().map(u32::from_le_bytes).unwrap_or(0)
 }
 
-/// Applies the snapshot to the engine's table of instances, then decides. Victims of a trim
+/// Applies the snapshot to what the engine keeps of its domain, then decides. Victims of a trim
 /// are chosen deterministically: instances that are not yet running go first, then the newest.
-pub fn decide(config: &Config, pool: &mut Pool<Instance>, snapshot: &Snapshot) -> Decision {
-    pool.apply(snapshot.full, &snapshot.instances);
+pub fn decide(config: &Config, domain: &mut Domain, snapshot: &Snapshot) -> Decision {
+    let s = snapshot;
+    domain.apply(
+        s.full,
+        &s.instances,
+        s.sensors.as_deref(),
+        s.memo.as_deref(),
+    );
+    let decision = decide_on(config, domain, snapshot);
+    domain.remember(decision.memo.as_deref());
+    decision
+}
+
+fn decide_on(config: &Config, domain: &Domain, snapshot: &Snapshot) -> Decision {
     let n = config.preserve_n as usize;
-    let (unhealthy, mut healthy): (Vec<&Instance>, Vec<&Instance>) = pool
+    let (unhealthy, mut healthy): (Vec<&Instance>, Vec<&Instance>) = domain
         .instances()
         .iter()
         .filter(|i| is_valid(i) || i.health == Health::Zombie)
@@ -43,12 +54,12 @@ pub fn decide(config: &Config, pool: &mut Pool<Instance>, snapshot: &Snapshot) -
             .iter()
             .filter(|c| matches!(c.state, InstanceState::Failed | InstanceState::Rejected))
             .count() as u32;
-        let remembered = remembered_failures(&snapshot.memo).saturating_add(ended_badly);
+        let remembered = remembered_failures(domain.memo()).saturating_add(ended_badly);
         memo = Some(remembered.to_le_bytes().to_vec());
         remembered as usize + unhealthy.iter().filter(|i| is_valid(i)).count()
     } else {
         destroy.extend(unhealthy.iter().map(|i| i.handle));
-        if !snapshot.memo.is_empty() {
+        if !domain.memo().is_empty() {
             memo = Some(Vec::new());
         }
         0
@@ -113,9 +124,9 @@ mod tests {
             now: 100.0,
             full: true,
             instances,
-            details: vec![],
-            sensors: vec![],
-            memo: vec![],
+            details: None,
+            sensors: None,
+            memo: None,
         }
     }
 
@@ -129,7 +140,7 @@ mod tests {
 
     /// Decides on a fresh engine's first (full) snapshot.
     fn first(config: &Config, s: &Snapshot) -> Decision {
-        decide(config, &mut Pool::default(), s)
+        decide(config, &mut Domain::default(), s)
     }
 
     fn launched(d: &Decision) -> u32 {
@@ -226,32 +237,32 @@ mod tests {
     #[test]
     fn deltas_update_the_table() {
         let c = config(2);
-        let mut pool = Pool::default();
-        let d = decide(&c, &mut pool, &snap(vec![running(1), running(2)]));
+        let mut domain = Domain::default();
+        let d = decide(&c, &mut domain, &snap(vec![running(1), running(2)]));
         assert_eq!(d.status, EngineStatus::Stable);
         // Instance 2 dies: the next snapshot carries only that change.
         let mut delta = snap(vec![inst(2, InstanceState::Failed, Health::Unknown, 5.0)]);
         delta.full = false;
-        let d = decide(&c, &mut pool, &delta);
+        let d = decide(&c, &mut domain, &delta);
         assert_eq!(launched(&d), 1);
         // An empty delta sees the same table: instance 1 plus nothing new.
         delta.instances.clear();
-        let d = decide(&c, &mut pool, &delta);
+        let d = decide(&c, &mut domain, &delta);
         assert_eq!(launched(&d), 1);
-        assert_eq!(pool.instances().len(), 1);
+        assert_eq!(domain.instances().len(), 1);
     }
 
     #[test]
     fn devmode_neither_destroys_nor_replaces_failures_and_remembers_them() {
         let mut c = config(3);
         c.devmode = true;
-        let mut pool = Pool::default();
+        let mut domain = Domain::default();
         let s = snap(vec![
             running(1),
             inst(2, InstanceState::Running, Health::Missing, 1.0),
             inst(3, InstanceState::Failed, Health::Unknown, 99.0),
         ]);
-        let d = decide(&c, &mut pool, &s);
+        let d = decide(&c, &mut domain, &s);
         assert!(
             d.destroy.is_empty(),
             "devmode keeps the unhealthy instance for inspection"
@@ -264,13 +275,21 @@ mod tests {
         assert_eq!(d.status, EngineStatus::DevmodeFailed);
         assert_eq!(remembered_failures(d.memo.as_deref().unwrap()), 1);
 
-        // The next decide no longer sees the failure but still remembers it.
+        // The next decide no longer sees the failure but still remembers it: the engine keeps
+        // the memo it returned, and after a restart the daemon gives it back.
         let mut next = snap(vec![]);
         next.full = false;
-        next.memo = d.memo.clone().unwrap();
-        let d2 = decide(&c, &mut pool, &next);
+        let d2 = decide(&c, &mut domain, &next);
         assert_eq!(launched(&d2), 0);
         assert_eq!(d2.status, EngineStatus::DevmodeFailed);
+        let mut restarted = snap(vec![
+            running(1),
+            inst(2, InstanceState::Running, Health::Missing, 1.0),
+        ]);
+        restarted.memo = d2.memo.clone();
+        let d3 = first(&c, &restarted);
+        assert_eq!(launched(&d3), 0);
+        assert_eq!(remembered_failures(d3.memo.as_deref().unwrap()), 1);
     }
 
     #[test]
@@ -289,7 +308,7 @@ mod tests {
     #[test]
     fn leaving_devmode_clears_the_memory_and_replaces() {
         let mut s = snap(vec![running(1)]);
-        s.memo = 2u32.to_le_bytes().to_vec();
+        s.memo = Some(2u32.to_le_bytes().to_vec());
         let d = first(&config(3), &s);
         assert_eq!(launched(&d), 2);
         assert_eq!(d.memo, Some(vec![]));

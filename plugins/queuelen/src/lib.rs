@@ -29,18 +29,20 @@ pub use epu::engine::types::{
     EngineStatus, Health, Instance, InstanceState, Launch, SensorReading,
 };
 
-engine_kit::pool_entry!(Instance, InstanceState);
+engine_kit::entries!(Instance, InstanceState, SensorReading);
+
+/// What the engine keeps of its domain between decides.
+pub type Domain = engine_kit::Domain<Instance, SensorReading>;
 
 #[cfg(target_arch = "wasm32")]
 mod component {
-    use super::{config::Config, policy, Decision, Guest, Instance, Snapshot};
-    use engine_kit::Pool;
+    use super::{config::Config, policy, Decision, Domain, Guest, Snapshot};
     use std::sync::Mutex;
 
     /// The config in force.
     static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
-    /// The instances, kept up to date from each snapshot; the memo carries the rest.
-    static POOL: Mutex<Pool<Instance>> = Mutex::new(Pool::new());
+    /// The domain as the snapshots told it.
+    static DOMAIN: Mutex<Domain> = Mutex::new(Domain::new());
 
     struct QueueLen;
 
@@ -53,7 +55,11 @@ mod component {
         fn decide(snapshot: Snapshot) -> Result<Decision, String> {
             let guard = CONFIG.lock().unwrap();
             let config = guard.as_ref().ok_or("decide called before initialize")?;
-            Ok(policy::decide(config, &mut POOL.lock().unwrap(), &snapshot))
+            Ok(policy::decide(
+                config,
+                &mut DOMAIN.lock().unwrap(),
+                &snapshot,
+            ))
         }
 
         fn reconfigure(config: String) -> Result<(), String> {

@@ -1,8 +1,7 @@
 //! The queuelen decision: replace the unhealthy, keep the minimum, then follow the queue.
 
 use crate::config::Config;
-use crate::{Decision, EngineStatus, Health, Instance, InstanceState, Launch, Snapshot};
-use engine_kit::Pool;
+use crate::{Decision, Domain, EngineStatus, Health, Instance, InstanceState, Launch, Snapshot};
 
 /// An instance counts toward the pool while it is below `terminating`.
 fn counts(i: &Instance) -> bool {
@@ -23,26 +22,37 @@ fn last_step(memo: &[u8]) -> f64 {
     memo.try_into().map(f64::from_le_bytes).unwrap_or(f64::MIN)
 }
 
-/// Applies the snapshot to the engine's table of instances, then decides.
-pub fn decide(c: &Config, instances: &mut Pool<Instance>, s: &Snapshot) -> Decision {
-    instances.apply(s.full, &s.instances);
-    let destroy: Vec<u64> = instances
-        .instances()
-        .iter()
-        .filter(|i| unhealthy(i))
-        .map(|i| i.handle)
-        .collect();
-    let mut pool: Vec<&Instance> = instances
-        .instances()
-        .iter()
-        .filter(|i| counts(i) && !unhealthy(i))
-        .collect();
+/// Applies the snapshot to what the engine keeps of its domain, then decides.
+pub fn decide(c: &Config, domain: &mut Domain, s: &Snapshot) -> Decision {
+    domain.apply(
+        s.full,
+        &s.instances,
+        s.sensors.as_deref(),
+        s.memo.as_deref(),
+    );
+    let decision = decide_on(c, domain);
+    domain.remember(decision.memo.as_deref());
+    decision
+}
+
+fn decide_on(c: &Config, domain: &Domain) -> Decision {
+    // The unhealthy go; the rest that count make the pool. An instance being destroyed as
+    // unhealthy does not hold scaling back; one still coming up does.
+    let mut destroy = Vec::new();
+    let mut pool: Vec<&Instance> = Vec::new();
+    let mut settling = false;
+    for i in domain.instances() {
+        if unhealthy(i) {
+            destroy.push(i.handle);
+        } else if counts(i) {
+            settling |= i.state < InstanceState::Running;
+            pool.push(i);
+        }
+    }
     let count = pool.len() as u32;
     let max = c.max_instances.unwrap_or(u32::MAX);
-    let reading = s.sensors.iter().find(|r| r.name == c.sensor && !r.stale);
-    let new_reading = reading.filter(|r| r.time > last_step(&s.memo));
-    // An instance being destroyed as unhealthy does not hold scaling back.
-    let settling = pool.iter().any(|i| i.state < InstanceState::Running);
+    let reading = domain.reading(&c.sensor).filter(|r| !r.stale);
+    let new_reading = reading.filter(|r| r.time > last_step(domain.memo()));
 
     let mut launch = 0;
     let mut trim = Vec::new();
@@ -119,7 +129,7 @@ mod tests {
 
     /// Decides on a fresh engine's first snapshot.
     fn decide(c: &Config, s: &Snapshot) -> Decision {
-        super::decide(c, &mut Pool::default(), s)
+        super::decide(c, &mut Domain::default(), s)
     }
 
     /// An instance `handle` in `state` with `health`, which entered its state at `since`.
@@ -143,18 +153,16 @@ mod tests {
             now: 100.0,
             full: true,
             instances,
-            details: vec![],
-            sensors: queue
-                .map(|(value, stale)| SensorReading {
+            details: None,
+            sensors: queue.map(|(value, stale)| {
+                vec![SensorReading {
                     name: "queue-length".into(),
                     value,
                     time: 99.0,
                     stale,
-                    fresh: true,
-                })
-                .into_iter()
-                .collect(),
-            memo: vec![],
+                }]
+            }),
+            memo: None,
         }
     }
 
@@ -291,12 +299,11 @@ mod tests {
     #[test]
     fn between_the_marks_is_stable_and_other_sensors_are_ignored() {
         let mut s = at(vec![up(1, 1.0)], fresh(5.0));
-        s.sensors.push(SensorReading {
+        s.sensors.as_mut().unwrap().push(SensorReading {
             name: "other".into(),
             value: 1e9,
             time: 99.0,
             stale: false,
-            fresh: true,
         });
         let d = decide(&config(0, None, 1), &s);
         assert_eq!((launched(&d), d.destroy.len()), (0, 0));
@@ -305,28 +312,36 @@ mod tests {
 
     #[test]
     fn one_step_per_new_reading() {
-        let s = at(vec![up(1, 1.0)], fresh(50.0));
-        let d = decide(&config(0, None, 1), &s);
+        let c = config(0, None, 1);
+        let mut domain = Domain::default();
+        let d = super::decide(&c, &mut domain, &at(vec![up(1, 1.0)], fresh(50.0)));
         assert_eq!(launched(&d), 1);
         let memo = d.memo.expect("a step is remembered");
         assert_eq!(f64::from_le_bytes(memo.clone().try_into().unwrap()), 99.0);
-        // The next decide comes at once (the launch changed an instance), on the same reading.
-        let mut again = at(vec![up(1, 1.0), up(2, 2.0)], fresh(50.0));
-        again.memo = memo.clone();
-        let d = decide(&config(0, None, 1), &again);
+        // The next decide comes at once (the launch changed an instance), with no new reading.
+        let mut again = at(vec![up(2, 2.0)], None);
+        again.full = false;
+        let d = super::decide(&c, &mut domain, &again);
         assert_eq!(launched(&d), 0, "no second step on the same reading");
         assert_eq!(d.memo, None, "the memo is kept as it is");
+        // After a restart the daemon gives the memo back: still no step on that reading.
+        let mut restarted = at(vec![up(1, 1.0), up(2, 2.0)], fresh(50.0));
+        restarted.memo = Some(memo);
+        assert_eq!(launched(&decide(&c, &restarted)), 0);
         // A newer reading allows the next step, down as well as up.
-        again.sensors[0].time = 100.0;
-        assert_eq!(launched(&decide(&config(0, None, 1), &again)), 1);
-        again.sensors[0].value = 0.0;
-        assert_eq!(decide(&config(0, None, 1), &again).destroy, [2]);
+        let mut newer = at(vec![], fresh(50.0));
+        newer.full = false;
+        newer.sensors.as_mut().unwrap()[0].time = 100.0;
+        assert_eq!(launched(&super::decide(&c, &mut domain, &newer)), 1);
+        newer.sensors.as_mut().unwrap()[0].time = 101.0;
+        newer.sensors.as_mut().unwrap()[0].value = 0.0;
+        assert_eq!(super::decide(&c, &mut domain, &newer).destroy, [2]);
     }
 
     #[test]
     fn topping_up_ignores_the_step_rule_and_keeps_the_memo() {
         let mut s = at(vec![], fresh(50.0));
-        s.memo = 99.0f64.to_le_bytes().to_vec();
+        s.memo = Some(99.0f64.to_le_bytes().to_vec());
         let d = decide(&config(2, None, 1), &s);
         assert_eq!(launched(&d), 2);
         assert_eq!(d.memo, None);
