@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::Report;
+use support::{env_counts, Report};
 
 const SIZES: &[usize] = &[10, 100, 1000, 10_000];
 
@@ -208,10 +208,7 @@ fn both_engines(n: usize, kind: Kind) -> [(&'static str, Costs); 2] {
 }
 
 fn main() {
-    let sizes: Vec<usize> = match std::env::var("EPU_BENCH_SIZES") {
-        Ok(v) => v.split(',').map(|n| n.trim().parse().unwrap()).collect(),
-        Err(_) => SIZES.to_vec(),
-    };
+    let sizes = env_counts("EPU_BENCH_SIZES", SIZES);
     println!("decide cost, every instance running and healthy (µs per call)");
     println!(
         "{:<20} {:>9} {:>10} {:>10} {:>11} {:>11} {:>12} {:>12} {:>11}",

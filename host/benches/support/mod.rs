@@ -33,6 +33,22 @@ pub fn env_count(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// A comma-separated list of counts from the environment, or `default`.
+#[allow(dead_code)] // Not every bench takes a list.
+pub fn env_counts(var: &str, default: &[usize]) -> Vec<usize> {
+    match std::env::var(var) {
+        Ok(v) => v
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{var}: '{n}' is not a count"))
+            })
+            .collect(),
+        Err(_) => default.to_vec(),
+    }
+}
+
 /// Runs `epu terminate` on its state dir when dropped during a panic, so that a bench that
 /// fails leaves no daemon or worker behind.
 pub struct Terminate<'a>(pub &'a Path);

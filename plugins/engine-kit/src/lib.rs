@@ -1,12 +1,15 @@
-//! What the bundled Rust engines share: strict parsing of their JSON configs, and the tables an
-//! engine keeps of its domain between decides.
+//! What the bundled Rust engines share: strict parsing of their JSON configs, the tables an
+//! engine keeps of its domain between decides, and the component's exports
+//! ([`export_engine!`]).
 //!
 //! Every engine takes numbers or numeric strings for numeric keys and rejects anything else
 //! with an error that names the key, so that `"2.7"` is never silently read as 2. [`Domain`]
 //! keeps the instances, readings and memo that the delta snapshots update.
 
+pub mod component;
 pub mod domain;
 pub mod pool;
+pub use component::EngineConfig;
 pub use domain::{Domain, ReadingEntry};
 pub use pool::{Pool, PoolEntry};
 

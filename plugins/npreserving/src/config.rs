@@ -39,6 +39,19 @@ impl Config {
     }
 }
 
+impl engine_kit::EngineConfig for Config {
+    fn from_text(text: &str, current: Option<&Self>) -> Result<Self, String> {
+        Config::parse(text, current.unwrap_or(&Config::default()))
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        match self.preserve_n_set {
+            true => vec![],
+            false => vec!["preserve_n is not set: keeping 0 instances".into()],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

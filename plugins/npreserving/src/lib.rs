@@ -29,47 +29,4 @@ engine_kit::entries!(Instance, InstanceState, SensorReading);
 /// What the engine keeps of its domain between decides.
 pub type Domain = engine_kit::Domain<Instance, SensorReading>;
 
-#[cfg(target_arch = "wasm32")]
-mod component {
-    use super::{config::Config, policy, Decision, Domain, Guest, LogLevel, Snapshot};
-    use std::sync::Mutex;
-
-    /// The config in force.
-    static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
-    /// The domain as the snapshots told it.
-    static DOMAIN: Mutex<Domain> = Mutex::new(Domain::new());
-
-    struct NPreserving;
-
-    impl Guest for NPreserving {
-        fn initialize(config: String) -> Result<(), String> {
-            let parsed = Config::parse(&config, &Config::default())?;
-            if !parsed.preserve_n_set {
-                super::log(LogLevel::Warn, "preserve_n is not set: keeping 0 instances");
-            }
-            *CONFIG.lock().unwrap() = Some(parsed);
-            Ok(())
-        }
-
-        fn decide(snapshot: Snapshot) -> Result<Decision, String> {
-            let guard = CONFIG.lock().unwrap();
-            let config = guard.as_ref().ok_or("decide called before initialize")?;
-            Ok(policy::decide(
-                config,
-                &mut DOMAIN.lock().unwrap(),
-                &snapshot,
-            ))
-        }
-
-        fn reconfigure(config: String) -> Result<(), String> {
-            let mut guard = CONFIG.lock().unwrap();
-            let current = guard.clone().unwrap_or_default();
-            *guard = Some(Config::parse(&config, &current)?);
-            Ok(())
-        }
-
-        fn dying() {}
-    }
-
-    crate::export!(NPreserving with_types_in crate);
-}
+engine_kit::export_engine!(NPreserving, config::Config, policy::decide);

@@ -80,6 +80,12 @@ impl Config {
     }
 }
 
+impl engine_kit::EngineConfig for Config {
+    fn from_text(text: &str, current: Option<&Self>) -> Result<Self, String> {
+        Config::parse(text, current)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,43 +34,4 @@ engine_kit::entries!(Instance, InstanceState, SensorReading);
 /// What the engine keeps of its domain between decides.
 pub type Domain = engine_kit::Domain<Instance, SensorReading>;
 
-#[cfg(target_arch = "wasm32")]
-mod component {
-    use super::{config::Config, policy, Decision, Domain, Guest, Snapshot};
-    use std::sync::Mutex;
-
-    /// The config in force.
-    static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
-    /// The domain as the snapshots told it.
-    static DOMAIN: Mutex<Domain> = Mutex::new(Domain::new());
-
-    struct QueueLen;
-
-    impl Guest for QueueLen {
-        fn initialize(config: String) -> Result<(), String> {
-            *CONFIG.lock().unwrap() = Some(Config::parse(&config, None)?);
-            Ok(())
-        }
-
-        fn decide(snapshot: Snapshot) -> Result<Decision, String> {
-            let guard = CONFIG.lock().unwrap();
-            let config = guard.as_ref().ok_or("decide called before initialize")?;
-            Ok(policy::decide(
-                config,
-                &mut DOMAIN.lock().unwrap(),
-                &snapshot,
-            ))
-        }
-
-        fn reconfigure(config: String) -> Result<(), String> {
-            let mut guard = CONFIG.lock().unwrap();
-            let updated = Config::parse(&config, guard.as_ref())?;
-            *guard = Some(updated);
-            Ok(())
-        }
-
-        fn dying() {}
-    }
-
-    crate::export!(QueueLen with_types_in crate);
-}
+engine_kit::export_engine!(QueueLen, config::Config, policy::decide);

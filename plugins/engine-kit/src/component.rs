@@ -1,0 +1,68 @@
+//! The component side that every Rust engine shares: the config and the domain it keeps
+//! between calls, and the four exports of the `engine` world.
+
+/// An engine's config, as the component's exports need it.
+pub trait EngineConfig: Sized {
+    /// Applies the JSON object `text` on top of `current` (None at initialize). An error
+    /// rejects the whole text and leaves the config in force as it was.
+    fn from_text(text: &str, current: Option<&Self>) -> Result<Self, String>;
+
+    /// What to warn about when the engine starts with this config.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Exports an engine as the `engine` world's component (on wasm32 only):
+/// `engine_kit::export_engine!(NPreserving, config::Config, policy::decide);`
+///
+/// Invoke it at the root of the crate that ran `wit_bindgen::generate!`, beside a
+/// `Domain` type (`engine_kit::Domain` of the crate's records). `$config` implements
+/// [`EngineConfig`]; `$decide(&config, &mut domain, &snapshot) -> Decision` applies the
+/// snapshot and decides.
+#[macro_export]
+macro_rules! export_engine {
+    ($engine:ident, $config:ty, $decide:path) => {
+        #[cfg(target_arch = "wasm32")]
+        mod component {
+            use super::*;
+            use std::sync::Mutex;
+
+            /// The config in force.
+            static CONFIG: Mutex<Option<$config>> = Mutex::new(None);
+            /// The domain as the snapshots told it.
+            static DOMAIN: Mutex<Domain> = Mutex::new(Domain::new());
+
+            struct $engine;
+
+            impl Guest for $engine {
+                fn initialize(config: String) -> Result<(), String> {
+                    let parsed = <$config as $crate::EngineConfig>::from_text(&config, None)?;
+                    for warning in $crate::EngineConfig::warnings(&parsed) {
+                        log(LogLevel::Warn, &warning);
+                    }
+                    *CONFIG.lock().unwrap() = Some(parsed);
+                    Ok(())
+                }
+
+                fn decide(snapshot: Snapshot) -> Result<Decision, String> {
+                    let guard = CONFIG.lock().unwrap();
+                    let config = guard.as_ref().ok_or("decide called before initialize")?;
+                    Ok($decide(config, &mut DOMAIN.lock().unwrap(), &snapshot))
+                }
+
+                fn reconfigure(config: String) -> Result<(), String> {
+                    let mut guard = CONFIG.lock().unwrap();
+                    let updated =
+                        <$config as $crate::EngineConfig>::from_text(&config, guard.as_ref())?;
+                    *guard = Some(updated);
+                    Ok(())
+                }
+
+                fn dying() {}
+            }
+
+            export!($engine with_types_in super);
+        }
+    };
+}
