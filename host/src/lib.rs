@@ -4,7 +4,9 @@
 //! - [`model`]: instance states, health, domain specs.
 //! - [`store`]: the SQLite store, the one source of truth.
 //! - [`engine`]: loads and sandboxes WebAssembly decision engines.
-//! - [`controller`]: one task per domain that decides and carries decisions out.
+//! - [`controller`]: one controller per domain, run by the decide threads, that decides and
+//!   carries decisions out.
+//! - [`conformance`]: `epu engine check`, a built-in scenario for plugin authors.
 //! - [`provisioner`]: the instance lifecycle and the `process` driver.
 //! - [`health`]: heartbeats and their timeouts.
 //! - [`sensors`]: the readings engines scale on (AMQP queue depth, commands, pushes).
@@ -16,6 +18,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod conformance;
 pub mod controller;
 pub mod daemon;
 pub mod dropin;

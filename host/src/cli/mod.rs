@@ -112,6 +112,24 @@ enum EngineCommand {
     Rollback { domain: String },
     /// Lift a quarantine: the engine decides again on a fresh instance.
     Resume { domain: String },
+    /// Check an engine without a daemon: its world and contract version, then a built-in
+    /// scenario (empty, growing, failing and shrinking pools, a full snapshot again,
+    /// reconfigure, steady decides, dying) with its costs. Exits non-zero if it breaks the
+    /// contract.
+    Check {
+        /// A bundled engine's name or the path of a .wasm component.
+        engine: String,
+        /// Engine config, KEY=VALUE (repeatable).
+        #[arg(short, long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// The domain's max_instances for the check.
+        #[arg(long, default_value_t = 100)]
+        max_instances: u32,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -508,8 +526,42 @@ async fn engine_command(client: &Client, cmd: EngineCommand) -> Result<()> {
                 .await?;
             println!("{domain}: quarantine lifted");
         }
+        EngineCommand::Check {
+            engine,
+            config,
+            max_instances,
+            limits,
+            json,
+        } => check_engine(engine, config, max_instances, limits, json).await?,
     }
     Ok(())
+}
+
+/// `epu engine check`: runs off the async runtime, as engine calls must.
+async fn check_engine(
+    engine: String,
+    config: Vec<String>,
+    max_instances: u32,
+    limits: LimitArgs,
+    json: bool,
+) -> Result<()> {
+    let options = crate::conformance::CheckOptions {
+        config: Value::Object(parse_settings(&config)?).to_string(),
+        max_instances,
+        limits: limits.to_limits()?,
+    };
+    let bytes = crate::engine::EngineHost::read_engine(&engine, Path::new("."))?;
+    let report =
+        tokio::task::spawn_blocking(move || crate::conformance::check(&bytes, &options)).await??;
+    if json {
+        print_json(&serde_json::to_value(&report)?);
+    } else {
+        print::check_report(&engine, &report);
+    }
+    match &report.failure {
+        Some(why) => bail!("{engine} fails the check at {why}"),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

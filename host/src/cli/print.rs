@@ -144,3 +144,28 @@ pub fn engine_history(versions: &Value) {
         );
     }
 }
+
+/// The report of `epu engine check`.
+pub fn check_report(engine: &str, r: &crate::conformance::Report) {
+    println!("{engine}: checked against epu:engine@{}", r.contract);
+    for s in &r.steps {
+        let mark = if s.ok { "ok" } else { "FAIL" };
+        println!("  {:<22} {:<5} {}", s.step, mark, s.detail);
+    }
+    let m = &r.metrics;
+    if m.decides == 0 {
+        return;
+    }
+    let fuel = m.fuel_per_decide.map_or("-".to_string(), |f| f.to_string());
+    println!(
+        "compile {:.1} ms · instantiate {:.2} ms · decide p50 {:.1} µs, p99 {:.1} µs over {} \
+         decides · fuel per decide {fuel} · peak memory {:.1} MiB of {:.0} MiB",
+        m.compile_ms,
+        m.instantiate_ms,
+        m.decide_us_p50,
+        m.decide_us_p99,
+        m.decides,
+        m.peak_memory_bytes as f64 / (1 << 20) as f64,
+        m.memory_limit_bytes as f64 / (1 << 20) as f64,
+    );
+}

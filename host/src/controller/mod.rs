@@ -8,11 +8,11 @@
 
 mod backoff;
 mod cycle;
-mod decision;
+pub(crate) mod decision;
 mod engine_ops;
 mod faults;
 mod log_budget;
-mod snapshot;
+pub(crate) mod snapshot;
 mod threads;
 
 use crate::engine::bindings::EngineStatus;

@@ -73,6 +73,7 @@ impl EngineInstance {
         loaded: &LoadedEngine,
         config: &str,
         limits: CallLimits,
+        metered: bool,
     ) -> Result<EngineInstance, EngineError> {
         let deadline_ticks = limits
             .timeout
@@ -82,6 +83,11 @@ impl EngineInstance {
         let mut store = Store::new(engine, HostState::new(limits.memory_bytes));
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(deadline_ticks);
+        if metered {
+            store
+                .set_fuel(u64::MAX)
+                .map_err(|e| EngineError::Trap(TrapKind::Trap, format!("{e:?}")))?;
+        }
         let mut me = match loaded.pre.instantiate(&mut store) {
             Ok(bindings) => EngineInstance {
                 store,
@@ -124,6 +130,16 @@ impl EngineInstance {
     pub fn dying(mut self) {
         self.store.set_epoch_deadline(self.deadline_ticks);
         let _ = self.bindings.call_dying(&mut self.store);
+    }
+
+    /// The fuel burnt so far, if the host is [metered](super::EngineHost::metered).
+    pub fn fuel(&self) -> Option<u64> {
+        self.store.get_fuel().ok().map(|left| u64::MAX - left)
+    }
+
+    /// The most linear memory the instance has held, in bytes.
+    pub fn peak_memory(&self) -> usize {
+        self.store.data().limiter.peak_bytes
     }
 
     /// The lines the engine logged since the last take, and how many were dropped.

@@ -45,6 +45,8 @@ pub struct EngineHost {
     /// Compiled code, keyed by sha256 and the compiler's compatibility hash.
     cache_dir: PathBuf,
     loaded: Mutex<HashMap<String, Arc<LoadedEngine>>>,
+    /// Whether instances count fuel.
+    metered: bool,
 }
 
 impl EngineHost {
@@ -56,8 +58,19 @@ impl EngineHost {
     /// Like [`EngineHost::new`]; `deadlines = false` turns the per-call time budget off, which
     /// only the benchmark of its cost should do.
     pub fn with_deadlines(state_dir: &Path, deadlines: bool) -> Result<EngineHost> {
+        Self::build(state_dir, deadlines, false)
+    }
+
+    /// Like [`EngineHost::new`], and every instance counts the fuel (wasm instructions, roughly)
+    /// its calls burn: see [`EngineInstance::fuel`]. For measuring engines, not for the daemon.
+    pub fn metered(state_dir: &Path) -> Result<EngineHost> {
+        Self::build(state_dir, true, true)
+    }
+
+    fn build(state_dir: &Path, deadlines: bool, metered: bool) -> Result<EngineHost> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(deadlines);
+        config.consume_fuel(metered);
         let engine = wasmtime::Engine::new(&config)?;
         if deadlines {
             start_epoch_ticker(&engine);
@@ -78,6 +91,7 @@ impl EngineHost {
             blobs_dir,
             cache_dir,
             loaded: Mutex::new(HashMap::new()),
+            metered,
         })
     }
 
@@ -195,7 +209,7 @@ impl EngineHost {
         config: &str,
         limits: CallLimits,
     ) -> Result<EngineInstance, EngineError> {
-        EngineInstance::new(&self.engine, loaded, config, limits)
+        EngineInstance::new(&self.engine, loaded, config, limits, self.metered)
     }
 }
 

@@ -34,6 +34,8 @@ impl HostState {
             limiter: Limiter {
                 memory_limit,
                 memory_denied: false,
+                held_bytes: 0,
+                peak_bytes: 0,
             },
             logs: Vec::new(),
             dropped_logs: 0,
@@ -46,6 +48,9 @@ impl HostState {
 pub struct Limiter {
     memory_limit: usize,
     pub memory_denied: bool,
+    /// The linear memory held now, summed over the instance's memories, and its peak.
+    held_bytes: usize,
+    pub peak_bytes: usize,
 }
 
 /// Tables, instances and memories allowed per store: enough for the Python and JS guests,
@@ -56,12 +61,16 @@ const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let ok = desired <= self.memory_limit;
         self.memory_denied |= !ok;
+        if ok {
+            self.held_bytes += desired.saturating_sub(current);
+            self.peak_bytes = self.peak_bytes.max(self.held_bytes);
+        }
         Ok(ok)
     }
 
