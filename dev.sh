@@ -3,6 +3,7 @@
 #   ./dev.sh quickstart   build everything and run the quickstart plan in the foreground
 #   ./dev.sh test         run the whole test suite (starts RabbitMQ first, installing it if needed)
 #   ./dev.sh build        build epu (target/debug/epu) with its bundled engines, and the plan tools
+#   ./dev.sh plugins      build the Python, JavaScript and C engines into plugins/out/
 #   ./dev.sh broker       install RabbitMQ if needed and start it on 127.0.0.1:5672
 #   ./dev.sh queue-demo   boot the queue-workers plan, send a burst, and watch the pool follow it
 #   ./dev.sh bench        the benchmark suite (docs/performance.md)
@@ -84,9 +85,15 @@ case "${1:-}" in
         "$target/debug/queue-load" --queue epu-work --count 300 --watch 120 --until-consumers 1
         "$epu" status
         ;;
+    plugins)
+        need_toolchain
+        plugins/build.sh
+        ;;
     test)
         need_toolchain
         need_broker
+        # The tests check and run the engines written in Python, JavaScript and C.
+        plugins/build.sh
         # The tests run the queue-workers plan's programs, which live beside epu.
         cargo build --workspace
         cargo test --workspace
@@ -102,7 +109,7 @@ case "${1:-}" in
         cargo bench -p epu
         ;;
     *)
-        echo "usage: ./dev.sh quickstart | test | build | broker | queue-demo | bench" >&2
+        echo "usage: ./dev.sh quickstart | test | build | plugins | broker | queue-demo | bench" >&2
         exit 2
         ;;
 esac

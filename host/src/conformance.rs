@@ -75,10 +75,14 @@ impl Report {
     }
 }
 
-/// Checks the component `bytes`. A scratch dir holds the compiled code.
-pub fn check(bytes: &[u8], options: &CheckOptions) -> anyhow::Result<Report> {
-    let scratch = tempfile::tempdir()?;
-    let host = EngineHost::metered(scratch.path())?;
+/// Checks the component `bytes`. `state_dir` keeps the component and its compiled code, so
+/// that checking it again does not compile it again.
+pub fn check(
+    bytes: &[u8],
+    state_dir: &std::path::Path,
+    options: &CheckOptions,
+) -> anyhow::Result<Report> {
+    let host = EngineHost::metered(state_dir)?;
     let limits = CallLimits::from(&options.limits);
     let mut report = Report {
         contract: crate::engine::CONTRACT_VERSION,

@@ -11,6 +11,7 @@
 //! - [`health`]: heartbeats and their timeouts.
 //! - [`sensors`]: the readings engines scale on (AMQP queue depth, commands, pushes).
 //! - [`plan`]: launch plans.
+//! - [`scenario`]: `epu engine test`, scenario files replayed against an engine.
 //! - [`daemon`]: wires everything together and recovers after a restart.
 //! - [`dropin`]: the watched plugins directory for hot swaps.
 //! - [`api`]: HTTP/JSON on a unix socket for the CLI and the workers.
@@ -27,5 +28,6 @@ pub mod health;
 pub mod model;
 pub mod plan;
 pub mod provisioner;
+pub mod scenario;
 pub mod sensors;
 pub mod store;

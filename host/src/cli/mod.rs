@@ -130,6 +130,15 @@ enum EngineCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Replay a scenario file (a config, then snapshots in and the decisions they must give)
+    /// against an engine, without a daemon. Prints what differs; exits non-zero on any.
+    Test {
+        /// A bundled engine's name or the path of a .wasm component.
+        engine: String,
+        scenario: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -422,7 +431,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             println!("removed domain {name}");
             Ok(())
         }
-        Command::Engine(cmd) => engine_command(&client, cmd).await,
+        Command::Engine(cmd) => engine_command(&client, &state_dir, cmd).await,
         Command::Sensor(SensorCommand::Push {
             domain,
             name,
@@ -489,7 +498,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-async fn engine_command(client: &Client, cmd: EngineCommand) -> Result<()> {
+async fn engine_command(client: &Client, state_dir: &Path, cmd: EngineCommand) -> Result<()> {
     match cmd {
         EngineCommand::Swap { domain, engine } => {
             let engine = engine_arg(engine)?;
@@ -532,13 +541,20 @@ async fn engine_command(client: &Client, cmd: EngineCommand) -> Result<()> {
             max_instances,
             limits,
             json,
-        } => check_engine(engine, config, max_instances, limits, json).await?,
+        } => check_engine(state_dir, engine, config, max_instances, limits, json).await?,
+        EngineCommand::Test {
+            engine,
+            scenario,
+            json,
+        } => test_engine(state_dir, engine, scenario, json).await?,
     }
     Ok(())
 }
 
-/// `epu engine check`: runs off the async runtime, as engine calls must.
+/// `epu engine check`: runs off the async runtime, as engine calls must. The state dir keeps
+/// the compiled code, as the daemon's does.
 async fn check_engine(
+    state_dir: &Path,
     engine: String,
     config: Vec<String>,
     max_instances: u32,
@@ -551,8 +567,10 @@ async fn check_engine(
         limits: limits.to_limits()?,
     };
     let bytes = crate::engine::EngineHost::read_engine(&engine, Path::new("."))?;
+    let dir = crate::daemon::prepare_state_dir(state_dir)?;
     let report =
-        tokio::task::spawn_blocking(move || crate::conformance::check(&bytes, &options)).await??;
+        tokio::task::spawn_blocking(move || crate::conformance::check(&bytes, &dir, &options))
+            .await??;
     if json {
         print_json(&serde_json::to_value(&report)?);
     } else {
@@ -562,6 +580,54 @@ async fn check_engine(
         Some(why) => bail!("{engine} fails the check at {why}"),
         None => Ok(()),
     }
+}
+
+/// `epu engine test`: runs off the async runtime, as engine calls must. The state dir keeps
+/// the compiled code, as the daemon's does.
+async fn test_engine(
+    state_dir: &Path,
+    engine: String,
+    scenario: PathBuf,
+    json: bool,
+) -> Result<()> {
+    let loaded = crate::scenario::Scenario::load(&scenario)?;
+    let bytes = crate::engine::EngineHost::read_engine(&engine, Path::new("."))?;
+    let dir = crate::daemon::prepare_state_dir(state_dir)?;
+    let results = tokio::task::spawn_blocking(move || -> Result<_> {
+        let host = crate::engine::EngineHost::new(&dir)?;
+        let component = host.add(&bytes)?;
+        let limits = (&crate::model::EngineLimits::default()).into();
+        let config = Value::Object(loaded.config.clone()).to_string();
+        let mut inst = host
+            .instantiate(&component, &config, limits)
+            .map_err(|e| anyhow::anyhow!("initialize: {e}"))?;
+        crate::scenario::replay(&mut inst, &loaded)
+    })
+    .await??;
+    let failed = results.iter().filter(|r| !r.mismatches.is_empty()).count();
+    if json {
+        print_json(&json!({"steps": results, "failed": failed}));
+    } else {
+        for r in &results {
+            match r.mismatches.as_slice() {
+                [] => println!("step {:>3}  ok", r.step),
+                lines => {
+                    println!("step {:>3}  FAIL", r.step);
+                    for l in lines {
+                        println!("           {l}");
+                    }
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} steps of {} differ",
+            results.len(),
+            scenario.display()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

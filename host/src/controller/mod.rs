@@ -30,6 +30,7 @@ use std::time::Duration;
 use threads::{Msg, Route};
 use tokio::sync::oneshot;
 
+pub use cycle::engine_status_name;
 pub use faults::FaultKind;
 pub use threads::DecideThreads;
 

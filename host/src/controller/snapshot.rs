@@ -7,7 +7,8 @@ use crate::model::{Health, InstanceState};
 use crate::sensors::Reading;
 use crate::store::InstanceRecord;
 
-fn state(s: InstanceState) -> wit::InstanceState {
+/// An instance state as the contract names it.
+pub fn wit_state(s: InstanceState) -> wit::InstanceState {
     use wit::InstanceState as W;
     match s {
         InstanceState::Requesting => W::Requesting,
@@ -24,7 +25,8 @@ fn state(s: InstanceState) -> wit::InstanceState {
     }
 }
 
-fn health(h: Health) -> wit::Health {
+/// A health as the contract names it.
+pub fn wit_health(h: Health) -> wit::Health {
     use wit::Health as W;
     match h {
         Health::Unknown => W::Unknown,
@@ -68,9 +70,9 @@ pub fn build(view: DomainView, synced: Option<Synced>, now: f64) -> (Snapshot, S
         .iter()
         .map(|r| wit::Instance {
             handle: r.handle,
-            state: state(r.state),
+            state: wit_state(r.state),
             state_time: r.state_time,
-            health: health(r.health),
+            health: wit_health(r.health),
             health_time: r.health_time,
         })
         .collect();

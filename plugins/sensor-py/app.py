@@ -1,0 +1,78 @@
+"""sensor-py: the sensor engine as a WebAssembly component (see policy.py for what it does).
+
+It keeps what the daemon's delta snapshots tell it: the live instances, the latest reading of
+each sensor, and the memo.
+"""
+
+import policy
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports.types import Decision, EngineStatus, Launch, LogLevel
+
+# Instances that ended are dropped from the table.
+ENDED = {"TERMINATED", "FAILED", "REJECTED"}
+
+
+class WitWorld(wit_world.WitWorld):
+    config = None
+    instances = {}
+    readings = {}
+    memo = b""
+
+    def initialize(self, config: str) -> None:
+        try:
+            WitWorld.config = policy.parse_config(config)
+        except ValueError as e:
+            raise Err(str(e))
+
+    def reconfigure(self, config: str) -> None:
+        try:
+            WitWorld.config = policy.parse_config(config, WitWorld.config)
+        except ValueError as e:
+            raise Err(str(e))
+
+    def decide(self, snapshot) -> Decision:
+        if WitWorld.config is None:
+            raise Err("decide called before initialize")
+        if snapshot.full:
+            WitWorld.instances = {}
+            WitWorld.readings = {}
+            WitWorld.memo = snapshot.memo or b""
+        for i in snapshot.instances:
+            if i.state.name in ENDED:
+                WitWorld.instances.pop(i.handle, None)
+            else:
+                WitWorld.instances[i.handle] = Seen(i)
+        for r in snapshot.sensors or []:
+            WitWorld.readings[r.name] = r
+        live = sorted(WitWorld.instances.values(), key=lambda i: i.handle)
+        launch, destroy, memo, status = policy.decide(
+            WitWorld.config, live, WitWorld.readings, WitWorld.memo, snapshot.now
+        )
+        if memo is not None:
+            before = policy.remembered(WitWorld.memo)[1]
+            WitWorld.memo = memo
+            after = policy.remembered(memo)[1]
+            if before is not None and after != before:
+                wit_world.log(LogLevel.INFO, f"scaling from {before} to {after} instances")
+        launches = [Launch(count=launch, vars=[])] if launch else []
+        return Decision(
+            launches=launches,
+            destroy=destroy,
+            next_decide_ms=None,
+            memo=memo,
+            status=EngineStatus[status],
+        )
+
+    def dying(self) -> None:
+        pass
+
+
+class Seen:
+    """An instance as policy.py reads it: states and health by name."""
+
+    def __init__(self, i):
+        self.handle = i.handle
+        self.state = i.state.name
+        self.state_time = i.state_time
+        self.health = i.health.name
