@@ -316,8 +316,15 @@ impl Daemon {
     }
 
     /// Validates an engine (a bundled name or a `.wasm` path) against the live domain and
-    /// swaps it in; returns the new engine version. On refusal the old engine runs on.
-    pub async fn swap_engine(&self, name: &str, engine: &str) -> Result<i64, OpError> {
+    /// swaps it in, with `config` as the domain's new config if given (an engine of another
+    /// kind takes other keys); returns the new engine version. On refusal the old engine runs
+    /// on with its config.
+    pub async fn swap_engine(
+        &self,
+        name: &str,
+        engine: &str,
+        config: Option<Map<String, Value>>,
+    ) -> Result<i64, OpError> {
         if self.services.store.domain(name)?.is_none() {
             return Err(unknown_domain(name));
         }
@@ -346,7 +353,7 @@ impl Daemon {
         let controllers = self.controllers.lock().await;
         let handle = controllers.get(name).ok_or_else(|| unknown_domain(name))?;
         handle
-            .swap(loaded, crate::engine::engine_name(engine))
+            .swap(loaded, crate::engine::engine_name(engine), config)
             .await
             .map_err(OpError::Invalid)
     }
@@ -360,13 +367,23 @@ impl Daemon {
         Ok(versions)
     }
 
-    /// Swaps back to the engine the domain had before its current one, with the same checks.
+    /// Swaps back to the engine the domain had before its current one, and to the config it
+    /// ran with, with the same checks.
     pub async fn rollback_engine(&self, name: &str) -> Result<i64, OpError> {
         let versions = self.engine_history(name)?;
         let [.., previous, current] = versions.as_slice() else {
             return Err(OpError::Invalid(format!(
                 "'{name}' has had only one engine"
             )));
+        };
+        let record = self
+            .services
+            .store
+            .domain(name)?
+            .ok_or_else(|| unknown_domain(name))?;
+        let config = match previous.config_version {
+            Some(v) if v != record.config_version => Some(self.services.store.config_at(name, v)?),
+            _ => None,
         };
         let engines = self.services.engines.clone();
         let sha = previous.sha.clone();
@@ -377,7 +394,7 @@ impl Daemon {
         let handle = controllers.get(name).ok_or_else(|| unknown_domain(name))?;
         tracing::info!(domain = name, from = %current.sha, to = %previous.sha, "rolling back");
         handle
-            .swap(loaded, previous.name.clone())
+            .swap(loaded, previous.name.clone(), config)
             .await
             .map_err(OpError::Invalid)
     }

@@ -178,3 +178,88 @@ fn engines_in_every_language_keep_a_pool_in_the_daemon() {
     epu.ok(&["terminate"]);
     let _ = daemon.wait();
 }
+
+#[test]
+fn a_swap_from_rust_to_python_and_back_keeps_the_pool_running() {
+    let epu = Epu::new();
+    let mut daemon = epu.start_daemon();
+    epu.ok(&[
+        "domain",
+        "add",
+        "d",
+        "--engine",
+        "npreserving",
+        "-c",
+        "preserve_n=2",
+        "--pulse-ms",
+        "200",
+        "--",
+        "/bin/sleep",
+        "1000",
+    ]);
+    let workers = |epu: &Epu| -> Vec<i64> {
+        let status = epu.status();
+        let mut pids: Vec<i64> = status["domains"][0]["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["pid"].as_i64())
+            .collect();
+        pids.sort();
+        pids
+    };
+    assert!(wait_for(Duration::from_secs(30), || workers(&epu).len() == 2));
+    let pool = workers(&epu);
+
+    let python = built("sensor-py");
+    epu.ok(&[
+        "engine",
+        "swap",
+        "d",
+        &python,
+        "-c",
+        "metric=cpu",
+        "-c",
+        "scale_up_threshold=0.8",
+        "-c",
+        "scale_down_threshold=0.3",
+        "-c",
+        "minimum_vms=2",
+    ]);
+    let d = &epu.status()["domains"][0];
+    assert_eq!(d["engine"], "sensor-py");
+    assert_eq!(d["config"]["metric"], "cpu");
+    let decides = d["controller"]["decides"].as_u64().unwrap();
+    assert!(wait_for(Duration::from_secs(30), || {
+        let d = &epu.status()["domains"][0];
+        d["controller"]["decides"].as_u64().unwrap() > decides + 3
+            && d["controller"]["last_fault"].is_null()
+    }));
+    assert_eq!(
+        workers(&epu),
+        pool,
+        "the Python engine keeps the same workers"
+    );
+
+    // A swap whose config the engine refuses changes nothing.
+    let err = epu.fails(&[
+        "engine",
+        "swap",
+        "d",
+        "npreserving",
+        "-c",
+        "preserve_n=lots",
+    ]);
+    assert!(err.contains("preserve_n"), "{err}");
+    assert_eq!(epu.status()["domains"][0]["engine"], "sensor-py");
+
+    // Back to the Rust engine, with the config it had.
+    epu.ok(&["engine", "rollback", "d"]);
+    let d = &epu.status()["domains"][0];
+    assert_eq!(d["engine"], "npreserving");
+    assert_eq!(d["config"], serde_json::json!({"preserve_n": 2}));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(workers(&epu), pool, "and back: still the same workers");
+    epu.ok(&["terminate"]);
+    let _ = daemon.wait();
+}

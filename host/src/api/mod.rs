@@ -124,10 +124,12 @@ async fn reconfigure(
 struct SwapBody {
     /// A bundled engine's name or the path of a `.wasm` file on the daemon's machine.
     engine: String,
+    /// The domain's new config, for an engine that takes other keys.
+    config: Option<serde_json::Map<String, Value>>,
 }
 
 async fn swap_engine(State(d): Shared, Path(name): Path<String>, Json(b): Json<SwapBody>) -> Reply {
-    let version = d.swap_engine(&name, &b.engine).await?;
+    let version = d.swap_engine(&name, &b.engine, b.config).await?;
     Ok(Json(json!({ "domain": name, "engine_version": version })))
 }
 

@@ -101,6 +101,10 @@ enum EngineCommand {
         domain: String,
         /// A bundled engine's name or the path of a .wasm component.
         engine: String,
+        /// The domain's new config, KEY=VALUE (repeatable), for an engine that takes other
+        /// keys. It replaces the whole config; without it the engine gets the current one.
+        #[arg(short, long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
     },
     /// The engines a domain has had, by content hash and time.
     History {
@@ -500,12 +504,19 @@ async fn dispatch(cli: Cli) -> Result<()> {
 
 async fn engine_command(client: &Client, state_dir: &Path, cmd: EngineCommand) -> Result<()> {
     match cmd {
-        EngineCommand::Swap { domain, engine } => {
+        EngineCommand::Swap {
+            domain,
+            engine,
+            config,
+        } => {
             let engine = engine_arg(engine)?;
+            let config = (!config.is_empty())
+                .then(|| parse_settings(&config))
+                .transpose()?;
             let v = client
                 .post(
                     &format!("/v1/domains/{domain}/engine"),
-                    &json!({ "engine": engine }),
+                    &json!({ "engine": engine, "config": config }),
                 )
                 .await?;
             println!("{domain}: engine version {} is live", v["engine_version"]);

@@ -92,11 +92,18 @@ impl Controller {
         Ok(version)
     }
 
-    /// Hot swap. The new engine is instantiated and initialized with the current config, then
-    /// makes a canary decide on the live snapshot (its result is checked and discarded). Only
-    /// then does it replace the old engine, between two decides; the memo carries over and a
-    /// quarantine is lifted. On any failure the old engine runs on untouched.
-    pub(super) fn swap(&mut self, loaded: Arc<LoadedEngine>, name: String) -> Result<i64, String> {
+    /// Hot swap. The new engine is instantiated and initialized with `config` (a new config
+    /// for the domain, as an engine of another kind needs) or else the current one, then makes
+    /// a canary decide on the live snapshot (its result is checked and discarded). Only then
+    /// does it replace the old engine, between two decides, with its config stored in the same
+    /// transaction; the memo carries over and a quarantine is lifted. On any failure the old
+    /// engine runs on untouched, with its config.
+    pub(super) fn swap(
+        &mut self,
+        loaded: Arc<LoadedEngine>,
+        name: String,
+        new_config: Option<Map<String, Value>>,
+    ) -> Result<i64, String> {
         let refuse = |me: &Self, why: String| {
             me.event(
                 "swap-rejected",
@@ -112,7 +119,8 @@ impl Controller {
         // real decide gets a full snapshot too.
         let (snap, _) = view.snapshot(None);
         let live = view.live;
-        let config = Value::Object(self.spec.config.clone()).to_string();
+        let config = new_config.as_ref().unwrap_or(&self.spec.config);
+        let config = Value::Object(config.clone()).to_string();
         let limits = CallLimits::from(&self.spec.limits);
         let trial = self
             .services
@@ -138,20 +146,24 @@ impl Controller {
             return refuse(self, format!("canary decision refused: {e}"));
         }
         let detail = json!({"from": {"engine": self.spec.engine, "sha": self.loaded.sha}, "to": {"engine": name, "sha": loaded.sha}});
-        let version =
-            match self
-                .services
-                .store
-                .set_engine(&self.spec.name, &name, &loaded.sha, &detail)
-            {
-                Ok(v) => v,
-                Err(e) => return refuse(self, format!("storing the swap: {e:#}")),
-            };
+        let version = match self.services.store.set_engine(
+            &self.spec.name,
+            &name,
+            &loaded.sha,
+            new_config.as_ref(),
+            &detail,
+        ) {
+            Ok(v) => v,
+            Err(e) => return refuse(self, format!("storing the swap: {e:#}")),
+        };
         if let Some(old) = self.instance.replace(new_instance) {
             old.dying();
         }
         self.loaded = loaded;
         self.spec.engine = name;
+        if let Some(config) = new_config {
+            self.spec.config = config;
+        }
         self.quarantined = false;
         self.preserve_target = None;
         {

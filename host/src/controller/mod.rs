@@ -92,6 +92,7 @@ pub(super) enum Command {
     Swap(
         Arc<LoadedEngine>,
         String,
+        Option<Map<String, Value>>,
         oneshot::Sender<Result<i64, String>>,
     ),
     Resume(oneshot::Sender<Result<(), String>>),
@@ -120,10 +121,17 @@ impl ControllerHandle {
         self.ask(|tx| Command::Reconfigure(change, tx)).await?
     }
 
-    /// Validates `loaded` against the live domain and makes it the engine; returns the new
-    /// engine version, or why it was refused (then the old engine runs on untouched).
-    pub async fn swap(&self, loaded: Arc<LoadedEngine>, name: String) -> Result<i64, String> {
-        self.ask(|tx| Command::Swap(loaded, name, tx)).await?
+    /// Validates `loaded` against the live domain (with `config` as the domain's new config, if
+    /// given) and makes it the engine; returns the new engine version, or why it was refused
+    /// (then the old engine runs on untouched).
+    pub async fn swap(
+        &self,
+        loaded: Arc<LoadedEngine>,
+        name: String,
+        config: Option<Map<String, Value>>,
+    ) -> Result<i64, String> {
+        self.ask(|tx| Command::Swap(loaded, name, config, tx))
+            .await?
     }
 
     /// Lifts a quarantine: the engine gets a fresh instance and decides again.
@@ -206,8 +214,8 @@ impl Controller {
             Command::Reconfigure(change, reply) => {
                 let _ = reply.send(self.reconfigure(change));
             }
-            Command::Swap(loaded, name, reply) => {
-                let _ = reply.send(self.swap(loaded, name));
+            Command::Swap(loaded, name, config, reply) => {
+                let _ = reply.send(self.swap(loaded, name, config));
             }
             Command::Resume(reply) => {
                 let _ = reply.send(self.resume());

@@ -51,7 +51,8 @@ impl Store {
                 ],
             )?;
             tx.execute(
-                "INSERT INTO engine_versions (domain, seq, name, sha, time) VALUES (?1, 1, ?2, ?3, ?4)",
+                "INSERT INTO engine_versions (domain, seq, name, sha, time, config_version) \
+                 VALUES (?1, 1, ?2, ?3, ?4, 1)",
                 params![spec.name, spec.engine, engine_sha, t],
             )?;
             let config = Value::Object(spec.config.clone()).to_string();
@@ -111,23 +112,19 @@ impl Store {
         config: &serde_json::Map<String, Value>,
         change: &serde_json::Map<String, Value>,
     ) -> Result<i64> {
-        self.with_domain_tx(domain, |tx| {
-            let version: i64 = tx.query_row(
-                "SELECT config_version + 1 FROM domains WHERE name = ?1",
-                [domain],
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                "INSERT INTO engine_configs (domain, version, config, time) VALUES (?1, ?2, ?3, ?4)",
-                params![domain, version, Value::Object(config.clone()).to_string(), now()],
-            )?;
-            tx.execute(
-                "UPDATE domains SET config_version = ?2 WHERE name = ?1",
-                params![domain, version],
-            )?;
-            let detail = serde_json::json!({"version": version, "change": change});
-            append_event(tx, Some(domain), None, "reconfigured", &detail)?;
-            Ok(version)
+        self.with_domain_tx(domain, |tx| insert_config(tx, domain, config, change))
+    }
+
+    /// A domain's config as it was at `version`.
+    pub fn config_at(&self, domain: &str, version: i64) -> Result<serde_json::Map<String, Value>> {
+        self.with_conn(|c| {
+            let text: String = c
+                .prepare_cached(
+                    "SELECT config FROM engine_configs WHERE domain = ?1 AND version = ?2",
+                )?
+                .query_row(params![domain, version], |r| r.get(0))
+                .with_context(|| format!("config version {version} of '{domain}'"))?;
+            Ok(serde_json::from_str(&text)?)
         })
     }
 
@@ -173,17 +170,28 @@ impl Store {
         })
     }
 
-    /// Makes another engine the domain's own and adds it to the domain's engine history.
-    /// Returns the version number.
-    pub fn set_engine(&self, domain: &str, name: &str, sha: &str, detail: &Value) -> Result<i64> {
+    /// Makes another engine the domain's own, with a new config if one is given, and adds it
+    /// to the domain's engine history, in one transaction. Returns the version number.
+    pub fn set_engine(
+        &self,
+        domain: &str,
+        name: &str,
+        sha: &str,
+        config: Option<&serde_json::Map<String, Value>>,
+        detail: &Value,
+    ) -> Result<i64> {
         self.with_domain_tx(domain, |tx| {
+            if let Some(config) = config {
+                insert_config(tx, domain, config, config)?;
+            }
             let seq: i64 = tx.query_row(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM engine_versions WHERE domain = ?1",
                 [domain],
                 |r| r.get(0),
             )?;
             tx.execute(
-                "INSERT INTO engine_versions (domain, seq, name, sha, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO engine_versions (domain, seq, name, sha, time, config_version) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, config_version FROM domains WHERE name = ?1",
                 params![domain, seq, name, sha, now()],
             )?;
             tx.execute(
@@ -199,7 +207,8 @@ impl Store {
     pub fn engine_versions(&self, domain: &str) -> Result<Vec<EngineVersion>> {
         self.with_conn(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT seq, name, sha, time FROM engine_versions WHERE domain = ?1 ORDER BY seq",
+                "SELECT seq, name, sha, time, config_version FROM engine_versions WHERE domain = ?1 \
+                 ORDER BY seq",
             )?;
             let rows = stmt.query_map([domain], |r| {
                 Ok(EngineVersion {
@@ -207,6 +216,7 @@ impl Store {
                     name: r.get(1)?,
                     sha: r.get(2)?,
                     time: r.get(3)?,
+                    config_version: r.get(4)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -291,6 +301,36 @@ impl Store {
             Ok(())
         })
     }
+}
+
+/// Stores the next config version of a domain and makes it the one in force.
+fn insert_config(
+    tx: &rusqlite::Transaction,
+    domain: &str,
+    config: &serde_json::Map<String, Value>,
+    change: &serde_json::Map<String, Value>,
+) -> Result<i64> {
+    let version: i64 = tx.query_row(
+        "SELECT config_version + 1 FROM domains WHERE name = ?1",
+        [domain],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "INSERT INTO engine_configs (domain, version, config, time) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            domain,
+            version,
+            Value::Object(config.clone()).to_string(),
+            now()
+        ],
+    )?;
+    tx.execute(
+        "UPDATE domains SET config_version = ?2 WHERE name = ?1",
+        params![domain, version],
+    )?;
+    let detail = serde_json::json!({"version": version, "change": change});
+    append_event(tx, Some(domain), None, "reconfigured", &detail)?;
+    Ok(version)
 }
 
 fn query_domains_in(c: &Connection, name: Option<&str>) -> Result<Vec<DomainRecord>> {

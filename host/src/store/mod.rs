@@ -47,6 +47,9 @@ pub struct EngineVersion {
     pub name: String,
     pub sha: String,
     pub time: f64,
+    /// The config version it ran with when it became the domain's engine (none for versions
+    /// recorded before schema 5).
+    pub config_version: Option<i64>,
 }
 
 /// One instance as stored.

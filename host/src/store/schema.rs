@@ -84,6 +84,9 @@ ALTER TABLE instances ADD COLUMN handle INTEGER;
 UPDATE instances SET handle = rowid;
 CREATE UNIQUE INDEX instances_by_handle ON instances (handle);
 "#,
+    r#"
+ALTER TABLE engine_versions ADD COLUMN config_version INTEGER;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -234,3 +234,35 @@ fn a_domain_generation_moves_with_every_write_to_it_and_only_then() {
     assert!(generation("a") > g3, "a quarantine");
     assert_eq!(generation("b"), b, "another domain's writes");
 }
+
+#[test]
+fn a_swap_with_a_config_stores_both_at_once_and_the_history_keeps_each_config() {
+    let (_d, s) = store();
+    s.insert_domain(&spec("a"), "sha1").unwrap();
+    let first = s.domain("a").unwrap().unwrap().spec.config;
+    let mut other = serde_json::Map::new();
+    other.insert("metric".into(), "cpu".into());
+    s.set_engine("a", "py", "sha2", Some(&other), &serde_json::Value::Null)
+        .unwrap();
+    let now = s.domain("a").unwrap().unwrap();
+    assert_eq!((now.engine_sha.as_str(), now.config_version), ("sha2", 2));
+    assert_eq!(now.spec.config, other);
+    s.set_engine("a", "again", "sha3", None, &serde_json::Value::Null)
+        .unwrap();
+    let versions: Vec<_> = s
+        .engine_versions("a")
+        .unwrap()
+        .iter()
+        .map(|v| (v.sha.clone(), v.config_version))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("sha1".to_string(), Some(1)),
+            ("sha2".to_string(), Some(2)),
+            ("sha3".to_string(), Some(2))
+        ]
+    );
+    assert_eq!(s.config_at("a", 1).unwrap(), first);
+    assert!(s.config_at("a", 9).is_err());
+}
