@@ -399,6 +399,22 @@ impl Daemon {
             .map_err(OpError::Invalid)
     }
 
+    /// A scenario file (TOML) of what the domain's engine saw and decided lately, from a full
+    /// snapshot on, and its number of steps; `epu engine test` replays it.
+    pub async fn export_scenario(&self, name: &str) -> Result<(String, usize), OpError> {
+        let controllers = self.controllers.lock().await;
+        let handle = controllers.get(name).ok_or_else(|| unknown_domain(name))?;
+        let (config, steps) = handle.recording().await.map_err(OpError::Conflict)?;
+        if steps.is_empty() {
+            return Err(OpError::Conflict(format!(
+                "'{name}' has no decide recorded yet since its engine or config last changed"
+            )));
+        }
+        let scenario = crate::scenario::from_recording(config, &steps);
+        let text = toml::to_string(&scenario).map_err(|e| OpError::Internal(e.into()))?;
+        Ok((text, steps.len()))
+    }
+
     /// Records a reading of a domain's pushed sensor; it is kept across restarts.
     pub fn push_reading(&self, domain: &str, sensor: &str, value: f64) -> Result<(), OpError> {
         if self.services.store.domain(domain)?.is_none() {

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use std::path::Path;
 
 /// A scenario file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     #[serde(default)]
@@ -30,39 +30,48 @@ pub struct Scenario {
 }
 
 /// One snapshot in, and what the decision must be.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub now: f64,
     /// Default: true for the first step, false after.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub full: Option<bool>,
     #[serde(default)]
     pub instances: Vec<Instance>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sensors: Option<Vec<Reading>>,
-    /// The memo, on a full snapshot (as text).
+    /// The memo, on a full snapshot: as text, or as hex when it is not text.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memo_hex: Option<String>,
     #[serde(default)]
     pub expect: Expect,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Instance {
     pub handle: u64,
     pub state: crate::model::InstanceState,
     /// Default: ok while running, unknown otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::model::Health>,
     /// Default: the step's `now`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub state_time: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub health_time: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reading {
     pub name: String,
     pub value: f64,
     /// Default: the step's `now`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub time: Option<f64>,
     #[serde(default)]
     pub stale: bool,
@@ -73,12 +82,16 @@ pub struct Reading {
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     /// Instances launched, summed over the launches.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub launch: Option<u32>,
     /// The handles destroyed, in any order.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub destroy: Option<Vec<u64>>,
     /// pending, stable, unknown or devmode-failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// The memo returned, as text; "" for none.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memo: Option<String>,
 }
 
@@ -94,6 +107,17 @@ impl Scenario {
             "the scenario {} has no [[step]]",
             path.display()
         );
+        for (n, step) in scenario.steps.iter().enumerate() {
+            if let Some(hex) = &step.memo_hex {
+                let digits = hex.len() % 2 == 0 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+                anyhow::ensure!(
+                    digits,
+                    "{}: step {}: memo_hex must be pairs of hex digits",
+                    path.display(),
+                    n + 1
+                );
+            }
+        }
         Ok(scenario)
     }
 }
@@ -156,14 +180,84 @@ fn snapshot(step: &Step, first: bool) -> wit::Snapshot {
             })
             .collect()
     });
+    let memo = match (&step.memo, &step.memo_hex) {
+        (Some(text), _) => Some(text.as_bytes().to_vec()),
+        (None, Some(hex)) => Some(from_hex(hex)),
+        (None, None) => None,
+    };
     wit::Snapshot {
         now,
         full: step.full.unwrap_or(first),
         instances,
         details: None,
         sensors,
-        memo: step.memo.as_ref().map(|m| m.as_bytes().to_vec()),
+        memo,
     }
+}
+
+/// A scenario of what a domain's engine saw and decided, from its last full snapshot on: a
+/// replay on a fresh engine with `config` must decide the same.
+pub fn from_recording(
+    config: Map<String, Value>,
+    recorded: &[(wit::Snapshot, wit::Decision)],
+) -> Scenario {
+    use crate::controller::snapshot::{model_health, model_state};
+    let steps = recorded
+        .iter()
+        .enumerate()
+        .map(|(n, (s, d))| {
+            let memo = s.memo.as_ref().filter(|m| !m.is_empty());
+            let text = memo.and_then(|m| std::str::from_utf8(m).ok());
+            let returned = match &d.memo {
+                None => Some(String::new()),
+                Some(m) => std::str::from_utf8(m).ok().map(str::to_string),
+            };
+            Step {
+                now: s.now,
+                full: (s.full != (n == 0)).then_some(s.full),
+                instances: s
+                    .instances
+                    .iter()
+                    .map(|i| Instance {
+                        handle: i.handle,
+                        state: model_state(i.state),
+                        health: Some(model_health(i.health)),
+                        state_time: Some(i.state_time),
+                        health_time: Some(i.health_time),
+                    })
+                    .collect(),
+                sensors: s.sensors.as_ref().map(|rs| {
+                    rs.iter()
+                        .map(|r| Reading {
+                            name: r.name.clone(),
+                            value: r.value,
+                            time: Some(r.time),
+                            stale: r.stale,
+                        })
+                        .collect()
+                }),
+                memo: text.map(str::to_string),
+                memo_hex: memo.filter(|_| text.is_none()).map(|m| hex(m)),
+                expect: Expect {
+                    launch: Some(d.launches.iter().map(|l| l.count).sum()),
+                    destroy: Some(d.destroy.clone()),
+                    status: Some(crate::controller::engine_status_name(d.status).into()),
+                    memo: returned,
+                },
+            }
+        })
+        .collect();
+    Scenario { config, steps }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }
 
 fn compare(expect: &Expect, d: &wit::Decision) -> Vec<String> {

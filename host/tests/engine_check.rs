@@ -139,3 +139,82 @@ fn engines_that_break_the_contract_fail_at_the_right_step() {
         );
     }
 }
+
+#[test]
+fn a_live_domain_exports_a_scenario_that_replays_and_catches_a_different_policy() {
+    use common::{signal, wait_for, Signal};
+    use std::time::Duration;
+    let epu = Epu::new();
+    let mut daemon = epu.start_daemon();
+    epu.ok(&[
+        "domain",
+        "add",
+        "d",
+        "--engine",
+        "npreserving",
+        "-c",
+        "preserve_n=2",
+        "--pulse-ms",
+        "100",
+        "--",
+        "/bin/sleep",
+        "1000",
+    ]);
+    let pids = |epu: &Epu| -> Vec<i64> {
+        epu.status()["domains"][0]["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["pid"].as_i64())
+            .collect()
+    };
+    assert!(wait_for(Duration::from_secs(30), || pids(&epu).len() == 2));
+    let first = pids(&epu);
+    assert!(signal(first[0] as i32, Signal::SIGKILL));
+    assert!(wait_for(Duration::from_secs(30), || {
+        let now = pids(&epu);
+        now.len() == 2 && !now.contains(&first[0])
+    }));
+    std::thread::sleep(Duration::from_millis(500));
+
+    let file = epu.dir.path().join("history.toml");
+    let out = epu.ok(&[
+        "events",
+        "--domain",
+        "d",
+        "--export-scenario",
+        file.to_str().unwrap(),
+    ]);
+    let steps: usize = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(steps >= 4, "{out}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("state = \"failed\""),
+        "the death is in the history: {text}"
+    );
+    let out = epu.run(&["engine", "test", "npreserving", file.to_str().unwrap()]);
+    let replay = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{replay}{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(replay.matches("  ok").count(), steps, "{replay}");
+
+    // The same history with another policy: the replay shows where it would differ.
+    std::fs::write(&file, text.replace("preserve_n = 2", "preserve_n = 3")).unwrap();
+    let out = epu.run(&["engine", "test", "npreserving", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(diff.contains("launch: expected 2, got 3"), "{diff}");
+
+    epu.fails(&[
+        "events",
+        "--domain",
+        "nope",
+        "--export-scenario",
+        file.to_str().unwrap(),
+    ]);
+    epu.ok(&["terminate"]);
+    let _ = daemon.wait();
+}

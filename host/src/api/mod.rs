@@ -62,6 +62,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/domains/{name}/engine/history", get(engine_history))
         .route("/v1/domains/{name}/engine/rollback", post(rollback_engine))
         .route("/v1/domains/{name}/engine/resume", post(resume_engine))
+        .route("/v1/domains/{name}/scenario", get(scenario))
         .route("/v1/domains/{name}/sensors/{sensor}", post(push_reading))
         .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/events", get(events))
@@ -147,6 +148,13 @@ async fn rollback_engine(State(d): Shared, Path(name): Path<String>) -> Reply {
 async fn resume_engine(State(d): Shared, Path(name): Path<String>) -> Reply {
     d.resume_engine(&name).await?;
     Ok(Json(json!({ "domain": name, "resumed": true })))
+}
+
+async fn scenario(State(d): Shared, Path(name): Path<String>) -> Reply {
+    let (text, steps) = d.export_scenario(&name).await?;
+    Ok(Json(
+        json!({ "domain": name, "steps": steps, "scenario": text }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,7 @@ mod client;
 mod foreground;
 mod print;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use client::Client;
 use serde_json::{json, Map, Value};
@@ -78,6 +78,15 @@ enum Command {
         /// Only events after this sequence number.
         #[arg(long, default_value_t = 0)]
         after: i64,
+        /// Write what the --domain's engine saw and decided lately to FILE, as a scenario for
+        /// `epu engine test` (to try another engine on real history before a swap).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "domain",
+            conflicts_with = "follow"
+        )]
+        export_scenario: Option<PathBuf>,
     },
     /// Destroy every worker of every domain, wait until they are gone, and stop the daemon.
     Terminate,
@@ -466,10 +475,28 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Events {
+            export_scenario: Some(file),
+            domain: Some(domain),
+            ..
+        } => {
+            let v = client
+                .get(&format!("/v1/domains/{domain}/scenario"))
+                .await?;
+            let text = v["scenario"].as_str().unwrap_or_default();
+            std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+            println!(
+                "wrote {} steps of '{domain}' to {}",
+                v["steps"],
+                file.display()
+            );
+            Ok(())
+        }
+        Command::Events {
             json,
             follow,
             domain,
             after,
+            ..
         } => foreground::events(&client, json, follow, domain.as_deref(), after).await,
         Command::Terminate => {
             if !client.is_up().await {

@@ -122,7 +122,7 @@ impl Controller {
         // whole domain again (its memo may differ from the kept one).
         let synced = self.instance.as_mut().and_then(|i| i.synced.take());
         let (snap, told) = view.snapshot(synced);
-        let decision = match self.with_engine(move |e| e.decide(&snap)) {
+        let decision = match self.with_engine(|e| e.decide(&snap)) {
             Ok(d) => d,
             Err(fault) => {
                 self.fault(fault);
@@ -141,7 +141,8 @@ impl Controller {
         }
         // Only now are the engine's tables as the daemon has them.
         if let Some(instance) = self.instance.as_mut() {
-            instance.synced = Some(told);
+            let stretch_full = self.recording.record(snap, &decision);
+            instance.synced = (!stretch_full).then_some(told);
         }
         self.sensor_seen = view.sensor_seen;
         self.no_fault();

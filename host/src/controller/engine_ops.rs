@@ -88,6 +88,7 @@ impl Controller {
                 format!("storing the config: {e:#}")
             })?;
         self.spec.config = merged;
+        self.restart_recording();
         self.services.wakeups.wake(&self.spec.name);
         Ok(version)
     }
@@ -164,6 +165,7 @@ impl Controller {
         if let Some(config) = new_config {
             self.spec.config = config;
         }
+        self.restart_recording();
         self.quarantined = false;
         self.preserve_target = None;
         {
@@ -174,5 +176,14 @@ impl Controller {
         }
         self.services.wakeups.wake(&self.spec.name);
         Ok(version)
+    }
+
+    /// After a change of engine or config, what was recorded no longer replays: start anew
+    /// from the next snapshot, which is made full.
+    fn restart_recording(&mut self) {
+        self.recording = Default::default();
+        if let Some(instance) = self.instance.as_mut() {
+            instance.synced = None;
+        }
     }
 }

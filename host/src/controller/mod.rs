@@ -12,6 +12,7 @@ pub(crate) mod decision;
 mod engine_ops;
 mod faults;
 mod log_budget;
+mod recording;
 pub(crate) mod snapshot;
 mod threads;
 
@@ -86,6 +87,15 @@ pub struct ControllerStatus {
     pub backoff_ms: u64,
 }
 
+/// What a domain's engine saw and decided, with the config it ran with.
+pub type Recorded = (
+    Map<String, Value>,
+    Vec<(
+        crate::engine::bindings::Snapshot,
+        crate::engine::bindings::Decision,
+    )>,
+);
+
 /// A request to a controller, answered on its channel.
 pub(super) enum Command {
     Reconfigure(Map<String, Value>, oneshot::Sender<Result<i64, String>>),
@@ -96,6 +106,7 @@ pub(super) enum Command {
         oneshot::Sender<Result<i64, String>>,
     ),
     Resume(oneshot::Sender<Result<(), String>>),
+    Recording(oneshot::Sender<Recorded>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -139,6 +150,12 @@ impl ControllerHandle {
         self.ask(Command::Resume).await?
     }
 
+    /// The config and the decides the engine made since its last full snapshot (and the
+    /// stretch before it), for a scenario file.
+    pub async fn recording(&self) -> Result<Recorded, String> {
+        self.ask(Command::Recording).await
+    }
+
     /// Stops the controller after its current decide and tells the engine it is dying.
     pub async fn stop(&self) {
         let _ = self.ask(Command::Stop).await;
@@ -175,6 +192,7 @@ pub fn start(
         log_budget: Default::default(),
         sensor_seen: 0,
         cached: None,
+        recording: Default::default(),
         _pollers: pollers,
     };
     let route = services.threads.place(controller);
@@ -203,6 +221,7 @@ struct Controller {
     /// counter stays, a decide reuses the read.
     generation: Arc<std::sync::atomic::AtomicU64>,
     cached: Option<crate::store::DecideView>,
+    recording: recording::Recording,
     /// Polls the domain's sensors for as long as the controller runs.
     _pollers: Pollers,
 }
@@ -219,6 +238,9 @@ impl Controller {
             }
             Command::Resume(reply) => {
                 let _ = reply.send(self.resume());
+            }
+            Command::Recording(reply) => {
+                let _ = reply.send((self.spec.config.clone(), self.recording.steps()));
             }
             Command::Stop(reply) => {
                 self.stop();

@@ -39,6 +39,38 @@ pub fn wit_health(h: Health) -> wit::Health {
     }
 }
 
+/// An instance state as the daemon names it (the inverse of [`wit_state`]).
+pub fn model_state(s: wit::InstanceState) -> InstanceState {
+    use wit::InstanceState as W;
+    match s {
+        W::Requesting => InstanceState::Requesting,
+        W::Requested => InstanceState::Requested,
+        W::ErrorRetrying => InstanceState::ErrorRetrying,
+        W::Pending => InstanceState::Pending,
+        W::Started => InstanceState::Started,
+        W::Running => InstanceState::Running,
+        W::RunningFailed => InstanceState::RunningFailed,
+        W::Terminating => InstanceState::Terminating,
+        W::Terminated => InstanceState::Terminated,
+        W::Failed => InstanceState::Failed,
+        W::Rejected => InstanceState::Rejected,
+    }
+}
+
+/// A health as the daemon names it (the inverse of [`wit_health`]).
+pub fn model_health(h: wit::Health) -> Health {
+    use wit::Health as W;
+    match h {
+        W::Unknown => Health::Unknown,
+        W::Ok => Health::Ok,
+        W::ProcessError => Health::ProcessError,
+        W::MonitorError => Health::MonitorError,
+        W::Missing => Health::Missing,
+        W::Zombie => Health::Zombie,
+        W::OutOfContact => Health::OutOfContact,
+    }
+}
+
 /// The domain as one decide reads it.
 pub struct DomainView<'a> {
     /// The live instances plus those changed after `last_seq`.
@@ -264,5 +296,15 @@ mod tests {
             empty.sensors.is_none() && empty.memo.is_none(),
             "none, not an empty list"
         );
+    }
+
+    #[test]
+    fn states_and_health_map_to_the_contract_and_back() {
+        for s in InstanceState::ALL {
+            assert_eq!(model_state(wit_state(s)), s);
+        }
+        for h in Health::ALL {
+            assert_eq!(model_health(wit_health(h)), h);
+        }
     }
 }
