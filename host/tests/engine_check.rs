@@ -146,28 +146,8 @@ fn a_live_domain_exports_a_scenario_that_replays_and_catches_a_different_policy(
     use std::time::Duration;
     let epu = Epu::new();
     let mut daemon = epu.start_daemon();
-    epu.ok(&[
-        "domain",
-        "add",
-        "d",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=2",
-        "--pulse-ms",
-        "100",
-        "--",
-        "/bin/sleep",
-        "1000",
-    ]);
-    let pids = |epu: &Epu| -> Vec<i64> {
-        epu.status()["domains"][0]["instances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|i| i["pid"].as_i64())
-            .collect()
-    };
+    epu.add_sleepers("d", 2);
+    let pids = |epu: &Epu| epu.domain_pids("d");
     assert!(wait_for(Duration::from_secs(30), || pids(&epu).len() == 2));
     let first = pids(&epu);
     assert!(signal(first[0] as i32, Signal::SIGKILL));

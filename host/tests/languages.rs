@@ -93,12 +93,15 @@ fn a_scenario_that_does_not_hold_fails_with_what_differs() {
          [[step]]\nnow = 2.0\nexpect = { launch = 3 }\n",
     )
     .unwrap();
-    let out = epu(&[
-        "engine",
-        "test",
-        &built("fixed-c"),
-        scenario.to_str().unwrap(),
-    ]);
+    let replay = || {
+        epu(&[
+            "engine",
+            "test",
+            &built("fixed-c"),
+            scenario.to_str().unwrap(),
+        ])
+    };
+    let out = replay();
     assert!(!out.status.success());
     let all = text(&out);
     assert!(all.contains("step   1  FAIL"), "{all}");
@@ -111,12 +114,7 @@ fn a_scenario_that_does_not_hold_fails_with_what_differs() {
         "config = {}\n[[step]]\nnow = 1.0\nexpectt = {}\n",
     )
     .unwrap();
-    let out = epu(&[
-        "engine",
-        "test",
-        &built("fixed-c"),
-        scenario.to_str().unwrap(),
-    ]);
+    let out = replay();
     assert!(!out.status.success());
     assert!(text(&out).contains("expectt"), "{}", text(&out));
 }
@@ -183,31 +181,8 @@ fn engines_in_every_language_keep_a_pool_in_the_daemon() {
 fn a_swap_from_rust_to_python_and_back_keeps_the_pool_running() {
     let epu = Epu::new();
     let mut daemon = epu.start_daemon();
-    epu.ok(&[
-        "domain",
-        "add",
-        "d",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=2",
-        "--pulse-ms",
-        "200",
-        "--",
-        "/bin/sleep",
-        "1000",
-    ]);
-    let workers = |epu: &Epu| -> Vec<i64> {
-        let status = epu.status();
-        let mut pids: Vec<i64> = status["domains"][0]["instances"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|i| i["pid"].as_i64())
-            .collect();
-        pids.sort();
-        pids
-    };
+    epu.add_sleepers("d", 2);
+    let workers = |epu: &Epu| epu.domain_pids("d");
     assert!(wait_for(Duration::from_secs(30), || workers(&epu).len() == 2));
     let pool = workers(&epu);
 

@@ -183,6 +183,43 @@ impl Epu {
             .ok()
     }
 
+    /// Adds domain `name`: npreserving keeping `n` `sleep` workers, deciding every 100 ms.
+    pub fn add_sleepers(&self, name: &str, n: u32) {
+        let keep = format!("preserve_n={n}");
+        self.ok(&[
+            "domain",
+            "add",
+            name,
+            "--engine",
+            "npreserving",
+            "-c",
+            &keep,
+            "--pulse-ms",
+            "100",
+            "--",
+            "/bin/sleep",
+            "1000",
+        ]);
+    }
+
+    /// The pids of a domain's instances, as `epu status` has them, sorted.
+    pub fn domain_pids(&self, name: &str) -> Vec<i64> {
+        let status = self.status();
+        let domain = status["domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name);
+        let mut pids: Vec<i64> = domain
+            .and_then(|d| d["instances"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["pid"].as_i64())
+            .collect();
+        pids.sort();
+        pids
+    }
+
     /// Live worker processes (not zombies) launched from this state dir, found through /proc.
     pub fn worker_processes(&self) -> Vec<i32> {
         let want = format!(
