@@ -368,3 +368,54 @@ fn a_quarantine_survives_a_daemon_restart() {
     epu.ok(&["terminate"]);
     daemon.wait().unwrap();
 }
+
+#[test]
+fn an_engine_that_runs_past_its_budget_moves_to_the_isolation_thread() {
+    let epu = Epu::new();
+    let mut daemon = epu.start_daemon();
+    // Several healthy domains, spread over the decide threads, and a spinning engine that is
+    // not quarantined for a long while.
+    for n in 0..4 {
+        add(
+            &epu,
+            &format!("healthy-{n}"),
+            fixture("faulty").to_str().unwrap(),
+            &[],
+        );
+    }
+    epu.ok(&[
+        "domain",
+        "add",
+        "spin",
+        "--engine",
+        fixture("hostile-spin").to_str().unwrap(),
+        "--pulse-ms",
+        "100",
+        "--quarantine-after",
+        "1000",
+        "--",
+        "/bin/sleep",
+        "1000",
+    ]);
+    let isolated = wait_for(Duration::from_secs(20), || {
+        domain(&epu, "spin")["controller"]["isolated"] == true
+    });
+    assert!(isolated, "{}", domain(&epu, "spin"));
+    // It goes on deciding (and timing out) there, while the others run where they were.
+    let faults = |epu: &Epu| {
+        domain(epu, "spin")["controller"]["consecutive_faults"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = faults(&epu);
+    assert!(wait_for(Duration::from_secs(20), || faults(&epu) >= before + 3));
+    for n in 0..4 {
+        let d = domain(&epu, &format!("healthy-{n}"));
+        assert_eq!(d["controller"]["isolated"], false, "{d}");
+        assert_eq!(d["controller"]["consecutive_faults"], 0, "{d}");
+    }
+    // Commands still reach the moved controller.
+    epu.ok(&["domain", "remove", "spin"]);
+    epu.ok(&["terminate"]);
+    daemon.wait().unwrap();
+}

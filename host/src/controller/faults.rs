@@ -55,6 +55,7 @@ impl Controller {
     /// Records a failed decide; the memo and the instances stay as they were. Quarantines the
     /// engine when the faults in a row reach the domain's limit.
     pub(super) fn fault(&mut self, fault: Fault) {
+        self.timed_out |= fault.kind == FaultKind::Timeout;
         self.event(
             "engine-fault",
             json!({"kind": fault.kind, "error": fault.message}),

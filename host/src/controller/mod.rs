@@ -85,6 +85,9 @@ pub struct ControllerStatus {
     pub quarantined: bool,
     /// The crash-loop backoff in force: how long a change waits before it triggers a decide.
     pub backoff_ms: u64,
+    /// Whether the engine ran past its time budget and so runs on the isolation thread, apart
+    /// from the domains it could delay.
+    pub isolated: bool,
 }
 
 /// What a domain's engine saw and decided, with the config it ran with.
@@ -193,6 +196,7 @@ pub fn start(
         sensor_seen: 0,
         cached: None,
         recording: Default::default(),
+        timed_out: false,
         _pollers: pollers,
     };
     let route = services.threads.place(controller);
@@ -222,6 +226,8 @@ struct Controller {
     generation: Arc<std::sync::atomic::AtomicU64>,
     cached: Option<crate::store::DecideView>,
     recording: recording::Recording,
+    /// Set once the engine runs past its time budget; its decide thread then isolates it.
+    timed_out: bool,
     /// Polls the domain's sensors for as long as the controller runs.
     _pollers: Pollers,
 }

@@ -6,10 +6,13 @@
 //! They are plain threads, not async workers, because an engine call blocks for as long as the
 //! engine runs (its time budget bounds that). They enter the daemon's runtime, so that what a
 //! decide starts (a worker process, a grace timer) runs there.
+//!
+//! An engine that runs past its time budget once is moved to the isolation thread, with every
+//! other such engine, so that it no longer delays the domains it shared a thread with.
 
 use super::{Command, Controller};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -17,7 +20,8 @@ use std::time::Instant;
 
 /// What a decide thread is told.
 pub(super) enum Msg {
-    Start(u64, Box<Controller>),
+    /// A controller to run, and when its next decide is due.
+    Start(u64, Box<Controller>, Instant),
     Command(u64, Command),
     Wake(u64),
 }
@@ -36,8 +40,9 @@ impl Route {
     }
 }
 
-/// The decide threads of a daemon.
+/// The decide threads of a daemon: one per core, and the isolation thread.
 pub struct DecideThreads {
+    /// The threads new controllers are placed on.
     senders: Vec<Sender<Msg>>,
     next_thread: AtomicUsize,
     next_key: AtomicU64,
@@ -48,19 +53,21 @@ impl DecideThreads {
     pub fn start() -> DecideThreads {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let runtime = tokio::runtime::Handle::current();
+        let spawn = |name: String, isolation: Option<Sender<Msg>>| {
+            let (tx, rx) = mpsc::channel();
+            let runtime = runtime.clone();
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || {
+                    let _entered = runtime.enter();
+                    Thread::new(isolation).run(rx);
+                })
+                .expect("spawning a decide thread");
+            tx
+        };
+        let isolation = spawn("epu-isolation".into(), None);
         let senders = (0..cores.max(2))
-            .map(|i| {
-                let (tx, rx) = mpsc::channel();
-                let runtime = runtime.clone();
-                std::thread::Builder::new()
-                    .name(format!("epu-decide-{i}"))
-                    .spawn(move || {
-                        let _entered = runtime.enter();
-                        Thread::default().run(rx);
-                    })
-                    .expect("spawning a decide thread");
-                tx
-            })
+            .map(|i| spawn(format!("epu-decide-{i}"), Some(isolation.clone())))
             .collect();
         DecideThreads {
             senders,
@@ -76,7 +83,7 @@ impl DecideThreads {
             tx: self.senders[n].clone(),
             key: self.next_key.fetch_add(1, Ordering::Relaxed),
         };
-        route.send(|key| Msg::Start(key, Box::new(controller)));
+        route.send(|key| Msg::Start(key, Box::new(controller), Instant::now()));
         route
     }
 }
@@ -90,14 +97,26 @@ struct Slot {
     last: Instant,
 }
 
-#[derive(Default)]
 struct Thread {
     slots: HashMap<u64, Slot>,
     /// Due times; an entry whose time is no longer its slot's `next` is stale and skipped.
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Where engines that ran past their budget go; None on the isolation thread itself.
+    isolation: Option<Sender<Msg>>,
+    /// The controllers moved to the isolation thread: their messages follow them there.
+    moved: HashSet<u64>,
 }
 
 impl Thread {
+    fn new(isolation: Option<Sender<Msg>>) -> Thread {
+        Thread {
+            slots: HashMap::new(),
+            timers: BinaryHeap::new(),
+            isolation,
+            moved: HashSet::new(),
+        }
+    }
+
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         loop {
             let msg = match self.timers.peek() {
@@ -119,18 +138,30 @@ impl Thread {
     }
 
     fn handle(&mut self, msg: Msg) {
+        let key = match &msg {
+            Msg::Start(key, ..) | Msg::Command(key, _) | Msg::Wake(key) => *key,
+        };
+        if self.moved.contains(&key) {
+            if matches!(msg, Msg::Command(_, Command::Stop(_))) {
+                self.moved.remove(&key);
+            }
+            if let Some(isolation) = &self.isolation {
+                let _ = isolation.send(msg);
+            }
+            return;
+        }
         match msg {
-            Msg::Start(key, controller) => {
+            Msg::Start(key, controller, next) => {
                 let now = Instant::now();
                 self.slots.insert(
                     key,
                     Slot {
                         controller,
-                        next: now,
+                        next,
                         last: now,
                     },
                 );
-                self.timers.push(Reverse((now, key)));
+                self.timers.push(Reverse((next, key)));
             }
             // A change: decide early, but not before the crash-loop backoff allows.
             Msg::Wake(key) => {
@@ -174,13 +205,31 @@ impl Thread {
                 Some(delay) => {
                     slot.last = Instant::now();
                     slot.next = slot.last + delay;
-                    self.timers.push(Reverse((slot.next, key)));
+                    if slot.controller.timed_out {
+                        self.isolate(key);
+                    } else {
+                        self.timers.push(Reverse((slot.next, key)));
+                    }
                 }
                 None => {
                     self.slots.remove(&key);
                 }
             }
         }
+    }
+
+    /// Moves a controller whose engine ran past its budget to the isolation thread.
+    fn isolate(&mut self, key: u64) {
+        let Some(isolation) = &self.isolation else {
+            let next = self.slots[&key].next;
+            self.timers.push(Reverse((next, key)));
+            return;
+        };
+        let slot = self.slots.remove(&key).expect("the slot that just decided");
+        tracing::warn!(domain = %slot.controller.spec.name, "the engine ran past its time budget: it runs on the isolation thread from now on");
+        slot.controller.status.lock().unwrap().isolated = true;
+        self.moved.insert(key);
+        let _ = isolation.send(Msg::Start(key, slot.controller, slot.next));
     }
 }
 
