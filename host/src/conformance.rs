@@ -18,6 +18,8 @@ pub struct CheckOptions {
     pub config: String,
     pub max_instances: u32,
     pub limits: EngineLimits,
+    /// Sensor readings (name, value) that arrive anew before every decide.
+    pub readings: Vec<(String, f64)>,
 }
 
 /// One step of the scenario.
@@ -266,9 +268,26 @@ struct Sim {
     max_bytes: u32,
     times: Vec<Duration>,
     fuel: Vec<u64>,
+    /// The readings every decide gets, as just arrived.
+    readings: Vec<(String, f64)>,
 }
 
 impl Sim {
+    fn readings(&self) -> Vec<crate::sensors::Reading> {
+        self.readings
+            .iter()
+            .map(|(name, value)| crate::sensors::Reading {
+                reading: crate::engine::bindings::SensorReading {
+                    name: name.clone(),
+                    value: *value,
+                    time: self.now,
+                    stale: false,
+                },
+                fresh: true,
+            })
+            .collect()
+    }
+
     fn new(options: &CheckOptions) -> Sim {
         Sim {
             records: Vec::new(),
@@ -282,6 +301,7 @@ impl Sim {
             max_bytes: options.limits.max_decision_bytes,
             times: Vec::new(),
             fuel: Vec::new(),
+            readings: options.readings.clone(),
         }
     }
 
@@ -349,7 +369,7 @@ impl Sim {
             records: &self.records,
             last_seq: self.last_seq,
             seen_seq: self.seq,
-            sensors: &[],
+            sensors: &self.readings(),
             memo: &self.memo,
         };
         let (snap, told) = snapshot::build(view, self.synced.take(), self.now);

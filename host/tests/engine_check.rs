@@ -198,3 +198,32 @@ fn a_live_domain_exports_a_scenario_that_replays_and_catches_a_different_policy(
     epu.ok(&["terminate"]);
     let _ = daemon.wait();
 }
+
+#[test]
+fn readings_given_to_the_check_drive_an_engine_that_scales_on_them() {
+    let epu = Epu::new();
+    let config = [
+        "-c",
+        "queuelen_high_water=10",
+        "-c",
+        "queuelen_low_water=2",
+        "-c",
+        "max_instances=6",
+    ];
+    let mut args = vec!["engine", "check", "queuelen", "--json"];
+    args.extend(config);
+    let quiet = report(&epu.ok(&args));
+    args.extend(["--reading", "queue-length=500"]);
+    let busy = report(&epu.ok(&args));
+    let steady = |r: &Value| r["steps"][8]["detail"].as_str().unwrap().to_string();
+    assert!(steady(&quiet).contains("0 running"), "{}", steady(&quiet));
+    assert!(steady(&busy).contains("6 running"), "{}", steady(&busy));
+    let err = epu.fails(&[
+        "engine",
+        "check",
+        "queuelen",
+        "--reading",
+        "queue-length=lots",
+    ]);
+    assert!(err.contains("not a finite number"), "{err}");
+}

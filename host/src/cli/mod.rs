@@ -138,6 +138,9 @@ enum EngineCommand {
         /// The domain's max_instances for the check.
         #[arg(long, default_value_t = 100)]
         max_instances: u32,
+        /// A sensor reading, NAME=VALUE (repeatable), that arrives anew before every decide.
+        #[arg(long = "reading", value_name = "NAME=VALUE")]
+        readings: Vec<String>,
         #[command(flatten)]
         limits: LimitArgs,
         #[arg(long)]
@@ -577,9 +580,31 @@ async fn engine_command(client: &Client, state_dir: &Path, cmd: EngineCommand) -
             engine,
             config,
             max_instances,
+            readings,
             limits,
             json,
-        } => check_engine(state_dir, engine, config, max_instances, limits, json).await?,
+        } => {
+            let readings = readings
+                .iter()
+                .map(|r| {
+                    let (name, value) = r
+                        .split_once('=')
+                        .filter(|(n, _)| !n.is_empty())
+                        .ok_or_else(|| anyhow::anyhow!("--reading '{r}' is not NAME=VALUE"))?;
+                    match value.trim().parse::<f64>() {
+                        Ok(v) if v.is_finite() => Ok((name.to_string(), v)),
+                        _ => bail!("--reading {name}: '{value}' is not a finite number"),
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let options = crate::conformance::CheckOptions {
+                config: Value::Object(parse_settings(&config)?).to_string(),
+                max_instances,
+                limits: limits.to_limits()?,
+                readings,
+            };
+            check_engine(state_dir, engine, options, json).await?
+        }
         EngineCommand::Test {
             engine,
             scenario,
@@ -594,16 +619,9 @@ async fn engine_command(client: &Client, state_dir: &Path, cmd: EngineCommand) -
 async fn check_engine(
     state_dir: &Path,
     engine: String,
-    config: Vec<String>,
-    max_instances: u32,
-    limits: LimitArgs,
+    options: crate::conformance::CheckOptions,
     json: bool,
 ) -> Result<()> {
-    let options = crate::conformance::CheckOptions {
-        config: Value::Object(parse_settings(&config)?).to_string(),
-        max_instances,
-        limits: limits.to_limits()?,
-    };
     let bytes = crate::engine::EngineHost::read_engine(&engine, Path::new("."))?;
     let dir = crate::daemon::prepare_state_dir(state_dir)?;
     let report =
