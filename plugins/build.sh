@@ -21,7 +21,7 @@ missing() {
 build_python() {
     command -v python3 >/dev/null || missing "python3 is missing: apt-get install python3 python3-venv"
     if [ ! -x "$tools/venv/bin/componentize-py" ]; then
-        echo "installing componentize-py 0.25.1 into plugins/.tools/venv" >&2
+        echo "installing componentize-py 0.25.1 into $tools/venv" >&2
         python3 -m venv "$tools/venv" || missing "python3 cannot make a venv: apt-get install python3-venv"
         "$tools/venv/bin/pip" install -q componentize-py==0.25.1
     fi
@@ -43,7 +43,7 @@ cargo_tool() { # name crate version [cargo install flags...]
     local name="$1" crate="$2" version="$3"
     shift 3
     if [ ! -x "$tools/bin/$name" ]; then
-        echo "installing $crate $version into plugins/.tools (a few minutes, once)" >&2
+        echo "installing $crate $version into $tools (a few minutes, once)" >&2
         cargo install -q "$crate@$version" --locked --root "$tools" "$@"
     fi
 }
