@@ -9,23 +9,51 @@ use crate::model::{now, Fallback, InstanceState};
 use crate::sensors::Reading;
 use crate::store::{InstanceRecord, NewInstance};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// A domain's state for one decide.
-pub(super) struct View {
-    pub now: f64,
+/// A domain as read from the store, kept between decides while the domain's change counter
+/// stays the same, and shared (not copied) by the decides that use it.
+pub(super) struct Read {
+    /// The domain's change counter before the read.
+    pub generation: u64,
     /// The live instances plus those changed since the last decide.
     pub records: Vec<InstanceRecord>,
     /// The instances that are not final.
     pub live: Vec<InstanceRecord>,
-    /// The newest event sequence number when the view was read.
+    /// The newest event sequence number when the store was read.
     pub seen_seq: i64,
     /// The sequence number the previous decide saw.
     pub last_seq: i64,
+    pub memo: Vec<u8>,
+}
+
+impl From<crate::store::DecideView> for Read {
+    fn from(v: crate::store::DecideView) -> Read {
+        let live = v
+            .instances
+            .iter()
+            .filter(|r| !r.state.is_final())
+            .cloned()
+            .collect();
+        Read {
+            generation: v.generation,
+            records: v.instances,
+            live,
+            seen_seq: v.seen_seq,
+            last_seq: v.record.last_decide_seq,
+            memo: v.record.memo,
+        }
+    }
+}
+
+/// A domain's state for one decide.
+pub(super) struct View {
+    pub now: f64,
+    pub read: Arc<Read>,
     pub sensors: Vec<Reading>,
     /// The sensor board's change counter when the view was read.
     pub sensor_seen: u64,
-    pub memo: Vec<u8>,
 }
 
 impl View {
@@ -33,11 +61,11 @@ impl View {
     /// and what it has been told once the decision is carried out.
     pub fn snapshot(&self, synced: Option<Synced>) -> (Snapshot, Synced) {
         let view = snapshot::DomainView {
-            records: &self.records,
-            last_seq: self.last_seq,
-            seen_seq: self.seen_seq,
+            records: &self.read.records,
+            last_seq: self.read.last_seq,
+            seen_seq: self.read.seen_seq,
             sensors: &self.sensors,
-            memo: &self.memo,
+            memo: &self.read.memo,
         };
         snapshot::build(view, synced, self.now)
     }
@@ -64,33 +92,27 @@ impl Controller {
     /// read only when the domain changed there since the last read.
     pub(super) fn view(&mut self) -> anyhow::Result<View> {
         let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
-        let read = match self.cached.take() {
-            Some(c) if c.generation == generation => c,
-            _ => self.services.store.decide_view(&self.spec.name)?,
+        let read = match &self.cached {
+            Some(c) if c.generation == generation => c.clone(),
+            _ => {
+                let read = Arc::new(Read::from(
+                    self.services.store.decide_view(&self.spec.name)?,
+                ));
+                self.cached = Some(read.clone());
+                read
+            }
         };
         let t = now();
         let readings = self
             .services
             .sensors
             .readings(&self.spec.name, t, self.sensor_seen);
-        let live = read
-            .instances
-            .iter()
-            .filter(|r| !r.state.is_final())
-            .cloned()
-            .collect();
-        let view = View {
+        Ok(View {
             now: t,
-            records: read.instances.clone(),
-            live,
-            seen_seq: read.seen_seq,
-            last_seq: read.record.last_decide_seq,
+            read,
             sensors: readings.sensors,
             sensor_seen: readings.seen,
-            memo: read.record.memo.clone(),
-        };
-        self.cached = Some(read);
-        Ok(view)
+        })
     }
 
     /// One decide cycle. Returns how long to wait before the next one.
@@ -103,11 +125,12 @@ impl Controller {
                 return pulse;
             }
         };
-        self.update_backoff(&view.records, view.last_seq);
+        let read = view.read.clone();
+        self.update_backoff(&read.records, read.last_seq);
         // Whether any instance changed since the last decide: if not, and the decision changes
         // nothing, there is nothing to write.
-        let changed = view.records.iter().any(|r| r.changed_seq > view.last_seq);
-        let (live, sensors, seen_seq) = (&view.live, &view.sensors, view.seen_seq);
+        let changed = read.records.iter().any(|r| r.changed_seq > read.last_seq);
+        let (live, sensors, seen_seq) = (&read.live, &view.sensors, read.seen_seq);
         if self.quarantined {
             let decision = self.fallback(live);
             match self.carry_out(&decision, live, sensors, seen_seq, changed, true) {

@@ -119,7 +119,7 @@ impl Controller {
         // The canary's decision is not carried out, so the new instance stays fresh: its first
         // real decide gets a full snapshot too.
         let (snap, _) = view.snapshot(None);
-        let live = view.live;
+        let live = &view.read.live;
         let config = new_config.as_ref().unwrap_or(&self.spec.config);
         let config = Value::Object(config.clone()).to_string();
         let limits = CallLimits::from(&self.spec.limits);
@@ -140,7 +140,7 @@ impl Controller {
         };
         if let Err(e) = decision::check(
             &canary,
-            &live,
+            live,
             self.spec.max_instances,
             self.spec.limits.max_decision_bytes,
         ) {
