@@ -58,6 +58,8 @@ pub struct Daemon {
     pub services: Arc<Services>,
     pub health: Arc<HealthMonitor>,
     controllers: tokio::sync::Mutex<BTreeMap<String, ControllerHandle>>,
+    /// Held by run operations (boot, terminate, clean), one at a time.
+    pub(crate) run_ops: tokio::sync::Mutex<()>,
     /// Becomes true when the daemon should stop serving.
     shutdown: watch::Sender<bool>,
     _lock: Flock<File>,
@@ -142,6 +144,7 @@ impl Daemon {
             services,
             health: health.clone(),
             controllers: Default::default(),
+            run_ops: Default::default(),
             shutdown: watch::channel(false).0,
             _lock: lock,
         });
@@ -152,6 +155,7 @@ impl Daemon {
             serde_json::json!({"pid": std::process::id()}),
         )?;
         daemon.services.provisioner.recover()?;
+        crate::runs::recover(&daemon.services.store)?;
         for record in daemon.services.store.domains()? {
             let name = record.spec.name.clone();
             let engines = daemon.services.engines.clone();
@@ -282,8 +286,15 @@ impl Daemon {
         }
     }
 
-    /// Removes every domain (destroying all workers), then asks the daemon to stop.
+    /// Terminates every run that is not terminated yet (workers, then services), removes
+    /// every other domain (destroying its workers), then asks the daemon to stop.
     pub async fn terminate(&self) -> Result<(), OpError> {
+        let _ops = self.run_ops.lock().await;
+        for run in self.services.store.runs()? {
+            if run.state != crate::store::RunState::Terminated {
+                self.terminate_run_locked(&run.name).await?;
+            }
+        }
         let names: Vec<String> = self
             .services
             .store

@@ -10,13 +10,16 @@
 //! - [`provisioner`]: the instance lifecycle and the `process` driver.
 //! - [`health`]: heartbeats and their timeouts.
 //! - [`sensors`]: the readings engines scale on (AMQP queue depth, commands, pushes).
-//! - [`plan`]: launch plans.
+//! - [`plan`]: launch plans: bootlevels of services, and domains.
+//! - [`runs`]: booting, checking and terminating runs of plans, and cleaning up.
+//! - [`analysis`]: event-log analysis per domain; [`graph`] draws it.
 //! - [`scenario`]: `epu engine test`, scenario files replayed against an engine.
 //! - [`daemon`]: wires everything together and recovers after a restart.
 //! - [`dropin`]: the watched plugins directory for hot swaps.
 //! - [`api`]: HTTP/JSON on a unix socket for the CLI and the workers.
 //! - [`cli`]: the `epu` command.
 
+pub mod analysis;
 pub mod api;
 pub mod cli;
 pub mod conformance;
@@ -24,10 +27,12 @@ pub mod controller;
 pub mod daemon;
 pub mod dropin;
 pub mod engine;
+pub mod graph;
 pub mod health;
 pub mod model;
 pub mod plan;
 pub mod provisioner;
+pub mod runs;
 pub mod scenario;
 pub mod sensors;
 pub mod store;

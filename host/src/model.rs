@@ -120,7 +120,8 @@ pub struct ProcessDeployable {
     pub grace_seconds: f64,
 }
 
-fn default_grace() -> f64 {
+/// The default seconds between SIGTERM and SIGKILL.
+pub(crate) fn default_grace() -> f64 {
     5.0
 }
 

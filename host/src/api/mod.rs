@@ -67,6 +67,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/events", get(events))
         .route("/v1/terminate", post(terminate))
+        .route("/v1/runs", post(boot_run))
+        .route("/v1/runs/{run}", get(run_status))
+        .route("/v1/runs/{run}/terminate", post(terminate_run))
+        .route("/v1/clean", post(clean))
         .with_state(daemon)
 }
 
@@ -206,6 +210,8 @@ struct EventsQuery {
     wait_ms: u64,
     #[serde(default = "default_limit")]
     limit: u32,
+    /// Only this run's events (its own and its domains').
+    run: Option<String>,
 }
 
 fn default_limit() -> u32 {
@@ -218,9 +224,14 @@ async fn events(State(d): Shared, Query(q): Query<EventsQuery>) -> Reply {
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(q.wait_ms).min(MAX_EVENT_WAIT);
     loop {
-        let events = store.events_after(q.after, q.domain.as_deref(), q.limit.min(10_000))?;
+        let last_seq = *rx.borrow_and_update();
+        let limit = q.limit.min(10_000);
+        let events = match &q.run {
+            Some(run) => store.run_events(run, q.after, limit)?,
+            None => store.events_after(q.after, q.domain.as_deref(), limit)?,
+        };
         if !events.is_empty() || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(json!({ "events": events })));
+            return Ok(Json(json!({ "events": events, "last_seq": last_seq })));
         }
         // Wait for a new event, the deadline, or the daemon stopping (which must not wait
         // for long polls).
@@ -235,4 +246,39 @@ async fn events(State(d): Shared, Query(q): Query<EventsQuery>) -> Reply {
 async fn terminate(State(d): Shared) -> Reply {
     d.terminate().await?;
     Ok(Json(json!({ "terminated": true })))
+}
+
+#[derive(Deserialize)]
+struct BootBody {
+    /// The plan's directory or file, an absolute path on the daemon's machine.
+    plan: std::path::PathBuf,
+    /// The run's name (default: the plan's).
+    name: Option<String>,
+}
+
+/// Boots a run. The boot goes on to its end (or its rollback) even if the client goes away.
+async fn boot_run(State(d): Shared, Json(b): Json<BootBody>) -> Reply {
+    let task = tokio::spawn(async move { d.boot_run(&b.plan, b.name.as_deref()).await });
+    let status = task.await.map_err(|e| anyhow::anyhow!(e))??;
+    Ok(Json(status))
+}
+
+#[derive(Deserialize)]
+struct RunQuery {
+    /// Re-run the services' readiness checks.
+    #[serde(default)]
+    check: bool,
+}
+
+async fn run_status(State(d): Shared, Path(run): Path<String>, Query(q): Query<RunQuery>) -> Reply {
+    Ok(Json(d.run_status(&run, q.check).await?))
+}
+
+async fn terminate_run(State(d): Shared, Path(run): Path<String>) -> Reply {
+    let task = tokio::spawn(async move { d.terminate_run(&run).await });
+    Ok(Json(task.await.map_err(|e| anyhow::anyhow!(e))??))
+}
+
+async fn clean(State(d): Shared) -> Reply {
+    Ok(Json(d.clean().await?))
 }

@@ -42,116 +42,72 @@ pub async fn daemon(state_dir: &Path, plugins_dir: Option<PathBuf>) -> Result<()
     Ok(())
 }
 
-/// `epu run PLAN`: the daemon in the foreground with the plan's domains, streaming events;
-/// Ctrl-C terminates every worker.
-pub async fn run(state_dir: &Path, plan_path: &Path, plugins_dir: Option<PathBuf>) -> Result<()> {
+/// `epu run PLAN`: the daemon in the foreground; boots the plan as a run and streams the
+/// event log. Ctrl-C (or a failed boot) terminates the run, every worker, and the daemon.
+pub async fn run(
+    state_dir: &Path,
+    plan_path: &Path,
+    name: Option<String>,
+    plugins_dir: Option<PathBuf>,
+) -> Result<()> {
     let plan = plan::load(plan_path)?;
+    let run = name.unwrap_or_else(|| plan.name.clone());
+    plan::check_name(&run)?;
     let daemon = Daemon::start(state_dir, plugins_dir).await?;
     let server = tokio::spawn(api::serve(daemon.clone()));
     let mut after = *daemon.services.store.subscribe().borrow();
-    let existing: Vec<_> = daemon
-        .status(None)
-        .await?
-        .into_iter()
-        .map(|d| (d.name, d.run))
-        .collect();
-    let mut added = Vec::new();
-    let result = async {
-        for spec in plan.domains_to_add(&existing)? {
-            daemon
-                .add_domain(spec.clone())
-                .await
-                .with_context(|| format!("domain '{}'", spec.name))?;
-            added.push(spec.name.clone());
-        }
-        anyhow::Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        // Undo what this run added; anything else stays for the next daemon.
-        for name in added.iter().rev() {
-            daemon.remove_domain(name).await?;
-        }
-        daemon.request_shutdown();
-        server.await??;
-        return Err(e);
-    }
-    eprintln!(
-        "epu: running plan '{}' on {} (Ctrl-C terminates it and its workers)",
-        plan.name,
-        daemon.state_dir.display()
-    );
+    let mut boot = {
+        let d = daemon.clone();
+        let (file, run) = (plan.file.clone(), run.clone());
+        Some(tokio::spawn(
+            async move { d.boot_run(&file, Some(&run)).await },
+        ))
+    };
     let mut seq = daemon.services.store.subscribe();
     let stop = stop_signal();
     tokio::pin!(stop);
+    let mut failed = None;
     loop {
         for e in daemon.services.store.events_after(after, None, 1000)? {
             after = e.seq;
             print::event(&serde_json::to_value(&e)?);
         }
+        if failed.is_some() {
+            break;
+        }
         tokio::select! {
             r = &mut stop => { r?; break; }
             _ = seq.changed() => {}
+            done = async { boot.as_mut().expect("guarded").await }, if boot.is_some() => {
+                boot = None;
+                match done? {
+                    Ok(_) => eprintln!(
+                        "epu: run '{run}' is booted on {} (Ctrl-C terminates it and its workers)",
+                        daemon.state_dir.display()
+                    ),
+                    Err(e) => failed = Some(anyhow::anyhow!(e)),
+                }
+            }
             // `epu terminate` from another shell ends the run too.
             _ = daemon.stopping() => return server.await?,
         }
     }
-    eprintln!("epu: terminating every worker");
+    if let Some(task) = boot {
+        // Ctrl-C during the boot: what it started is terminated below.
+        task.abort();
+    }
+    if failed.is_none() {
+        eprintln!("epu: terminating every worker, then the services");
+    }
     daemon.terminate().await?;
     server.await??;
-    eprintln!("epu: done");
-    Ok(())
-}
-
-/// `epu boot PLAN`: make sure a detached daemon serves the state dir, then add the plan's
-/// domains. If one is refused, the ones this boot added are removed again.
-pub async fn boot(state_dir: &Path, plan_path: &Path) -> Result<()> {
-    let plan = plan::load(plan_path)?;
-    let client = Client::new(state_dir);
-    if !client.is_up().await {
-        start_detached(state_dir, &client).await?;
-    }
-    let status = client.get("/v1/status").await?;
-    let existing: Vec<(String, Option<String>)> = status["domains"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| {
-            (
-                d["name"].as_str().unwrap_or_default().to_string(),
-                d["run"].as_str().map(str::to_string),
-            )
-        })
-        .collect();
-    let mut added = Vec::new();
-    for spec in plan.domains_to_add(&existing)? {
-        if let Err(e) = client
-            .post("/v1/domains", &serde_json::to_value(spec)?)
-            .await
-        {
-            for name in added.iter().rev() {
-                let _ = client.delete(&format!("/v1/domains/{name}")).await;
-            }
-            bail!("domain '{}': {e:#}", spec.name);
+    match failed {
+        Some(e) => Err(e),
+        None => {
+            eprintln!("epu: done");
+            Ok(())
         }
-        added.push(spec.name.clone());
     }
-    if added.is_empty() {
-        println!(
-            "plan '{}' is already booted on {}",
-            plan.name,
-            state_dir.display()
-        );
-        return Ok(());
-    }
-    println!(
-        "booted plan '{}': domains {} on {}",
-        plan.name,
-        added.join(", "),
-        state_dir.display()
-    );
-    println!("watch with: epu status   |   stop with: epu terminate");
-    Ok(())
 }
 
 /// Starts `epu daemon` in its own process group with its output in `daemon.log`, and waits
@@ -194,20 +150,18 @@ pub(super) async fn start_detached(state_dir: &Path, client: &Client) -> Result<
     )
 }
 
-/// `epu events`: print the log, and with `follow` keep printing as events arrive.
+/// `epu events`: print the log (`filter` is `&domain=D`, `&run=R` or empty), and with
+/// `follow` keep printing as events arrive.
 pub async fn events(
     client: &Client,
     as_json: bool,
     follow: bool,
-    domain: Option<&str>,
+    filter: &str,
     mut after: i64,
 ) -> Result<()> {
     loop {
         let wait = if follow { 10_000 } else { 0 };
-        let mut path = format!("/v1/events?after={after}&wait_ms={wait}");
-        if let Some(d) = domain {
-            path.push_str(&format!("&domain={d}"));
-        }
+        let path = format!("/v1/events?after={after}&wait_ms={wait}{filter}");
         let v = match client.get(&path).await {
             Ok(v) => v,
             // The daemon stopped (e.g. `epu terminate`): a follower ends quietly.

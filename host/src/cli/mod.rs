@@ -3,7 +3,9 @@
 
 mod client;
 mod foreground;
+mod history;
 mod print;
+mod runs;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -34,21 +36,74 @@ enum Command {
         #[arg(long, env = "EPU_PLUGINS_DIR")]
         plugins_dir: Option<PathBuf>,
     },
-    /// Run a launch plan in the foreground and stream its events. Ctrl-C terminates every worker.
+    /// Run a launch plan in the foreground and stream its events. Ctrl-C terminates the run:
+    /// every worker, then its services.
     Run {
         plan: PathBuf,
+        /// The run's name (default: the plan's name).
+        #[arg(long)]
+        name: Option<String>,
         /// The drop-in directory watched for engines (default: <state dir>/plugins).
         #[arg(long, env = "EPU_PLUGINS_DIR")]
         plugins_dir: Option<PathBuf>,
     },
-    /// Boot a launch plan on a detached daemon (started if needed); returns once the domains exist.
-    Boot { plan: PathBuf },
-    /// Show every domain and its instances.
-    Status {
-        /// Only this domain.
-        domain: Option<String>,
+    /// Boot a launch plan on a detached daemon (started if needed): its levels in order, each
+    /// ready before the next, then its domains. Returns once the run is booted; if a level
+    /// fails, what was started is stopped again and the exit is non-zero.
+    Boot {
+        plan: PathBuf,
+        /// The run's name (default: the plan's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only check the plan.
+        #[arg(long)]
+        validate: bool,
+        /// Check the plan and show what booting it would do, without doing it.
+        #[arg(long, conflicts_with = "validate")]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Show every domain and its instances; or one run (its services, re-checked, and its
+    /// domains) or one domain.
+    Status {
+        /// A run's or a domain's name.
+        target: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the runs.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A run's timeline: its levels, services and domains' events.
+    History {
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every worker of a run's domains, with its state, health and pid.
+    FindWorkers {
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Kill what no live run owns: the workers of domains whose run is gone, services of runs
+    /// that failed or were terminated, and stray processes this state dir launched.
+    Clean {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw a run's or a domain's history to an SVG or PNG file.
+    Graph {
+        /// A run's or a domain's name.
+        target: String,
+        #[arg(long, value_enum, default_value = "instances")]
+        kind: crate::graph::Kind,
+        /// The file to write: .svg or .png.
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Add, list or remove domains.
     #[command(subcommand)]
@@ -65,8 +120,14 @@ enum Command {
         #[arg(required = true, value_name = "KEY=VALUE")]
         settings: Vec<String>,
     },
-    /// Show the event log.
+    /// Show the event log, all of it or a run's or a domain's; or analyse it with --summary.
     Events {
+        /// A run's or a domain's name.
+        target: Option<String>,
+        /// Per domain: launches, failures, replacements, their latencies, engine faults and
+        /// reconfigurations.
+        #[arg(long, requires = "target", conflicts_with = "follow")]
+        summary: bool,
         #[arg(long)]
         json: bool,
         /// Keep printing new events.
@@ -88,8 +149,9 @@ enum Command {
         )]
         export_scenario: Option<PathBuf>,
     },
-    /// Destroy every worker of every domain, wait until they are gone, and stop the daemon.
-    Terminate,
+    /// Terminate a run: destroy its workers and wait until they are gone, then stop its services
+    /// level by level in reverse. Without RUN: terminate every run and domain and stop the daemon.
+    Terminate { run: Option<String> },
     /// Send a heartbeat for a worker (workers get EPU_NODE_ID and EPU_STATE_DIR in their env).
     Heartbeat {
         #[arg(long, env = "EPU_NODE_ID")]
@@ -335,7 +397,7 @@ fn engine_arg(engine: String) -> Result<String> {
     Ok(absolute(Path::new(&engine))?.display().to_string())
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -365,9 +427,34 @@ async fn dispatch(cli: Cli) -> Result<()> {
     let client = Client::new(&state_dir);
     match cli.command {
         Command::Daemon { plugins_dir } => foreground::daemon(&state_dir, plugins_dir).await,
-        Command::Run { plan, plugins_dir } => foreground::run(&state_dir, &plan, plugins_dir).await,
-        Command::Boot { plan } => foreground::boot(&state_dir, &plan).await,
-        Command::Status { domain, json } => {
+        Command::Run {
+            plan,
+            name,
+            plugins_dir,
+        } => foreground::run(&state_dir, &plan, name, plugins_dir).await,
+        Command::Boot {
+            plan,
+            name,
+            validate,
+            dry_run,
+            json,
+        } => {
+            let opts = runs::BootOptions {
+                name,
+                validate,
+                dry_run,
+                json,
+            };
+            runs::boot(&state_dir, &plan, opts).await
+        }
+        Command::Status {
+            target: Some(run),
+            json,
+        } if runs::is_run(&client, &run).await? => runs::status(&client, &run, json).await,
+        Command::Status {
+            target: domain,
+            json,
+        } => {
             let path = match &domain {
                 Some(d) => format!("/v1/status?domain={d}"),
                 None => "/v1/status".into(),
@@ -477,6 +564,21 @@ async fn dispatch(cli: Cli) -> Result<()> {
             println!("{domain}: config version {}", v["config_version"]);
             Ok(())
         }
+        Command::List { json } => history::list(&state_dir, json),
+        Command::History { run, json } => history::history(&state_dir, &run, json),
+        Command::FindWorkers { run, json } => history::find_workers(&state_dir, &run, json),
+        Command::Clean { json } => runs::clean(&client, &state_dir, json).await,
+        Command::Graph {
+            target,
+            kind,
+            output,
+        } => history::graph(&state_dir, &target, kind, &output),
+        Command::Events {
+            target: Some(target),
+            summary: true,
+            json,
+            ..
+        } => history::summary(&state_dir, &target, json),
         Command::Events {
             export_scenario: Some(file),
             domain: Some(domain),
@@ -495,13 +597,22 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Events {
+            target,
             json,
             follow,
             domain,
             after,
             ..
-        } => foreground::events(&client, json, follow, domain.as_deref(), after).await,
-        Command::Terminate => {
+        } => {
+            let filter = match (target, domain) {
+                (Some(t), _) if runs::is_run(&client, &t).await? => format!("&run={t}"),
+                (Some(d), _) | (None, Some(d)) => format!("&domain={d}"),
+                (None, None) => String::new(),
+            };
+            foreground::events(&client, json, follow, &filter, after).await
+        }
+        Command::Terminate { run: Some(run) } => runs::terminate(&client, &state_dir, &run).await,
+        Command::Terminate { run: None } => {
             if !client.is_up().await {
                 if !state_dir.join("epu.db").exists() {
                     bail!(

@@ -124,7 +124,7 @@ pub fn event(e: &Value) {
         "{} #{:<5} {:<10} {:<16} {:<16} {}",
         humantime::format_rfc3339_millis(t),
         e["seq"].as_i64().unwrap_or(0),
-        e["domain"].as_str().unwrap_or("-"),
+        e["domain"].as_str().or(e["run"].as_str()).unwrap_or("-"),
         e["instance"].as_str().unwrap_or("-"),
         s(e, "kind"),
         detail

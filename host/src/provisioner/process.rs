@@ -90,11 +90,33 @@ pub struct FoundWorker {
     pub start: u64,
 }
 
+/// The env var that names a run's service as `RUN/SERVICE`; the service's processes and
+/// their children carry it.
+pub const SERVICE_ID_VAR: &str = "EPU_SERVICE_ID";
+
 /// Finds the live workers launched from `state_dir`: process-group leaders whose environment
 /// names that state dir and an instance id.
 pub fn scan_workers(state_dir: &Path) -> Vec<FoundWorker> {
+    scan(state_dir, NODE_ID_VAR, true)
+        .into_iter()
+        .map(|(pid, start, instance_id)| FoundWorker {
+            instance_id,
+            pid,
+            start,
+        })
+        .collect()
+}
+
+/// Finds the live processes of runs' services from `state_dir` (any process, not only group
+/// leaders, as a service may leave children behind): `(pid, start, "RUN/SERVICE")`.
+pub fn scan_services(state_dir: &Path) -> Vec<(i32, u64, String)> {
+    scan(state_dir, SERVICE_ID_VAR, false)
+}
+
+/// The live processes whose environment names `state_dir` and sets `var`, with its value.
+fn scan(state_dir: &Path, var: &str, leaders_only: bool) -> Vec<(i32, u64, String)> {
     let want = format!("{STATE_DIR_VAR}={}", state_dir.display());
-    let node_prefix = format!("{NODE_ID_VAR}=");
+    let prefix = format!("{var}=");
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -107,7 +129,9 @@ pub fn scan_workers(state_dir: &Path) -> Vec<FoundWorker> {
         else {
             continue;
         };
-        if nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok() != Some(Pid::from_raw(pid)) {
+        if leaders_only
+            && nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok() != Some(Pid::from_raw(pid))
+        {
             continue;
         }
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
@@ -117,19 +141,22 @@ pub fn scan_workers(state_dir: &Path) -> Vec<FoundWorker> {
         if !vars.contains(&want.as_bytes()) {
             continue;
         }
-        let id = vars
+        let value = vars
             .iter()
-            .find_map(|v| v.strip_prefix(node_prefix.as_bytes()))
+            .find_map(|v| v.strip_prefix(prefix.as_bytes()))
             .and_then(|v| std::str::from_utf8(v).ok());
-        if let (Some(id), Some(start)) = (id, start_time(pid)) {
-            found.push(FoundWorker {
-                instance_id: id.to_string(),
-                pid,
-                start,
-            });
+        if let (Some(value), Some(start)) = (value, start_time(pid)) {
+            found.push((pid, start, value.to_string()));
         }
     }
     found
+}
+
+/// Kills one process (not its group).
+pub fn kill(pid: i32) {
+    if pid > 1 {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
 }
 
 #[cfg(test)]

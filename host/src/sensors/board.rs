@@ -33,6 +33,8 @@ struct Entry {
     error: Option<String>,
     /// The board's change counter when a reading last arrived or the sensor started to fail.
     changed: u64,
+    /// The last reading kept in the store's history, and when.
+    kept: Option<(f64, f64)>,
 }
 
 impl Entry {
@@ -117,6 +119,7 @@ impl SensorBoard {
                     value,
                     error: None,
                     changed: counter,
+                    kept: value,
                 };
                 (spec.name().to_string(), entry)
             })
@@ -153,6 +156,7 @@ impl SensorBoard {
     /// Records a poll's or a push's outcome at `time`. A reading, or a sensor that starts to
     /// fail, wakes the domain's controller; failing and recovering are events.
     pub fn record(&self, domain: &str, name: &str, outcome: Result<f64, String>, time: f64) {
+        let mut kept = None;
         let event = {
             let mut boards = self.domains.lock().unwrap();
             let next = boards.counter + 1;
@@ -167,6 +171,13 @@ impl SensorBoard {
             // starts to fail (the reading turns stale).
             let (changed, event) = match outcome {
                 Ok(v) => {
+                    let keep = entry.kept.is_none_or(|(kv, kt)| {
+                        kv != v || time - kt >= crate::store::READING_KEEP_EVERY
+                    });
+                    if keep {
+                        entry.kept = Some((v, time));
+                        kept = Some(v);
+                    }
                     let recovered = entry.error.take().is_some();
                     entry.value = Some((v, time));
                     let event = recovered
@@ -191,6 +202,11 @@ impl SensorBoard {
         if let Some((kind, detail)) = event {
             if let Err(e) = self.store.event(Some(domain), None, kind, detail) {
                 tracing::error!(domain, "recording a {kind} event: {e:#}");
+            }
+        }
+        if let Some(v) = kept {
+            if let Err(e) = self.store.save_reading(domain, name, v, time) {
+                tracing::error!(domain, "keeping a reading of {name}: {e:#}");
             }
         }
     }

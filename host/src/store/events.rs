@@ -28,22 +28,41 @@ impl Store {
     pub fn events_after(&self, after: i64, domain: Option<&str>, limit: u32) -> Result<Vec<Event>> {
         self.with_conn(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT seq, time, domain, instance, kind, detail FROM events \
+                "SELECT seq, time, domain, instance, kind, detail, run FROM events \
                  WHERE seq > ?1 AND (?2 IS NULL OR domain = ?2) ORDER BY seq LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![after, domain, limit], |r| {
-                Ok(Event {
-                    seq: r.get(0)?,
-                    time: r.get(1)?,
-                    domain: r.get(2)?,
-                    instance: r.get(3)?,
-                    kind: r.get(4)?,
-                    detail: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or(Value::Null),
-                })
-            })?;
+            let rows = stmt.query_map(params![after, domain, limit], row_to_event)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
+}
+
+/// An event from a row of `seq, time, domain, instance, kind, detail, run`.
+pub(super) fn row_to_event(r: &rusqlite::Row) -> rusqlite::Result<Event> {
+    Ok(Event {
+        seq: r.get(0)?,
+        time: r.get(1)?,
+        domain: r.get(2)?,
+        instance: r.get(3)?,
+        kind: r.get(4)?,
+        detail: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or(Value::Null),
+        run: r.get(6)?,
+    })
+}
+
+/// Appends an event of a run (and one of its services, as `instance`).
+pub(super) fn append_run_event(
+    tx: &Transaction,
+    run: &str,
+    service: Option<&str>,
+    kind: &str,
+    detail: &Value,
+) -> Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO events (time, run, instance, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![now(), run, service, kind, detail.to_string()])?;
+    Ok(tx.last_insert_rowid())
 }
 
 pub(super) fn append_event(

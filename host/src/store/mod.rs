@@ -8,6 +8,8 @@
 mod domains;
 mod events;
 mod instances;
+mod readings;
+mod runs;
 mod schema;
 
 use crate::model::{DomainSpec, Health, InstanceState};
@@ -23,6 +25,8 @@ use tokio::sync::watch;
 
 pub use domains::DecideView;
 pub use instances::StateUpdate;
+pub use readings::KEEP_EVERY as READING_KEEP_EVERY;
+pub use runs::{RunRecord, RunState, ServiceRecord};
 pub use schema::VERSION as SCHEMA_VERSION;
 
 /// A domain as stored: its spec plus what the daemon keeps for it.
@@ -110,6 +114,9 @@ pub struct Event {
     pub instance: Option<String>,
     pub kind: String,
     pub detail: Value,
+    /// The run, for an event of a run, its levels or services (`instance` names the service).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// A launch to record before anything is spawned.

@@ -87,6 +87,58 @@ CREATE UNIQUE INDEX instances_by_handle ON instances (handle);
     r#"
 ALTER TABLE engine_versions ADD COLUMN config_version INTEGER;
 "#,
+    r#"
+CREATE TABLE runs (
+    name    TEXT PRIMARY KEY,
+    plan    TEXT NOT NULL,
+    state   TEXT NOT NULL,
+    error   TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE run_levels (
+    run     TEXT NOT NULL,
+    level   INTEGER NOT NULL,
+    state   TEXT NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (run, level)
+);
+CREATE TABLE run_services (
+    run       TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    level     INTEGER NOT NULL,
+    state     TEXT NOT NULL,
+    spec      TEXT NOT NULL,
+    pid       INTEGER,
+    pid_start INTEGER,
+    updated   REAL NOT NULL,
+    PRIMARY KEY (run, name)
+);
+CREATE TABLE run_attrs (
+    run     TEXT NOT NULL,
+    service TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    PRIMARY KEY (run, service, key)
+);
+CREATE TABLE run_domains (
+    run    TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    PRIMARY KEY (run, domain)
+);
+CREATE TABLE readings (
+    domain TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    time   REAL NOT NULL,
+    value  REAL NOT NULL
+);
+CREATE INDEX readings_by_domain ON readings (domain, time);
+ALTER TABLE events ADD COLUMN run TEXT;
+INSERT INTO runs (name, plan, state, created, updated)
+    SELECT run, '', 'booted', MIN(created), MIN(created) FROM domains
+    WHERE run IS NOT NULL GROUP BY run;
+INSERT INTO run_domains (run, domain) SELECT run, name FROM domains WHERE run IS NOT NULL;
+"#,
 ];
 
 /// The schema version this build writes.

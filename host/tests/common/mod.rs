@@ -222,6 +222,17 @@ impl Epu {
 
     /// Live worker processes (not zombies) launched from this state dir, found through /proc.
     pub fn worker_processes(&self) -> Vec<i32> {
+        self.processes_with("EPU_NODE_ID=")
+    }
+
+    /// Live processes of runs' services launched from this state dir (and their children).
+    pub fn service_processes(&self) -> Vec<i32> {
+        self.processes_with("EPU_SERVICE_ID=")
+    }
+
+    /// Live processes whose environment names this state dir and has a variable starting
+    /// with `var`.
+    fn processes_with(&self, var: &str) -> Vec<i32> {
         let want = format!(
             "EPU_STATE_DIR={}",
             self.state_dir()
@@ -239,8 +250,8 @@ impl Epu {
             };
             let mut vars = env.split(|b| *b == 0);
             let ours = vars.clone().any(|v| v == want.as_bytes());
-            let worker = vars.any(|v| v.starts_with(b"EPU_NODE_ID="));
-            if ours && worker && is_alive(pid) {
+            let tagged = vars.any(|v| v.starts_with(var.as_bytes()));
+            if ours && tagged && is_alive(pid) {
                 out.push(pid);
             }
         }
@@ -257,7 +268,11 @@ impl Drop for Epu {
                 signal(pid, Signal::SIGKILL);
             }
         }
-        for pid in self.worker_processes() {
+        for pid in self
+            .worker_processes()
+            .into_iter()
+            .chain(self.service_processes())
+        {
             signal(pid, Signal::SIGKILL);
         }
     }

@@ -1,0 +1,332 @@
+//! The run commands that go through the daemon: `boot` (with its progress), `status RUN`,
+//! `terminate RUN` and `clean`.
+
+use super::client::Client;
+use super::foreground::start_detached;
+use super::print_json;
+use crate::plan::{self, Plan};
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// What `epu boot` was asked to do.
+pub struct BootOptions {
+    pub name: Option<String>,
+    pub validate: bool,
+    pub dry_run: bool,
+    pub json: bool,
+}
+
+/// `epu boot PLAN`: check the plan; unless only asked to validate or to show what it would
+/// do, boot it on a detached daemon (started if needed), showing each level and service as
+/// it comes up.
+pub async fn boot(state_dir: &Path, plan_path: &Path, opts: BootOptions) -> Result<()> {
+    let plan = plan::load(plan_path)?;
+    let run = opts.name.clone().unwrap_or_else(|| plan.name.clone());
+    plan::check_name(&run)?;
+    if opts.validate || opts.dry_run {
+        let outline = outline(&plan, &run);
+        if opts.json {
+            print_json(&outline);
+        } else if opts.validate {
+            println!(
+                "{}: plan '{}' is valid: {} levels, {} services, {} domains",
+                plan.file.display(),
+                plan.name,
+                plan.levels.len(),
+                plan.service_count(),
+                plan.domains.len()
+            );
+        } else {
+            print_outline(&outline);
+        }
+        return Ok(());
+    }
+    let client = Client::new(state_dir);
+    if !client.is_up().await {
+        start_detached(state_dir, &client).await?;
+    }
+    let mut after = client.get("/v1/events?after=9223372036854775807").await?["last_seq"]
+        .as_i64()
+        .unwrap_or(0);
+    if !opts.json {
+        println!("booting run '{run}' from {}", plan.file.display());
+    }
+    let body = json!({"plan": plan.file, "name": run});
+    let request = {
+        let client = Client::new(state_dir);
+        tokio::spawn(async move { client.post("/v1/runs", &body).await })
+    };
+    tokio::pin!(request);
+    let result = loop {
+        let poll = format!("/v1/events?run={run}&after={after}&wait_ms=500");
+        tokio::select! {
+            done = &mut request => break done?,
+            polled = client.get(&poll) => {
+                for e in polled?["events"].as_array().into_iter().flatten() {
+                    after = e["seq"].as_i64().unwrap_or(after);
+                    if !opts.json {
+                        progress(e);
+                    }
+                }
+            }
+        }
+    };
+    // What happened after the last poll.
+    if !opts.json {
+        let v = client
+            .get(&format!("/v1/events?run={run}&after={after}"))
+            .await?;
+        for e in v["events"].as_array().into_iter().flatten() {
+            progress(e);
+        }
+    }
+    let status = result?;
+    if opts.json {
+        print_json(&status);
+        return Ok(());
+    }
+    if status["already_booted"] == true {
+        let added = status["added_domains"].as_array().map_or(0, Vec::len);
+        println!("run '{run}' was already booted; added {added} missing domain(s)");
+    } else {
+        println!(
+            "run '{run}' booted: {} levels, {} services, {} domains",
+            plan.levels.len(),
+            plan.service_count(),
+            plan.domains.len()
+        );
+    }
+    println!("watch with: epu status {run}   |   stop with: epu terminate {run}");
+    Ok(())
+}
+
+/// The plan as it would boot, level by level, with references unfilled.
+fn outline(plan: &Plan, run: &str) -> Value {
+    json!({
+        "run": run,
+        "plan": plan.file,
+        "levels": plan.levels.iter().enumerate().map(|(i, services)| json!({
+            "level": i + 1,
+            "services": services,
+        })).collect::<Vec<_>>(),
+        "domains": plan.domains,
+    })
+}
+
+fn print_outline(outline: &Value) {
+    println!(
+        "run '{}' would boot from {}:",
+        outline["run"].as_str().unwrap_or("-"),
+        outline["plan"].as_str().unwrap_or("-")
+    );
+    for level in outline["levels"].as_array().into_iter().flatten() {
+        println!("  level {}: in parallel", level["level"]);
+        for s in level["services"].as_array().into_iter().flatten() {
+            println!("    service {}: {}", str_of(s, "name"), words(&s["start"]));
+            if let Some(ready) = s["ready"].as_object() {
+                println!(
+                    "      ready when `{}` exits 0 (up to {} tries)",
+                    words(&ready["command"]),
+                    ready["retries"]
+                );
+            }
+            if let Some(p) = s["publishes"].as_array().filter(|p| !p.is_empty()) {
+                let names: Vec<&str> = p.iter().filter_map(Value::as_str).collect();
+                println!("      publishes {}", names.join(", "));
+            }
+        }
+    }
+    println!("  then the domains:");
+    for d in outline["domains"].as_array().into_iter().flatten() {
+        println!(
+            "    domain {}: engine {}, workers run {}",
+            str_of(d, "name"),
+            str_of(d, "engine"),
+            words(&d["deployable"]["command"])
+        );
+    }
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("-")
+}
+
+fn words(v: &Value) -> String {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One line of boot or terminate progress.
+fn progress(e: &Value) {
+    let d = &e["detail"];
+    let service = e["instance"].as_str().unwrap_or("-");
+    let line = match e["kind"].as_str().unwrap_or_default() {
+        "level-booting" => format!("level {}: starting {}", d["level"], words(&d["services"])),
+        "service-starting" => format!("  {service}: started (pid {})", d["pid"]),
+        "service-ready" => {
+            let attrs = d["attrs"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            format!(
+                "  {service}: ready in {:.1} s {attrs}",
+                d["seconds"].as_f64().unwrap_or(0.0)
+            )
+        }
+        "service-failed" => format!(
+            "  {service}: FAILED: {}",
+            d["error"].as_str().unwrap_or("-")
+        ),
+        "level-ready" => format!("level {}: ready", d["level"]),
+        "level-failed" => format!("level {}: FAILED", d["level"]),
+        "service-terminated" => format!("  {service}: stopped"),
+        "domain-added" => format!(
+            "domain {}: added (engine {})",
+            e["domain"].as_str().unwrap_or("-"),
+            d["engine"].as_str().unwrap_or("-")
+        ),
+        "domain-removed" => format!("domain {}: removed", e["domain"].as_str().unwrap_or("-")),
+        _ => return,
+    };
+    println!("{line}");
+}
+
+/// Whether `name` is a run the daemon knows.
+pub async fn is_run(client: &Client, name: &str) -> Result<bool> {
+    match client.get(&format!("/v1/runs/{name}")).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.to_string().starts_with("unknown run") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// `epu status RUN`: the run's services (re-checked) and its domains.
+pub async fn status(client: &Client, run: &str, as_json: bool) -> Result<()> {
+    let v = client.get(&format!("/v1/runs/{run}?check=true")).await?;
+    if as_json {
+        print_json(&v);
+        return Ok(());
+    }
+    let r = &v["run"];
+    print!("run {}  {}", str_of(r, "name"), str_of(r, "state"));
+    if let Some(e) = r["error"].as_str() {
+        print!("  ({})", e.lines().next().unwrap_or_default());
+    }
+    println!("  plan {}", str_of(r, "plan"));
+    for s in v["services"].as_array().into_iter().flatten() {
+        let ready = match s["ready"]["ok"].as_bool() {
+            Some(true) => "ready".to_string(),
+            Some(false) => format!(
+                "NOT READY: {}",
+                s["ready"]["output"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            ),
+            None => "-".into(),
+        };
+        println!(
+            "  level {} service {:<14} {:<11} pid {:<8} {} {}",
+            s["level"],
+            str_of(s, "name"),
+            str_of(s, "state"),
+            match (s["pid"].as_i64(), s["alive"].as_bool()) {
+                (Some(p), Some(true)) => p.to_string(),
+                (Some(p), _) => format!("{p}(gone)"),
+                _ => "-".into(),
+            },
+            ready,
+            s["attrs"]
+                .as_object()
+                .map(|m| m
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(" "))
+                .unwrap_or_default()
+        );
+    }
+    super::print::status(&json!({"domains": v["domains"]}));
+    Ok(())
+}
+
+/// `epu terminate RUN`.
+pub async fn terminate(client: &Client, state_dir: &Path, run: &str) -> Result<()> {
+    ensure_daemon(client, state_dir).await?;
+    let v = client
+        .post(&format!("/v1/runs/{run}/terminate"), &json!({}))
+        .await?;
+    if v["already"] == true {
+        println!("run '{run}' was already terminated");
+        return Ok(());
+    }
+    let count = |k: &str| v[k].as_array().map_or(0, Vec::len);
+    println!(
+        "run '{run}' terminated: {} domain(s) and their workers, then {} service(s), are gone",
+        count("domains"),
+        count("services")
+    );
+    Ok(())
+}
+
+/// `epu clean`.
+pub async fn clean(client: &Client, state_dir: &Path, as_json: bool) -> Result<()> {
+    ensure_daemon(client, state_dir).await?;
+    let v = client.post("/v1/clean", &json!({})).await?;
+    if as_json {
+        print_json(&v);
+        return Ok(());
+    }
+    for d in v["removed_domains"].as_array().into_iter().flatten() {
+        println!(
+            "removed domain {} (its run is gone) and its workers",
+            d.as_str().unwrap_or("-")
+        );
+    }
+    for s in v["stopped_services"].as_array().into_iter().flatten() {
+        println!(
+            "stopped service {} (its run is not live)",
+            s.as_str().unwrap_or("-")
+        );
+    }
+    for k in v["killed"].as_array().into_iter().flatten() {
+        let what = k["worker"]
+            .as_str()
+            .map(|w| format!("worker {w}"))
+            .or_else(|| k["service"].as_str().map(|s| format!("service {s}")))
+            .unwrap_or_default();
+        println!("killed stray pid {} ({what})", k["pid"]);
+    }
+    let total = ["removed_domains", "stopped_services", "killed"]
+        .iter()
+        .map(|k| v[k].as_array().map_or(0, Vec::len))
+        .sum::<usize>();
+    if total == 0 {
+        println!("nothing to clean");
+    }
+    Ok(())
+}
+
+/// Starts a daemon to act on the store when none runs (a daemon that died leaves its
+/// workers and services running; the new one adopts them before it answers).
+pub async fn ensure_daemon(client: &Client, state_dir: &Path) -> Result<()> {
+    if client.is_up().await {
+        return Ok(());
+    }
+    if !state_dir.join("epu.db").exists() {
+        bail!("{} holds no epu state", state_dir.display());
+    }
+    start_detached(state_dir, client).await
+}

@@ -1,0 +1,493 @@
+//! Runs of launch plans with bootlevels: booting, attributes reaching workers, a failing level,
+//! invalid plans, terminate, clean, event analysis and graphs. All against the real binary,
+//! real service processes and real workers.
+
+mod common;
+
+use common::{is_alive, repo, wait_for, Epu};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn demo() -> PathBuf {
+    repo().join("launch-plans/two-level-demo")
+}
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// The environment of a live process as `KEY=VALUE` strings.
+fn environ(pid: i32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    raw.split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// A copy of the two-level demo in `dir`, with `edit` applied to its plan.
+fn demo_copy(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for e in std::fs::read_dir(demo()).unwrap().flatten() {
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    let plan = std::fs::read_to_string(dir.join("plan.toml")).unwrap();
+    std::fs::write(dir.join("plan.toml"), edit(plan)).unwrap();
+    dir.to_path_buf()
+}
+
+/// The pids of a run's services, from its history.
+fn service_pids(epu: &Epu, run: &str) -> Vec<i32> {
+    epu.ok(&["history", run, "--json"])
+        .lines()
+        .map(json)
+        .filter(|e| e["kind"] == "service-starting")
+        .map(|e| e["detail"]["pid"].as_i64().unwrap() as i32)
+        .collect()
+}
+
+#[test]
+fn the_two_level_plan_boots_its_attributes_reach_the_workers_and_terminate_leaves_nothing() {
+    let epu = Epu::new();
+    let booted = json(&epu.ok(&["boot", demo().to_str().unwrap(), "--json"]));
+    assert_eq!(booted["run"]["state"], "booted", "{booted:#}");
+    let services = booted["services"].as_array().unwrap();
+    assert_eq!(services.len(), 2);
+    assert!(
+        services.iter().all(|s| s["state"] == "ready"),
+        "{services:#?}"
+    );
+    let port = services[0]["attrs"]["port"].as_str().unwrap().to_string();
+    assert!(port.parse::<u16>().unwrap() > 0);
+    let url = services[1]["attrs"]["greeting_url"].as_str().unwrap();
+    assert_eq!(url, format!("http://127.0.0.1:{port}/greeting"));
+
+    // Both attributes are in every worker's environment, and the worker used them.
+    let workers = epu.wait_running("greeters", 2);
+    for w in &workers {
+        let env = environ(w.pid.unwrap());
+        assert!(env.contains(&format!("KV_PORT={port}")), "{env:?}");
+        assert!(env.contains(&format!("GREETING_URL={url}")), "{env:?}");
+        let log = epu.state_dir().join("logs").join(format!("{}.log", w.id));
+        let said = wait_for(Duration::from_secs(10), || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(&format!("kv on port {port} says: hello from level 2"))
+        });
+        assert!(
+            said,
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    // status re-runs the readiness checks; find-workers and list see the same.
+    let status = json(&epu.ok(&["status", "two-level-demo", "--json"]));
+    assert_eq!(status["services"][0]["ready"]["ok"], true, "{status:#}");
+    assert_eq!(status["services"][0]["alive"], true);
+    assert_eq!(status["domains"][0]["name"], "greeters");
+    let found = json(&epu.ok(&["find-workers", "two-level-demo", "--json"]));
+    let mut found_pids: Vec<i64> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].as_i64().unwrap())
+        .collect();
+    found_pids.sort();
+    assert_eq!(found_pids, epu.domain_pids("greeters"));
+    let list = json(&epu.ok(&["list", "--json"]));
+    assert_eq!(list[0]["name"], "two-level-demo");
+    assert_eq!(list[0]["state"], "booted");
+
+    // A killed worker is replaced, and the event analysis reports it.
+    common::kill9(workers[0].pid.unwrap());
+    let replaced = wait_for(Duration::from_secs(20), || {
+        let now = epu.instances("greeters");
+        now.len() == 2
+            && now.iter().all(|i| i.state == "running")
+            && !now.iter().any(|i| i.id == workers[0].id)
+    });
+    assert!(replaced, "{:?}", epu.instances("greeters"));
+    let summary = json(&epu.ok(&["events", "two-level-demo", "--summary", "--json"]));
+    let d = &summary["domains"][0];
+    assert_eq!(d["domain"], "greeters");
+    assert_eq!(d["launches"], 3, "{d:#}");
+    assert_eq!(d["failures"], 1, "{d:#}");
+    assert_eq!(d["replacements"], 1, "{d:#}");
+    assert_eq!(d["failure_to_replacement"]["count"], 1);
+    assert_eq!(d["launch_to_running"]["count"], 3);
+    let text = epu.ok(&["events", "greeters", "--summary"]);
+    assert!(text.contains("replacements 1"), "{text}");
+
+    // terminate: the workers first, then the services; nothing is left, checked by pid.
+    let services = service_pids(&epu, "two-level-demo");
+    assert_eq!(services.len(), 2);
+    assert!(is_alive(services[0]), "kv should be running");
+    let pids: Vec<i32> = epu
+        .instances("greeters")
+        .iter()
+        .map(|i| i.pid.unwrap())
+        .collect();
+    let out = epu.ok(&["terminate", "two-level-demo"]);
+    assert!(out.contains("terminated"), "{out}");
+    for pid in pids.iter().chain(&services) {
+        assert!(!is_alive(*pid), "pid {pid} is still alive");
+    }
+    assert!(epu.worker_processes().is_empty());
+    assert!(epu.service_processes().is_empty());
+    let list = json(&epu.ok(&["list", "--json"]));
+    assert_eq!(list[0]["state"], "terminated");
+    // The history keeps the order: workers gone before the first service is stopped, and
+    // level 2 stopped before level 1.
+    let kinds: Vec<String> = epu
+        .ok(&["history", "two-level-demo", "--json"])
+        .lines()
+        .map(json)
+        .map(|e| format!("{}:{}", e["kind"].as_str().unwrap(), e["detail"]["level"]))
+        .collect();
+    let at = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| x == k)
+            .unwrap_or_else(|| panic!("{k} in {kinds:?}"))
+    };
+    assert!(at("domain-removed:null") < at("level-terminated:2"));
+    assert!(at("level-terminated:2") < at("level-terminated:1"));
+    assert!(at("level-terminated:1") < at("run-terminated:null"));
+}
+
+#[test]
+fn a_failing_level_2_readiness_check_exits_non_zero_and_leaves_no_process() {
+    let epu = Epu::new();
+    let plan = demo_copy(&epu.dir.path().join("plan"), |p| {
+        p.replace(
+            "publishes = [\"greeting_url\"]",
+            "publishes = [\"greeting_url\"]\nready = { command = [\"sh\", \"-c\", \"echo announcer: no route to the queue; exit 3\"], retries = 3, interval_ms = 100 }",
+        )
+    });
+    let err = epu.fails(&["boot", plan.to_str().unwrap()]);
+    assert!(err.contains("level 2 failed"), "{err}");
+    assert!(err.contains("announcer: no route to the queue"), "{err}");
+    let services = service_pids(&epu, "two-level-demo");
+    assert_eq!(services.len(), 2, "both levels were started");
+    for pid in &services {
+        assert!(!is_alive(*pid), "service pid {pid} is still alive");
+    }
+    assert!(epu.service_processes().is_empty());
+    assert!(epu.worker_processes().is_empty());
+    let list = json(&epu.ok(&["list", "--json"]));
+    assert_eq!(list[0]["state"], "failed");
+    assert!(list[0]["error"].as_str().unwrap().contains("no route"));
+    // No domain was created; the history shows level 1 stopped after level 2 failed.
+    assert!(epu.status()["domains"].as_array().unwrap().is_empty());
+    let kinds: Vec<String> = epu
+        .ok(&["history", "two-level-demo", "--json"])
+        .lines()
+        .map(|l| json(l)["kind"].as_str().unwrap().to_string())
+        .collect();
+    let failed = kinds.iter().position(|k| k == "level-failed").unwrap();
+    let stopped = kinds.iter().rposition(|k| k == "level-terminated").unwrap();
+    assert!(
+        failed < stopped && kinds.last().unwrap() == "run-failed",
+        "{kinds:?}"
+    );
+
+    // Fixed, the same run boots.
+    std::fs::write(
+        plan.join("plan.toml"),
+        std::fs::read_to_string(demo().join("plan.toml")).unwrap(),
+    )
+    .unwrap();
+    epu.ok(&["boot", plan.to_str().unwrap()]);
+    epu.wait_running("greeters", 2);
+}
+
+/// A change to the demo's plan text.
+type PlanEdit = dyn Fn(String) -> String;
+
+#[test]
+fn every_invalid_plan_gets_its_own_error_with_file_line_and_key_before_anything_starts() {
+    let epu = Epu::new();
+    let dir = epu.dir.path().join("plan");
+    let cases: [(&str, &PlanEdit, &[&str]); 9] = [
+        (
+            "cycle",
+            &|p| {
+                p.replace(
+                    "[[level]]\n[[level.service]]\nname = \"announcer\"",
+                    "[[level.service]]\nname = \"announcer\"",
+                )
+                .replace(
+                    "start = [\"./kv.py\"]",
+                    "start = [\"./kv.py\", \"${announcer.greeting_url}\"]",
+                )
+            },
+            &[
+                "deps form a cycle",
+                "announcer -> kv -> announcer",
+                "line 19",
+            ],
+        ),
+        (
+            "a dep on a later level",
+            &|p| {
+                p.replace(
+                    "start = [\"./kv.py\"]",
+                    "start = [\"./kv.py\", \"${announcer.greeting_url}\"]",
+                )
+                .replace("deps = { KV_PORT = \"${kv.port}\" }\n", "")
+            },
+            &[
+                "boots at level 2, not before this service's level 1",
+                "start.1",
+                "line 10",
+            ],
+        ),
+        (
+            "an unknown service",
+            &|p| p.replace("${kv.port}\" }\nenv", "${kvv.port}\" }\nenv"),
+            &["unknown service 'kvv'", "deps.KV_PORT", "line 20"],
+        ),
+        (
+            "an attribute nobody publishes",
+            &|p| {
+                p.replace(
+                    "GREETING_URL = \"${announcer.greeting_url}\"",
+                    "GREETING_URL = \"${announcer.url}\"",
+                )
+            },
+            &[
+                "does not publish 'url'",
+                "deployable.env.GREETING_URL",
+                "line 34",
+            ],
+        ),
+        (
+            "a missing file",
+            &|p| p.replace("./kv-ready.py", "./kv-wait.py"),
+            &["kv-wait.py does not exist", "ready.command", "line 12"],
+        ),
+        (
+            "a bad type",
+            &|p| p.replace("retries = 40", "retries = \"many\""),
+            &["retries", "line 12", "invalid type"],
+        ),
+        (
+            "an unknown key",
+            &|p| {
+                p.replace(
+                    "grace_seconds = 3\n\n[[level]]",
+                    "grace_seconds = 3\ncolour = \"red\"\n\n[[level]]",
+                )
+            },
+            &["colour", "unknown field", "line 15"],
+        ),
+        (
+            "a service declared twice",
+            &|p| p.replace("name = \"announcer\"", "name = \"kv\""),
+            &["service 'kv'", "declared twice", "line 18"],
+        ),
+        (
+            "a bad reference",
+            &|p| p.replace("${kv.port}\" }\nenv", "${kv.port\" }\nenv"),
+            &["not closed", "deps.KV_PORT", "line 20"],
+        ),
+    ];
+    for (what, edit, needles) in cases {
+        let plan = demo_copy(&dir, edit);
+        let err = epu.fails(&["boot", plan.to_str().unwrap()]);
+        for needle in needles.iter().chain(&["plan.toml"]) {
+            assert!(
+                err.contains(needle),
+                "{what}: expected '{needle}' in: {err}"
+            );
+        }
+        let err2 = epu.fails(&["boot", "--validate", plan.to_str().unwrap()]);
+        assert_eq!(err, err2, "{what}: --validate gives the same error");
+    }
+    // Nothing was started: no daemon, no state.
+    assert!(!epu.state_dir().join("epu.db").exists());
+    // The demo itself is valid.
+    let out = epu.ok(&["boot", "--validate", demo().to_str().unwrap()]);
+    assert!(
+        out.contains("is valid: 2 levels, 2 services, 1 domains"),
+        "{out}"
+    );
+    let dry = epu.ok(&["boot", "--dry-run", demo().to_str().unwrap()]);
+    assert!(
+        dry.contains("level 2") && dry.contains("domain greeters"),
+        "{dry}"
+    );
+    assert!(!epu.state_dir().join("epu.db").exists());
+}
+
+#[test]
+fn clean_kills_planted_strays_of_its_own_state_dir_only() {
+    use std::os::unix::process::CommandExt;
+    let epu = Epu::new();
+    let _daemon = epu.daemon();
+    let state = epu.state_dir().canonicalize().unwrap();
+    let plant = |var: &str, value: &str| {
+        std::process::Command::new("/bin/sleep")
+            .arg("1000")
+            .env("EPU_STATE_DIR", &state)
+            .env(var, value)
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let mut worker = plant("EPU_NODE_ID", "i-planted");
+    let mut service = plant("EPU_SERVICE_ID", "gone/kv");
+    // A process of another state dir is not ours to kill.
+    let mut other = std::process::Command::new("/bin/sleep")
+        .arg("1000")
+        .env("EPU_STATE_DIR", "/elsewhere")
+        .env("EPU_NODE_ID", "i-other")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let report = json(&epu.ok(&["clean", "--json"]));
+    let killed: Vec<i64> = report["killed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["pid"].as_i64().unwrap())
+        .collect();
+    assert!(killed.contains(&(worker.id() as i64)), "{report:#}");
+    assert!(killed.contains(&(service.id() as i64)), "{report:#}");
+    worker.wait().unwrap();
+    service.wait().unwrap();
+    assert!(
+        is_alive(other.id() as i32),
+        "a process of another state dir was killed"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
+    let again = epu.ok(&["clean"]);
+    assert!(again.contains("nothing to clean"), "{again}");
+}
+
+#[test]
+fn graphs_are_valid_svg_and_png_with_more_than_one_series() {
+    let epu = Epu::new();
+    epu.ok(&["boot", demo().to_str().unwrap()]);
+    epu.wait_running("greeters", 2);
+    let palette = ["9EC5FE", "FFC107", "198754"]; // launching, started, running
+    let svg = epu.dir.path().join("g.svg");
+    let out = epu.ok(&["graph", "two-level-demo", "-o", svg.to_str().unwrap()]);
+    assert!(out.contains("running"), "{out}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    let upper = text.to_uppercase();
+    let colors = palette.iter().filter(|c| upper.contains(*c)).count();
+    assert!(colors >= 2, "series colors in the SVG: {colors}");
+    assert!(text.contains("instances by state"));
+
+    let png = epu.dir.path().join("g.png");
+    epu.ok(&[
+        "graph",
+        "two-level-demo",
+        "--kind",
+        "instances",
+        "-o",
+        png.to_str().unwrap(),
+    ]);
+    let decoder = png::Decoder::new(std::fs::File::open(&png).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (1000, 560));
+    let pixels = &buf[..info.buffer_size()];
+    let step = info.color_type.samples();
+    let count = |hex: &str| {
+        let rgb: Vec<u8> = (0..3)
+            .map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).unwrap())
+            .collect();
+        pixels.chunks(step).filter(|p| p[..3] == rgb[..]).count()
+    };
+    let drawn = palette.iter().filter(|c| count(c) >= 50).count();
+    assert!(drawn >= 2, "series drawn in the PNG: {drawn}");
+
+    let latency = epu.dir.path().join("l.png");
+    epu.ok(&[
+        "graph",
+        "greeters",
+        "--kind",
+        "latency",
+        "-o",
+        latency.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read(&latency)
+        .unwrap()
+        .starts_with(b"\x89PNG\r\n\x1a\n"));
+    let err = epu.fails(&[
+        "graph",
+        "greeters",
+        "-o",
+        epu.dir.path().join("g.gif").to_str().unwrap(),
+    ]);
+    assert!(err.contains(".svg or .png"), "{err}");
+    let err = epu.fails(&["graph", "nope", "-o", svg.to_str().unwrap()]);
+    assert!(err.contains("unknown run or domain 'nope'"), "{err}");
+    let err = epu.fails(&[
+        "graph",
+        "greeters",
+        "--kind",
+        "queue",
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(err.contains("no sensor reading"), "{err}");
+}
+
+#[test]
+fn a_queue_graph_draws_the_readings_and_the_instance_graph_overlays_them() {
+    let epu = Epu::new();
+    let _daemon = epu.daemon();
+    epu.ok(&[
+        "domain",
+        "add",
+        "q",
+        "--engine",
+        "npreserving",
+        "-c",
+        "preserve_n=1",
+        "--sensor",
+        "kind=pushed,name=queue-length",
+        "--",
+        "/bin/sleep",
+        "1000",
+    ]);
+    for v in ["3", "8", "5"] {
+        epu.ok(&["sensor", "push", "q", "queue-length", v]);
+    }
+    let svg = epu.dir.path().join("q.svg");
+    let out = epu.ok(&["graph", "q", "--kind", "queue", "-o", svg.to_str().unwrap()]);
+    assert!(out.contains("(queue-length)"), "{out}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.contains("sensor readings"));
+    // The sensor's line (the sixth series color) goes through the three readings, the
+    // middle one (8) the highest: the smallest y.
+    let line = text
+        .split("<polyline")
+        .find(|p| p.contains("stroke=\"#0D6EFD\""))
+        .expect("the sensor's line");
+    let points = line
+        .split("points=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let ys: Vec<f64> = points
+        .split_whitespace()
+        .map(|p| p.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ys.len(), 3, "{points}");
+    assert!(ys[1] < ys[2] && ys[2] < ys[0], "{points}");
+    let out = epu.ok(&["graph", "q", "-o", svg.to_str().unwrap()]);
+    assert!(
+        out.contains("queue-length") && out.contains("launching"),
+        "{out}"
+    );
+}
