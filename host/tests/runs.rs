@@ -36,7 +36,7 @@ fn demo_copy(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
     dir.to_path_buf()
 }
 
-/// The pids of a run's services, from its history.
+/// The pids of a run's services as they were started, oldest first, from its history.
 fn service_pids(epu: &Epu, run: &str) -> Vec<i32> {
     epu.ok(&["history", run, "--json"])
         .lines()
@@ -490,4 +490,73 @@ fn a_queue_graph_draws_the_readings_and_the_instance_graph_overlays_them() {
         out.contains("queue-length") && out.contains("launching"),
         "{out}"
     );
+}
+
+#[test]
+fn a_run_outlives_a_daemon_crash_and_a_crash_during_boot_leaks_nothing() {
+    let epu = Epu::new();
+    // A daemon killed while level 1 waits for its readiness check.
+    let plan = demo_copy(&epu.dir.path().join("plan"), |p| {
+        p.replace(
+            "./kv-ready.py\"], timeout_seconds = 5, retries = 40",
+            "false\"], timeout_seconds = 5, retries = 100000",
+        )
+    });
+    let mut boot = epu
+        .command()
+        .args(["boot", plan.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let started = wait_for(Duration::from_secs(20), || {
+        epu.state_dir().join("epu.db").exists()
+            && epu
+                .run(&["history", "two-level-demo", "--json"])
+                .status
+                .success()
+            && !service_pids(&epu, "two-level-demo").is_empty()
+    });
+    assert!(started, "kv never started");
+    let stale_kv = service_pids(&epu, "two-level-demo")[0];
+    common::kill9(epu.daemon_pid().unwrap());
+    boot.kill().unwrap();
+    boot.wait().unwrap();
+    assert!(is_alive(stale_kv), "a service outlives its daemon");
+
+    // Booting the fixed plan again marks the interrupted run failed, stops what it left, and
+    // boots afresh.
+    std::fs::write(
+        plan.join("plan.toml"),
+        std::fs::read_to_string(demo().join("plan.toml")).unwrap(),
+    )
+    .unwrap();
+    epu.ok(&["boot", plan.to_str().unwrap()]);
+    assert!(
+        !is_alive(stale_kv),
+        "the interrupted boot's kv is still alive"
+    );
+    let history = epu.ok(&["history", "two-level-demo"]);
+    assert!(
+        history.contains("the daemon stopped while the run was booting"),
+        "{history}"
+    );
+    let workers = epu.wait_running("greeters", 2);
+
+    // The booted run outlives a second crash; find-workers works with no daemon, and
+    // terminate adopts what is alive and then stops it all.
+    let kv = *service_pids(&epu, "two-level-demo")
+        .iter()
+        .rev()
+        .nth(1)
+        .unwrap();
+    common::kill9(epu.daemon_pid().unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(is_alive(kv));
+    let found = json(&epu.ok(&["find-workers", "two-level-demo", "--json"]));
+    assert_eq!(found.as_array().unwrap().len(), 2);
+    epu.ok(&["terminate", "two-level-demo"]);
+    assert!(!is_alive(kv), "kv is still alive");
+    for w in &workers {
+        assert!(!is_alive(w.pid.unwrap()), "worker {} is still alive", w.id);
+    }
+    assert!(epu.service_processes().is_empty());
 }
