@@ -5,6 +5,7 @@
 #   ./dev.sh build        build epu (target/debug/epu) with its bundled engines, and the plan tools
 #   ./dev.sh plugins      build the Python, JavaScript and C engines into plugins/out/
 #   ./dev.sh broker       install RabbitMQ if needed and start it on 127.0.0.1:5672
+#   ./dev.sh moto         install moto[server] (the EC2 API server the ec2 tests and plan use)
 #   ./dev.sh queue-demo   boot the queue-workers plan, send a burst, and watch the pool follow it
 #   ./dev.sh bench        the benchmark suite (docs/performance.md)
 set -euo pipefail
@@ -49,6 +50,17 @@ need_broker() {
     exit 1
 }
 
+# moto's EC2 server and boto3 in a venv ($EPU_MOTO_VENV, default ~/.cache/epu/moto).
+need_moto() {
+    local venv="${EPU_MOTO_VENV:-$HOME/.cache/epu/moto}"
+    if [ ! -x "$venv/bin/moto_server" ]; then
+        echo "installing moto[server] into $venv" >&2
+        python3 -m venv "$venv" && "$venv/bin/pip" install -q "moto[server]==5.2.5" \
+            || { echo "could not install moto: needs python3-venv and PyPI" >&2; exit 1; }
+    fi
+    export EPU_MOTO_PYTHON="$venv/bin/python"
+}
+
 case "${1:-}" in
     build)
         need_toolchain
@@ -71,6 +83,10 @@ case "${1:-}" in
         need_broker
         echo "RabbitMQ is up on 127.0.0.1:5672"
         ;;
+    moto)
+        need_moto
+        echo "moto is installed: $EPU_MOTO_PYTHON"
+        ;;
     queue-demo)
         need_toolchain
         need_broker
@@ -92,6 +108,7 @@ case "${1:-}" in
     test)
         need_toolchain
         need_broker
+        need_moto
         # The tests check and run the engines written in Python, JavaScript and C.
         plugins/build.sh
         # The tests run the queue-workers plan's programs, which live beside epu.

@@ -441,5 +441,6 @@ fn new_record(handle: u64, seq: i64, now: f64) -> InstanceRecord {
         changed_seq: seq,
         created: now,
         handle,
+        cloud_id: None,
     }
 }

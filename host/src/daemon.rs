@@ -53,8 +53,22 @@ pub struct DomainStatus {
     pub instances: Vec<InstanceRecord>,
 }
 
+/// How a daemon is started.
+#[derive(Clone, Debug, Default)]
+pub struct DaemonOptions {
+    /// The drop-in directory watched for engines (default: `<state dir>/plugins`).
+    pub plugins_dir: Option<PathBuf>,
+    /// A TCP address for the API (for workers on other machines and remote tools), which
+    /// then requires a token. Port 0 picks a free port; `<state dir>/listen.addr` names it.
+    pub listen: Option<String>,
+}
+
 pub struct Daemon {
     pub state_dir: PathBuf,
+    /// The tokens of the TCP API.
+    pub tokens: Arc<crate::api::auth::Tokens>,
+    /// The TCP listener, until the API server takes it.
+    pub tcp: std::sync::Mutex<Option<std::net::TcpListener>>,
     pub services: Arc<Services>,
     pub health: Arc<HealthMonitor>,
     controllers: tokio::sync::Mutex<BTreeMap<String, ControllerHandle>>,
@@ -117,17 +131,37 @@ pub fn prepare_state_dir(dir: &Path) -> Result<PathBuf> {
 
 impl Daemon {
     /// Opens the state dir, recovers workers, and starts a controller for every domain.
-    /// `plugins_dir` is the drop-in directory (default: `<state dir>/plugins`).
-    pub async fn start(state_dir: &Path, plugins_dir: Option<PathBuf>) -> Result<Arc<Daemon>> {
+    pub async fn start(state_dir: &Path, options: DaemonOptions) -> Result<Arc<Daemon>> {
         let state_dir = prepare_state_dir(state_dir)?;
         let lock = lock_state_dir(&state_dir)?;
         let store = Arc::new(Store::open(&state_dir.join("epu.db"))?);
         let engines = Arc::new(EngineHost::new(&state_dir)?);
         let wakeups = Arc::new(Wakeups::default());
+        let tokens = Arc::new(crate::api::auth::Tokens::load(&state_dir, None)?);
+        let tcp = match &options.listen {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("listening on {addr}"))?;
+                l.set_nonblocking(true)?;
+                let local = l.local_addr()?;
+                std::fs::write(state_dir.join("listen.addr"), format!("{local}\n"))?;
+                Some(l)
+            }
+            None => {
+                let _ = std::fs::remove_file(state_dir.join("listen.addr"));
+                None
+            }
+        };
+        let heartbeat_url = tcp
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| format!("http://{a}/v1/heartbeat"));
         let provisioner = Arc::new(Provisioner::new(
             store.clone(),
             wakeups.clone(),
             state_dir.clone(),
+            tokens.clone(),
+            heartbeat_url,
         )?);
         let health = Arc::new(HealthMonitor::new(store.clone(), wakeups.clone()));
         let sensors = Arc::new(SensorBoard::new(store.clone(), wakeups.clone()));
@@ -141,6 +175,8 @@ impl Daemon {
         });
         let daemon = Arc::new(Daemon {
             state_dir,
+            tokens,
+            tcp: std::sync::Mutex::new(tcp),
             services,
             health: health.clone(),
             controllers: Default::default(),
@@ -163,6 +199,7 @@ impl Daemon {
             let loaded = tokio::task::spawn_blocking(move || engines.load(&sha)).await?;
             match loaded {
                 Ok(loaded) => {
+                    daemon.services.provisioner.attach(&record.spec);
                     let handle = controller::start(daemon.services.clone(), record, loaded, None);
                     daemon.controllers.lock().await.insert(name, handle);
                 }
@@ -177,7 +214,9 @@ impl Daemon {
             }
         }
         tokio::spawn(health.run());
-        let plugins_dir = plugins_dir.unwrap_or_else(|| daemon.state_dir.join("plugins"));
+        let plugins_dir = options
+            .plugins_dir
+            .unwrap_or_else(|| daemon.state_dir.join("plugins"));
         std::fs::create_dir_all(&plugins_dir)
             .with_context(|| format!("creating the plugins dir {}", plugins_dir.display()))?;
         tokio::spawn(crate::dropin::watch(daemon.clone(), plugins_dir));
@@ -199,9 +238,11 @@ impl Daemon {
     /// the config before anything is stored.
     pub async fn add_domain(&self, mut spec: DomainSpec) -> Result<(), OpError> {
         check_domain_name(&spec.name).map_err(|e| OpError::Invalid(e.to_string()))?;
-        if spec.deployable.command.is_empty() {
-            return Err(OpError::Invalid("the deployable's command is empty".into()));
-        }
+        self.services
+            .provisioner
+            .check(&spec)
+            .await
+            .map_err(OpError::Invalid)?;
         crate::sensors::check_all(&spec.sensors).map_err(|e| OpError::Invalid(e.to_string()))?;
         let mut controllers = self.controllers.lock().await;
         if controllers.contains_key(&spec.name) || self.services.store.domain(&spec.name)?.is_some()
@@ -237,6 +278,7 @@ impl Daemon {
             .store
             .domain(&spec.name)?
             .ok_or_else(|| unknown_domain(&spec.name))?;
+        self.services.provisioner.attach(&record.spec);
         let handle = controller::start(self.services.clone(), record, loaded, Some(instance));
         controllers.insert(spec.name, handle);
         Ok(())
@@ -253,21 +295,27 @@ impl Daemon {
         if let Some(handle) = controllers.remove(name) {
             handle.stop().await;
         }
-        let grace = Duration::from_secs_f64(record.spec.deployable.grace_seconds.max(0.0));
-        self.destroy_all(name, grace).await?;
+        self.destroy_all(&record.spec).await?;
+        self.services.provisioner.detach(name);
         self.services.store.delete_domain(name)?;
         Ok(())
     }
 
     /// Destroys every live instance of a domain and waits until none is left.
-    async fn destroy_all(&self, domain: &str, grace: Duration) -> Result<()> {
+    async fn destroy_all(&self, spec: &DomainSpec) -> Result<()> {
         let store = &self.services.store;
+        let domain = spec.name.as_str();
         for inst in store.live_instances(Some(domain))? {
             if inst.state < InstanceState::Terminating {
-                self.services.provisioner.destroy(&inst, grace)?;
+                self.services.provisioner.destroy(&inst, spec)?;
             }
         }
-        let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(10);
+        let wait = match &spec.deployable {
+            crate::model::Deployable::Process(p) => p.grace_seconds.max(0.0) + 10.0,
+            // A cloud may take minutes to report an instance terminated.
+            crate::model::Deployable::Ec2(e) => 300.0 + e.poll_ms as f64 / 1000.0,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
         loop {
             let left = store.live_instances(Some(domain))?;
             if left.is_empty() {

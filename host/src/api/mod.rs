@@ -1,15 +1,19 @@
 //! The HTTP/JSON API on the state dir's unix socket (mode 0600): the CLI's and the workers'
-//! way into the daemon.
+//! way into the daemon. With `--listen`, the same API is served on TCP too, behind tokens
+//! ([`auth`]) and a body size limit, for workers on other machines and remote tools.
 //!
-//! Errors are `{"error": "..."}` with 400 (bad input), 404 (unknown domain or node),
-//! 409 (conflict) or 500.
+//! Errors are `{"error": "..."}` with 400 (bad input, malformed JSON), 401 (no or wrong
+//! token), 404 (unknown domain or node), 409 (conflict), 413 (body too large) or 500.
+
+pub mod auth;
 
 use crate::daemon::{Daemon, OpError};
 use crate::health::{HeartbeatError, Reported};
 use crate::model::DomainSpec;
 use anyhow::{Context, Result};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -48,6 +52,30 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+/// The largest request body the TCP listener accepts.
+const MAX_BODY: usize = 64 * 1024;
+
+/// A JSON body whose every rejection is a `{"error"}` answer: 413 for a body over the limit,
+/// 400 for anything else (malformed JSON, wrong fields, no content type).
+struct ApiJson<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(r) => {
+                let code = match r.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                Err(ApiError(code, r.body_text()))
+            }
+        }
+    }
+}
+
 type Reply = Result<Json<Value>, ApiError>;
 type Shared = State<Arc<Daemon>>;
 
@@ -74,8 +102,11 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .with_state(daemon)
 }
 
-/// Serves the API on `<state dir>/epu.sock` until the daemon's shutdown is notified.
+/// Serves the API on `<state dir>/epu.sock`, and on the daemon's TCP listener if it has one,
+/// until the daemon's shutdown is notified.
 pub async fn serve(daemon: Arc<Daemon>) -> Result<()> {
+    let tcp = daemon.tcp.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let tcp_server = tcp.map(|listener| tokio::spawn(serve_tcp(daemon.clone(), listener)));
     let path = daemon.state_dir.join("epu.sock");
     // The state dir's lock is ours, so a socket file left there is from a dead daemon.
     let _ = std::fs::remove_file(&path);
@@ -87,7 +118,69 @@ pub async fn serve(daemon: Arc<Daemon>) -> Result<()> {
         .with_graceful_shutdown(async move { d.stopping().await })
         .await?;
     let _ = std::fs::remove_file(&path);
+    if let Some(server) = tcp_server {
+        server.await??;
+    }
     Ok(())
+}
+
+/// Serves the API on TCP: every request needs a bearer token (a worker's token only for its
+/// own heartbeats), and bodies are limited to [`MAX_BODY`].
+async fn serve_tcp(daemon: Arc<Daemon>, listener: std::net::TcpListener) -> Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let app = router(daemon.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            daemon.clone(),
+            require_token,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    let d = daemon.clone();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { d.stopping().await })
+    .await?;
+    Ok(())
+}
+
+/// A worker's token, for the heartbeat handler to match against the instance.
+#[derive(Clone)]
+struct WorkerToken(String);
+
+/// Lets a request through with the admin token, or on to the heartbeat handler with any
+/// other token (which checks it); refuses it with 401 and an event otherwise.
+async fn require_token(
+    State(d): Shared,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let token = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let path = req.uri().path().to_string();
+    match token {
+        Some(t) if d.tokens.is_admin(&t) => next.run(req).await,
+        Some(t) if path == "/v1/heartbeat" => {
+            req.extensions_mut().insert(WorkerToken(t));
+            next.run(req).await
+        }
+        Some(_) => refuse(&d, peer, &path, "a wrong token").into_response(),
+        None => refuse(&d, peer, &path, "no token").into_response(),
+    }
+}
+
+/// A 401, recorded as an event.
+fn refuse(d: &Daemon, peer: std::net::SocketAddr, path: &str, why: &str) -> ApiError {
+    let detail = json!({"peer": peer.to_string(), "path": path, "reason": why});
+    if let Err(e) = d.services.store.event(None, None, "api-refused", detail) {
+        tracing::error!("recording an api-refused event: {e:#}");
+    }
+    ApiError(StatusCode::UNAUTHORIZED, format!("refused: {why}"))
 }
 
 #[derive(Deserialize)]
@@ -100,7 +193,7 @@ async fn status(State(d): Shared, Query(q): Query<StatusQuery>) -> Reply {
     Ok(Json(json!({ "domains": domains })))
 }
 
-async fn add_domain(State(d): Shared, Json(spec): Json<DomainSpec>) -> Reply {
+async fn add_domain(State(d): Shared, ApiJson(spec): ApiJson<DomainSpec>) -> Reply {
     let name = spec.name.clone();
     d.add_domain(spec).await?;
     Ok(Json(json!({ "added": name })))
@@ -119,7 +212,7 @@ struct ReconfigureBody {
 async fn reconfigure(
     State(d): Shared,
     Path(name): Path<String>,
-    Json(b): Json<ReconfigureBody>,
+    ApiJson(b): ApiJson<ReconfigureBody>,
 ) -> Reply {
     let version = d.reconfigure(&name, b.config).await?;
     Ok(Json(json!({ "domain": name, "config_version": version })))
@@ -133,7 +226,11 @@ struct SwapBody {
     config: Option<serde_json::Map<String, Value>>,
 }
 
-async fn swap_engine(State(d): Shared, Path(name): Path<String>, Json(b): Json<SwapBody>) -> Reply {
+async fn swap_engine(
+    State(d): Shared,
+    Path(name): Path<String>,
+    ApiJson(b): ApiJson<SwapBody>,
+) -> Reply {
     let version = d.swap_engine(&name, &b.engine, b.config).await?;
     Ok(Json(json!({ "domain": name, "engine_version": version })))
 }
@@ -169,7 +266,7 @@ struct ReadingBody {
 async fn push_reading(
     State(d): Shared,
     Path((name, sensor)): Path<(String, String)>,
-    Json(b): Json<ReadingBody>,
+    ApiJson(b): ApiJson<ReadingBody>,
 ) -> Reply {
     d.push_reading(&name, &sensor, b.value)?;
     Ok(Json(
@@ -189,7 +286,20 @@ fn ok() -> Reported {
     Reported::Ok
 }
 
-async fn heartbeat(State(d): Shared, Json(b): Json<HeartbeatBody>) -> Reply {
+async fn heartbeat(
+    State(d): Shared,
+    peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
+    worker: Option<axum::Extension<WorkerToken>>,
+    ApiJson(b): ApiJson<HeartbeatBody>,
+) -> Reply {
+    if let (Some(axum::Extension(WorkerToken(t))), Some(axum::Extension(ConnectInfo(peer)))) =
+        (worker, peer)
+    {
+        if !d.tokens.is_worker(&t, &b.node_id) {
+            let why = "a token that is not this instance's";
+            return Err(refuse(&d, peer, "/v1/heartbeat", why));
+        }
+    }
     match d.health.heartbeat(&b.node_id, b.state, b.error.as_deref()) {
         Ok(()) => Ok(Json(json!({ "ok": true }))),
         Err(HeartbeatError::UnknownNode(n)) => Err(ApiError(
@@ -257,7 +367,7 @@ struct BootBody {
 }
 
 /// Boots a run. The boot goes on to its end (or its rollback) even if the client goes away.
-async fn boot_run(State(d): Shared, Json(b): Json<BootBody>) -> Reply {
+async fn boot_run(State(d): Shared, ApiJson(b): ApiJson<BootBody>) -> Reply {
     let task = tokio::spawn(async move { d.boot_run(&b.plan, b.name.as_deref()).await });
     let status = task.await.map_err(|e| anyhow::anyhow!(e))??;
     Ok(Json(status))

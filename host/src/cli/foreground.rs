@@ -3,11 +3,11 @@
 use super::client::Client;
 use super::print;
 use crate::api;
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, DaemonOptions};
 use crate::plan;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -25,8 +25,8 @@ async fn stop_signal() -> Result<()> {
 
 /// `epu daemon`: serve the state dir until a signal or `epu terminate`. Workers outlive a
 /// signal; the next daemon adopts them.
-pub async fn daemon(state_dir: &Path, plugins_dir: Option<PathBuf>) -> Result<()> {
-    let daemon = Daemon::start(state_dir, plugins_dir).await?;
+pub async fn daemon(state_dir: &Path, options: DaemonOptions) -> Result<()> {
+    let daemon = Daemon::start(state_dir, options).await?;
     eprintln!(
         "epu daemon serving {} (pid {})",
         daemon.state_dir.display(),
@@ -48,12 +48,12 @@ pub async fn run(
     state_dir: &Path,
     plan_path: &Path,
     name: Option<String>,
-    plugins_dir: Option<PathBuf>,
+    options: DaemonOptions,
 ) -> Result<()> {
     let plan = plan::load(plan_path)?;
     let run = name.unwrap_or_else(|| plan.name.clone());
     plan::check_name(&run)?;
-    let daemon = Daemon::start(state_dir, plugins_dir).await?;
+    let daemon = Daemon::start(state_dir, options).await?;
     let server = tokio::spawn(api::serve(daemon.clone()));
     let mut after = *daemon.services.store.subscribe().borrow();
     let mut boot = {

@@ -124,6 +124,7 @@ pub fn find_workers(state_dir: &Path, run: &str, as_json: bool) -> Result<()> {
         for i in store.live_instances(Some(&d))? {
             workers.push(json!({
                 "domain": d, "id": i.id, "state": i.state, "health": i.health, "pid": i.pid,
+                "cloud_id": i.cloud_id,
                 "last_heartbeat": i.last_heartbeat,
                 "log": state_dir.join("logs").join(format!("{}.log", i.id)),
             }));
@@ -143,12 +144,16 @@ pub fn find_workers(state_dir: &Path, run: &str, as_json: bool) -> Result<()> {
     );
     for w in &workers {
         println!(
-            "{:<14} {:<16} {:<12} {:<14} {:<8} {}",
+            "{:<14} {:<16} {:<12} {:<14} {:<20} {}",
             w["domain"].as_str().unwrap_or("-"),
             w["id"].as_str().unwrap_or("-"),
             w["state"].as_str().unwrap_or("-"),
             w["health"].as_str().unwrap_or("-"),
-            w["pid"].as_i64().map_or("-".into(), |p| p.to_string()),
+            w["pid"]
+                .as_i64()
+                .map(|p| p.to_string())
+                .or_else(|| w["cloud_id"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "-".into()),
             w["log"].as_str().unwrap_or("-")
         );
     }

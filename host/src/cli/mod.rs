@@ -32,9 +32,8 @@ enum Command {
     /// Run the daemon in the foreground, serving whatever the store holds. Ctrl-C stops the
     /// daemon and leaves the workers running; the next start adopts them.
     Daemon {
-        /// The drop-in directory watched for engines (default: <state dir>/plugins).
-        #[arg(long, env = "EPU_PLUGINS_DIR")]
-        plugins_dir: Option<PathBuf>,
+        #[command(flatten)]
+        options: DaemonArgs,
     },
     /// Run a launch plan in the foreground and stream its events. Ctrl-C terminates the run:
     /// every worker, then its services.
@@ -43,9 +42,8 @@ enum Command {
         /// The run's name (default: the plan's name).
         #[arg(long)]
         name: Option<String>,
-        /// The drop-in directory watched for engines (default: <state dir>/plugins).
-        #[arg(long, env = "EPU_PLUGINS_DIR")]
-        plugins_dir: Option<PathBuf>,
+        #[command(flatten)]
+        options: DaemonArgs,
     },
     /// Boot a launch plan on a detached daemon (started if needed): its levels in order, each
     /// ready before the next, then its domains. Returns once the run is booted; if a level
@@ -163,6 +161,28 @@ enum Command {
         #[arg(long)]
         error: Option<String>,
     },
+}
+
+/// How `epu daemon` and `epu run` serve.
+#[derive(clap::Args)]
+struct DaemonArgs {
+    /// The drop-in directory watched for engines (default: <state dir>/plugins).
+    #[arg(long, env = "EPU_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
+    /// Also serve the API on this TCP address (HOST:PORT; port 0 picks one, written to
+    /// <state dir>/listen.addr). Requests need a bearer token: <state dir>/api-token, or
+    /// $EPU_API_TOKEN. Workers on other machines (the ec2 driver) send heartbeats here.
+    #[arg(long, env = "EPU_LISTEN")]
+    listen: Option<String>,
+}
+
+impl DaemonArgs {
+    fn options(self) -> crate::daemon::DaemonOptions {
+        crate::daemon::DaemonOptions {
+            plugins_dir: self.plugins_dir,
+            listen: self.listen,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -426,12 +446,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
     let state_dir = absolute(&cli.state_dir.unwrap_or_else(default_state_dir))?;
     let client = Client::new(&state_dir);
     match cli.command {
-        Command::Daemon { plugins_dir } => foreground::daemon(&state_dir, plugins_dir).await,
+        Command::Daemon { options } => foreground::daemon(&state_dir, options.options()).await,
         Command::Run {
             plan,
             name,
-            plugins_dir,
-        } => foreground::run(&state_dir, &plan, name, plugins_dir).await,
+            options,
+        } => foreground::run(&state_dir, &plan, name, options.options()).await,
         Command::Boot {
             plan,
             name,

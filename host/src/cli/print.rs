@@ -73,7 +73,7 @@ pub fn status(v: &Value) {
         if !instances.is_empty() {
             println!(
                 "  {:<16} {:<12} {:<14} {:<10} in state for",
-                "INSTANCE", "STATE", "HEALTH", "PID"
+                "INSTANCE", "STATE", "HEALTH", "PID/CLOUD"
             );
         }
         for i in &instances {
@@ -81,6 +81,7 @@ pub fn status(v: &Value) {
             let pid = i["pid"]
                 .as_i64()
                 .map(|p| p.to_string())
+                .or_else(|| i["cloud_id"].as_str().map(str::to_string))
                 .unwrap_or_else(|| "-".into());
             println!(
                 "  {:<16} {:<12} {:<14} {:<10} {:.0}s",

@@ -279,13 +279,12 @@ impl Controller {
         }
 
         let prov = &self.services.provisioner;
-        let grace = Duration::from_secs_f64(self.spec.deployable.grace_seconds.max(0.0));
         for inst in destroyed {
-            prov.destroy(inst, grace)?;
+            prov.destroy(inst, &self.spec)?;
         }
         for n in &new {
             if let Some(inst) = store.instance(&n.id)? {
-                prov.launch(&inst, &self.spec.deployable)?;
+                prov.launch(&inst, &self.spec)?;
             }
         }
         Ok(())

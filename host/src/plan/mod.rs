@@ -10,8 +10,8 @@ pub mod template;
 
 use crate::engine::bundled;
 use crate::model::{
-    check_domain_name, DomainSpec, EngineLimits, HealthSettings, ProcessDeployable,
-    DEFAULT_MAX_INSTANCES, DEFAULT_PULSE_MS,
+    check_domain_name, Deployable, DomainSpec, Ec2Deployable, EngineLimits, HealthSettings,
+    ProcessDeployable, DEFAULT_MAX_INSTANCES, DEFAULT_PULSE_MS,
 };
 use crate::sensors::{self, SensorSpec};
 use anyhow::{bail, Context, Result};
@@ -46,7 +46,11 @@ struct PlanDomain {
     engine: String,
     #[serde(default)]
     config: Map<String, Value>,
-    process: ProcessDeployable,
+    /// The deployable: exactly one of these, by driver.
+    #[serde(default)]
+    process: Option<ProcessDeployable>,
+    #[serde(default)]
+    ec2: Option<Ec2Deployable>,
     #[serde(default)]
     health: HealthSettings,
     #[serde(default = "default_max")]
@@ -335,9 +339,20 @@ pub fn load(path: &Path) -> Result<Plan> {
             }
             p.display().to_string()
         };
-        let mut process = d.process.clone();
-        resolve_command(&dir, &mut process.command, &mut process.cwd)
-            .map_err(|e| at(&process.command.join(" "), format!("process.command: {e}")))?;
+        let deployable = match (d.process, d.ec2) {
+            (Some(mut process), None) => {
+                resolve_command(&dir, &mut process.command, &mut process.cwd)
+                    .map_err(|e| at(&process.command.join(" "), format!("process.command: {e}")))?;
+                Deployable::Process(process)
+            }
+            (None, Some(ec2)) => Deployable::Ec2(ec2),
+            _ => {
+                return Err(at(
+                    "name",
+                    "needs exactly one deployable: [domain.process] or [domain.ec2]".into(),
+                ))
+            }
+        };
         let mut sensors = d.sensors;
         for s in &mut sensors {
             if let SensorSpec::Command { command, cwd, .. } = s {
@@ -349,7 +364,7 @@ pub fn load(path: &Path) -> Result<Plan> {
             name: d.name.clone(),
             engine,
             config: d.config,
-            deployable: process,
+            deployable,
             health: d.health,
             max_instances: d.max_instances,
             pulse_ms: d.pulse_ms,
@@ -575,8 +590,11 @@ process = { command = ["./w.sh", "x"] }
         let plan = load(dir.path()).unwrap();
         let d = &plan.domains[0];
         assert_eq!(d.config["preserve_n"], 2);
-        assert!(d.deployable.command[0].starts_with('/'));
-        assert!(d.deployable.command[0].ends_with("/w.sh"));
+        let Deployable::Process(p) = &d.deployable else {
+            panic!("not a process deployable");
+        };
+        assert!(p.command[0].starts_with('/'));
+        assert!(p.command[0].ends_with("/w.sh"));
         assert_eq!(d.run.as_deref(), Some("p"));
         assert_eq!(d.max_instances, DEFAULT_MAX_INSTANCES);
     }

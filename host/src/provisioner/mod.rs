@@ -5,10 +5,13 @@
 //! After a crash, a `requesting` instance is matched against `/proc` by its instance id, so a
 //! worker is adopted rather than launched a second time.
 
+#[cfg(feature = "ec2")]
+pub mod ec2;
 pub mod process;
 
+use crate::api::auth::Tokens;
 use crate::controller::Wakeups;
-use crate::model::{InstanceState, ProcessDeployable};
+use crate::model::{Deployable, DomainSpec, InstanceState, ProcessDeployable};
 use crate::store::{InstanceRecord, StateUpdate, Store};
 use anyhow::Result;
 use nix::sys::signal::Signal;
@@ -21,8 +24,13 @@ use std::time::Duration;
 /// How often adopted workers (not our children) are checked for exit.
 const ADOPTED_POLL: Duration = Duration::from_millis(200);
 
-/// Launches, destroys and watches the workers of every domain.
+/// Launches, destroys and watches the workers of every domain, with the driver of each
+/// domain's deployable: `process` here, `ec2` in [`ec2`].
 pub struct Provisioner {
+    #[cfg(feature = "ec2")]
+    pub ec2: Arc<ec2::Ec2Driver>,
+    tokens: Arc<Tokens>,
+    heartbeat_url: Option<String>,
     store: Arc<Store>,
     wakeups: Arc<Wakeups>,
     state_dir: PathBuf,
@@ -31,10 +39,26 @@ pub struct Provisioner {
 }
 
 impl Provisioner {
-    pub fn new(store: Arc<Store>, wakeups: Arc<Wakeups>, state_dir: PathBuf) -> Result<Self> {
+    /// `heartbeat_url` is the daemon's TCP listener's, for workers on other machines.
+    pub fn new(
+        store: Arc<Store>,
+        wakeups: Arc<Wakeups>,
+        state_dir: PathBuf,
+        tokens: Arc<Tokens>,
+        heartbeat_url: Option<String>,
+    ) -> Result<Self> {
         let logs_dir = state_dir.join("logs");
         std::fs::create_dir_all(&logs_dir)?;
         Ok(Provisioner {
+            #[cfg(feature = "ec2")]
+            ec2: Arc::new(ec2::Ec2Driver::new(
+                store.clone(),
+                wakeups.clone(),
+                tokens.clone(),
+                heartbeat_url.clone(),
+            )),
+            tokens,
+            heartbeat_url,
             api_socket: state_dir.join("epu.sock"),
             store,
             wakeups,
@@ -43,8 +67,74 @@ impl Provisioner {
         })
     }
 
+    /// Checks that a domain's deployable can be served (before the domain is created).
+    pub async fn check(&self, spec: &DomainSpec) -> Result<(), String> {
+        match &spec.deployable {
+            Deployable::Process(p) if p.command.is_empty() => {
+                Err("the deployable's command is empty".into())
+            }
+            Deployable::Process(_) => Ok(()),
+            #[cfg(feature = "ec2")]
+            Deployable::Ec2(e) => self.ec2.check(e).await,
+            #[cfg(not(feature = "ec2"))]
+            Deployable::Ec2(_) => Err("this epu was built without the ec2 driver \
+                                       (cargo feature `ec2`)"
+                .into()),
+        }
+    }
+
+    /// Starts what a domain's driver runs for the whole domain (the `ec2` poller).
+    pub fn attach(&self, spec: &DomainSpec) {
+        #[cfg(feature = "ec2")]
+        if let Deployable::Ec2(e) = &spec.deployable {
+            self.ec2.attach(spec, e);
+        }
+        let _ = spec;
+    }
+
+    /// Stops what [`Provisioner::attach`] started.
+    pub fn detach(&self, domain: &str) {
+        #[cfg(feature = "ec2")]
+        self.ec2.detach(domain);
+        let _ = domain;
+    }
+
+    /// Starts the worker of a recorded launch of `spec`'s domain.
+    pub fn launch(self: &Arc<Self>, inst: &InstanceRecord, spec: &DomainSpec) -> Result<()> {
+        match &spec.deployable {
+            Deployable::Process(p) => self.launch_process(inst, p),
+            #[cfg(feature = "ec2")]
+            Deployable::Ec2(e) => {
+                self.ec2.launch(inst, spec, e);
+                Ok(())
+            }
+            #[cfg(not(feature = "ec2"))]
+            Deployable::Ec2(_) => anyhow::bail!("this epu was built without the ec2 driver"),
+        }
+    }
+
+    /// Destroys an instance of `spec`'s domain.
+    pub fn destroy(self: &Arc<Self>, inst: &InstanceRecord, spec: &DomainSpec) -> Result<()> {
+        match &spec.deployable {
+            Deployable::Process(p) => {
+                self.destroy_process(inst, Duration::from_secs_f64(p.grace_seconds.max(0.0)))
+            }
+            #[cfg(feature = "ec2")]
+            Deployable::Ec2(e) => {
+                self.ec2.destroy(inst, e);
+                Ok(())
+            }
+            #[cfg(not(feature = "ec2"))]
+            Deployable::Ec2(_) => anyhow::bail!("this epu was built without the ec2 driver"),
+        }
+    }
+
     /// Spawns the worker of a recorded launch and starts watching it.
-    pub fn launch(self: &Arc<Self>, inst: &InstanceRecord, dep: &ProcessDeployable) -> Result<()> {
+    fn launch_process(
+        self: &Arc<Self>,
+        inst: &InstanceRecord,
+        dep: &ProcessDeployable,
+    ) -> Result<()> {
         let env = self.worker_env(inst);
         let log = self.logs_dir.join(format!("{}.log", inst.id));
         match process::spawn(dep, &env, &log) {
@@ -97,15 +187,20 @@ impl Provisioner {
             ("EPU_HEARTBEAT_PATH".into(), "/v1/heartbeat".into()),
             ("EPU_BIN".into(), exe.display().to_string()),
         ];
+        // For a worker that sends its heartbeats over TCP instead of the socket.
+        env.push(("EPU_TOKEN".into(), self.tokens.worker_token(&inst.id)));
+        if let Some(url) = &self.heartbeat_url {
+            env.push(("EPU_HEARTBEAT_URL".into(), url.clone()));
+        }
         for (k, v) in &inst.vars {
             env.push((format!("EPU_VAR_{}", k.to_uppercase()), v.clone()));
         }
         env
     }
 
-    /// Destroys an instance: SIGTERM to its process group, then SIGKILL after `grace`.
+    /// Destroys a worker process: SIGTERM to its process group, then SIGKILL after `grace`.
     /// Destroying an instance that is already terminating signals it again.
-    pub fn destroy(self: &Arc<Self>, inst: &InstanceRecord, grace: Duration) -> Result<()> {
+    fn destroy_process(self: &Arc<Self>, inst: &InstanceRecord, grace: Duration) -> Result<()> {
         self.store
             .advance(&inst.id, InstanceState::Terminating, StateUpdate::default())?;
         let (Some(pid), Some(start)) = (inst.pid, inst.pid_start) else {
@@ -156,12 +251,21 @@ impl Provisioner {
     /// Re-attaches to the workers of the store after a restart. A live worker (same pid and
     /// start time) is adopted; a vanished one is marked failed (or terminated, if it was being
     /// destroyed); a launch that was recorded but never confirmed is matched through `/proc`.
-    /// Workers from this state dir that the store does not know are killed.
+    /// Workers from this state dir that the store does not know are killed. (The instances
+    /// of `ec2` domains are recovered by their domain's poller.)
     pub fn recover(self: &Arc<Self>) -> Result<()> {
         let found = process::scan_workers(&self.state_dir);
         let by_id: HashMap<&str, &FoundWorker> =
             found.iter().map(|w| (w.instance_id.as_str(), w)).collect();
-        let live = self.store.live_instances(None)?;
+        let cloud: std::collections::HashSet<String> = self
+            .store
+            .domains()?
+            .into_iter()
+            .filter(|d| !matches!(d.spec.deployable, Deployable::Process(_)))
+            .map(|d| d.spec.name)
+            .collect();
+        let mut live = self.store.live_instances(None)?;
+        live.retain(|i| !cloud.contains(&i.domain));
         for inst in &live {
             let worker = match (inst.pid, inst.pid_start) {
                 (Some(pid), Some(start)) if process::is_alive(pid, start) => Some((pid, start)),

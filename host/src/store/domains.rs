@@ -4,7 +4,7 @@ use super::events::append_event;
 use super::instances::{query_instances_in, INSTANCE_COLUMNS};
 use super::{DomainRecord, EngineVersion, InstanceRecord, NewInstance, Store};
 use crate::model::{
-    now, DomainSpec, EngineLimits, Health, HealthSettings, InstanceState, ProcessDeployable,
+    now, Deployable, DomainSpec, EngineLimits, Health, HealthSettings, InstanceState,
 };
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
@@ -361,7 +361,7 @@ fn query_domains_in(c: &Connection, name: Option<&str>) -> Result<Vec<DomainReco
             r.get::<_, String>(i)
                 .with_context(|| format!("stored {what} of domain '{name}'"))
         };
-        let deployable: ProcessDeployable = serde_json::from_str(&json(3, "deployable")?)
+        let deployable: Deployable = serde_json::from_str(&json(3, "deployable")?)
             .with_context(|| format!("stored deployable of domain '{name}'"))?;
         let health: HealthSettings = serde_json::from_str(&json(4, "health settings")?)
             .with_context(|| format!("stored health settings of domain '{name}'"))?;

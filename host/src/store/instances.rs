@@ -7,7 +7,7 @@ use anyhow::Result;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 pub(super) const INSTANCE_COLUMNS: &str = "id, domain, launch_id, state, state_time, health, \
-     health_time, last_heartbeat, vars, pid, pid_start, error, changed_seq, created, handle";
+     health_time, last_heartbeat, vars, pid, pid_start, error, changed_seq, created, handle, cloud_id";
 
 impl Store {
     /// The instances of a domain (or of all domains) that are not final.
@@ -133,6 +133,27 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Records the cloud's id of an instance (the `ec2` driver's instance id), once known.
+    pub fn set_cloud_id(&self, id: &str, cloud_id: &str) -> Result<()> {
+        let domain = self.with_tx(|tx| {
+            tx.execute(
+                "UPDATE instances SET cloud_id = ?2 WHERE id = ?1 AND cloud_id IS NULL",
+                params![id, cloud_id],
+            )?;
+            Ok(tx
+                .query_row("SELECT domain FROM instances WHERE id = ?1", [id], |r| {
+                    r.get::<_, String>(0)
+                })
+                .optional()?)
+        })?;
+        if let Some(d) = domain {
+            self.touched(&d);
+        }
+        Ok(())
+    }
+}
+
 /// What else changes with a state: the pid of a spawned process, an error text.
 #[derive(Default)]
 pub struct StateUpdate {
@@ -196,5 +217,6 @@ fn instance_from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
         changed_seq: r.get(12)?,
         created: r.get(13)?,
         handle: r.get::<_, i64>(14)? as u64,
+        cloud_id: r.get(15)?,
     })
 }

@@ -78,6 +78,8 @@ pub struct InstanceRecord {
     /// The instance's number for its engine: larger for newer instances, and never reused while
     /// its domain exists.
     pub handle: u64,
+    /// The cloud's id of the instance (`ec2` driver), once known.
+    pub cloud_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -101,6 +103,7 @@ impl InstanceRecord {
             changed_seq,
             created: 0.0,
             handle,
+            cloud_id: None,
         }
     }
 }

@@ -139,6 +139,9 @@ INSERT INTO runs (name, plan, state, created, updated)
     WHERE run IS NOT NULL GROUP BY run;
 INSERT INTO run_domains (run, domain) SELECT run, name FROM domains WHERE run IS NOT NULL;
 "#,
+    r#"
+ALTER TABLE instances ADD COLUMN cloud_id TEXT;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -1,17 +1,17 @@
 use super::*;
-use crate::model::{HealthSettings, ProcessDeployable};
+use crate::model::{Deployable, HealthSettings, ProcessDeployable};
 
 fn spec(name: &str) -> DomainSpec {
     DomainSpec {
         name: name.into(),
         engine: "npreserving".into(),
         config: serde_json::from_str(r#"{"preserve_n": 1}"#).unwrap(),
-        deployable: ProcessDeployable {
+        deployable: Deployable::Process(ProcessDeployable {
             command: vec!["/bin/true".into()],
             env: Default::default(),
             cwd: None,
             grace_seconds: 1.0,
-        },
+        }),
         health: HealthSettings::default(),
         max_instances: 10,
         pulse_ms: 1000,

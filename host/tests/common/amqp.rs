@@ -1,7 +1,7 @@
 //! RabbitMQ for the queue tests: the shared broker that `.ci/run` (or `./dev.sh broker`)
 //! starts on 127.0.0.1:5672, and private brokers that a test may stop and start again.
 
-use super::EPU;
+use super::{free_port, EPU};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -73,14 +73,6 @@ pub struct PrivateBroker {
     pub port: u16,
     dist_port: u16,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";

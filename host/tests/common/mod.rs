@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 pub mod amqp;
+pub mod http;
+#[cfg(feature = "ec2")]
+pub mod moto;
 
 pub use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -135,12 +138,12 @@ impl Epu {
 
     /// Starts `epu daemon` on the state dir and waits until it answers.
     pub fn start_daemon(&self) -> std::process::Child {
-        let child = self
-            .command()
-            .arg("daemon")
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        self.spawn_daemon(self.command().arg("daemon"))
+    }
+
+    /// Spawns a daemon command and waits until it answers.
+    fn spawn_daemon(&self, command: &mut Command) -> std::process::Child {
+        let child = command.stderr(std::process::Stdio::null()).spawn().unwrap();
         let up = wait_for(Duration::from_secs(20), || {
             self.run(&["status"]).status.success()
         });
@@ -173,6 +176,23 @@ impl Epu {
         let plan = repo().join("launch-plans/quickstart");
         self.ok(&["boot", plan.to_str().unwrap()]);
         self.wait_running("workers", 3)
+    }
+
+    /// Starts `epu daemon --listen ADDR` (with test AWS credentials in its env); returns its
+    /// guard and the address it listens on (`127.0.0.1:0` picks a port).
+    pub fn listening_daemon(&self, listen: &str) -> (DaemonGuard, String) {
+        let child = self.spawn_daemon(
+            self.command()
+                .args(["daemon", "--listen", listen])
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing"),
+        );
+        let addr = std::fs::read_to_string(self.state_dir().join("listen.addr")).unwrap();
+        let guard = DaemonGuard {
+            child,
+            state_dir: self.state_dir(),
+        };
+        (guard, addr.trim().to_string())
     }
 
     pub fn daemon_pid(&self) -> Option<i32> {
@@ -281,7 +301,7 @@ impl Drop for Epu {
 /// A daemon started by a test; see [`Epu::daemon`].
 pub struct DaemonGuard {
     pub child: std::process::Child,
-    state_dir: PathBuf,
+    pub state_dir: PathBuf,
 }
 
 impl DaemonGuard {
@@ -333,6 +353,15 @@ pub fn is_alive(pid: i32) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// A free TCP port of 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `cond` every 50 ms until it holds or `timeout` passes.

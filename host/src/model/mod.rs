@@ -1,8 +1,9 @@
 //! The words of the domain model shared by every module: instance states, health, domain specs.
 
+mod deployable;
+
+pub use deployable::{default_grace, Deployable, Ec2Deployable, ProcessDeployable};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 /// Ordered instance states. They only move forward: an update to an earlier state is dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -104,27 +105,6 @@ impl Health {
     }
 }
 
-/// What a launch starts for the `process` driver: a command with its args, env and working dir.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProcessDeployable {
-    /// The program and its arguments.
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// The working directory; the daemon's own when unset.
-    #[serde(default)]
-    pub cwd: Option<PathBuf>,
-    /// Seconds between SIGTERM and SIGKILL when an instance is destroyed.
-    #[serde(default = "default_grace")]
-    pub grace_seconds: f64,
-}
-
-/// The default seconds between SIGTERM and SIGKILL.
-pub(crate) fn default_grace() -> f64 {
-    5.0
-}
-
 /// Heartbeat timeouts, in seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -193,7 +173,7 @@ pub struct DomainSpec {
     pub engine: String,
     /// The engine config: a JSON object.
     pub config: serde_json::Map<String, serde_json::Value>,
-    pub deployable: ProcessDeployable,
+    pub deployable: Deployable,
     pub health: HealthSettings,
     pub max_instances: u32,
     /// Milliseconds between decides when nothing happens.

@@ -1,0 +1,300 @@
+//! The `ec2` driver against moto's EC2 server (a real HTTP implementation of the EC2 API on
+//! 127.0.0.1), with simulated workers sending heartbeats to the daemon's TCP listener.
+
+#![cfg(feature = "ec2")]
+
+mod common;
+
+use common::moto::{self, CloudInstance, Moto, Proxy};
+use common::{wait_for, Epu};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Waits until `domain` has `n` running, healthy instances in the store and `n` up in the
+/// cloud; returns the store's instance ids.
+fn wait_pool(epu: &Epu, cloud: &Moto, domain: &str, n: usize) -> Vec<String> {
+    let ok = wait_for(Duration::from_secs(60), || {
+        let live = epu.instances(domain);
+        live.len() == n
+            && live
+                .iter()
+                .all(|i| i.state == "running" && i.health == "ok")
+            && cloud.instances(domain).iter().filter(|c| c.is_up()).count() == n
+    });
+    assert!(
+        ok,
+        "expected {n} running instances of {domain}: store {:?}, cloud {:?}",
+        epu.instances(domain),
+        cloud.instances(domain)
+    );
+    epu.instances(domain).into_iter().map(|i| i.id).collect()
+}
+
+/// The launches that made more than one cloud instance: `epu:instance` tag → instances.
+fn doubled(cloud: &Moto, domain: &str) -> HashMap<String, Vec<CloudInstance>> {
+    let mut seen: HashMap<String, Vec<CloudInstance>> = HashMap::new();
+    for c in cloud.instances(domain) {
+        if let Some(owner) = c.owner.clone() {
+            seen.entry(owner).or_default().push(c);
+        }
+    }
+    seen.retain(|_, copies| copies.len() > 1);
+    seen
+}
+
+/// Asserts that no launch made two cloud instances: every `epu:instance` tag is on one
+/// instance at most, whatever its state.
+fn assert_no_duplicates(cloud: &Moto, domain: &str) {
+    let doubled = doubled(cloud, domain);
+    assert!(doubled.is_empty(), "launched twice: {doubled:?}");
+}
+
+fn events(epu: &Epu, domain: &str) -> Vec<Value> {
+    epu.ok(&["events", "--json", "--domain", domain])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn npreserving_on_ec2_keeps_n_replaces_a_terminated_instance_and_goes_to_zero() {
+    let cloud = Moto::start();
+    let _workers = cloud.heartbeats();
+    let epu = Epu::new();
+    let (_daemon, _) = moto::daemon(&epu);
+    moto::boot_domain(&epu, "fleet", 3, &cloud.url, "");
+    let first = wait_pool(&epu, &cloud, "fleet", 3);
+
+    // Tags name the domain, the instance and the run.
+    let tagged = cloud.instances("fleet");
+    assert!(tagged
+        .iter()
+        .all(|c| first.contains(c.owner.as_ref().unwrap())));
+
+    // Terminated behind epu's back, through the EC2 API: replaced.
+    let victim = tagged[0].clone();
+    cloud.terminate(&victim.id);
+    let ok = wait_for(Duration::from_secs(60), || {
+        let live = epu.instances("fleet");
+        live.len() == 3
+            && live.iter().all(|i| i.state == "running")
+            && !live.iter().any(|i| Some(&i.id) == victim.owner.as_ref())
+    });
+    assert!(ok, "not replaced: {:?}", epu.instances("fleet"));
+    wait_pool(&epu, &cloud, "fleet", 3);
+    let victim_events: Vec<Value> = events(&epu, "fleet")
+        .into_iter()
+        .filter(|e| e["instance"].as_str() == victim.owner.as_deref() && e["kind"] == "state")
+        .collect();
+    assert_eq!(victim_events.last().unwrap()["detail"]["to"], "terminated");
+
+    // Reconfigured to 0: every instance is terminated in the cloud.
+    epu.ok(&["reconfigure", "fleet", "preserve_n=0"]);
+    let gone = wait_for(Duration::from_secs(60), || {
+        epu.instances("fleet").is_empty()
+            && cloud
+                .instances("fleet")
+                .iter()
+                .all(|c| c.state == "terminated")
+    });
+    assert!(
+        gone,
+        "store {:?}, cloud {:?}",
+        epu.instances("fleet"),
+        cloud.instances("fleet")
+    );
+    assert_eq!(cloud.instances("fleet").len(), 4);
+    assert_no_duplicates(&cloud, "fleet");
+}
+
+#[test]
+fn a_crash_before_or_during_run_instances_launches_nothing_twice() {
+    let cloud = Moto::start();
+    let _workers = cloud.heartbeats();
+    let epu = Epu::new();
+    let proxy = Proxy::start(&cloud.url, epu.dir.path());
+
+    // 1. The daemon dies after recording the launch, before RunInstances reaches the cloud.
+    proxy.mode("hang-run");
+    let (daemon, listen) = moto::daemon(&epu);
+    moto::boot_domain(&epu, "crashy", 1, &proxy.url, "call_timeout_ms = 60000");
+    assert!(wait_for(Duration::from_secs(30), || proxy.stats()
+        ["run-hung"]
+        == 1));
+    let recorded: Vec<String> = epu.instances("crashy").into_iter().map(|i| i.id).collect();
+    assert_eq!(recorded.len(), 1);
+    daemon.kill9();
+    assert!(cloud.instances("crashy").is_empty());
+    proxy.mode("pass");
+    let (daemon, _) = moto::daemon_on(&epu, &listen);
+    let ids = wait_pool(&epu, &cloud, "crashy", 1);
+    assert_eq!(
+        ids, recorded,
+        "the recorded launch is the one that was carried out"
+    );
+    assert_eq!(cloud.instances("crashy").len(), 1);
+
+    // 2. The daemon dies after RunInstances launched the instance, before the answer came.
+    proxy.mode("lose-run");
+    epu.ok(&["reconfigure", "crashy", "preserve_n=2"]);
+    assert!(wait_for(Duration::from_secs(30), || proxy.stats()
+        ["run-lost"]
+        == 1));
+    daemon.kill9();
+    assert_eq!(
+        cloud.instances("crashy").len(),
+        2,
+        "the lost launch did reach the cloud"
+    );
+    proxy.mode("pass");
+    let (_daemon, _) = moto::daemon_on(&epu, &listen);
+    wait_pool(&epu, &cloud, "crashy", 2);
+    assert_eq!(
+        cloud.instances("crashy").len(),
+        2,
+        "{:?}",
+        cloud.instances("crashy")
+    );
+    assert_no_duplicates(&cloud, "crashy");
+}
+
+#[test]
+fn a_tagged_stray_and_a_second_copy_are_ended_and_an_untagged_one_is_left_alone() {
+    let cloud = Moto::start();
+    let _workers = cloud.heartbeats();
+    let epu = Epu::new();
+    let (_daemon, _) = moto::daemon(&epu);
+    moto::boot_domain(&epu, "reaped", 1, &cloud.url, "reap_after_s = 1");
+    let ids = wait_pool(&epu, &cloud, "reaped", 1);
+    let original = cloud.instances("reaped")[0].id.clone();
+    let untagged = cloud.plant(&[]);
+    let tagged = cloud.plant(&[("epu:domain", "reaped"), ("epu:instance", "i-planted")]);
+    // A second cloud instance for the same launch, as a cloud without client-token
+    // idempotency can make: the recorded one stays, the copy is ended.
+    let copy = cloud.plant(&[("epu:domain", "reaped"), ("epu:instance", &ids[0])]);
+    let ended = wait_for(Duration::from_secs(30), || {
+        cloud.state(&copy) == "terminated"
+    });
+    assert!(ended, "the copy is {}", cloud.state(&copy));
+    assert_eq!(cloud.state(&original), "running");
+    let reaped = wait_for(Duration::from_secs(30), || {
+        cloud.state(&tagged) == "terminated"
+    });
+    assert!(reaped, "the tagged stray is {}", cloud.state(&tagged));
+    let copies = events(&epu, "reaped")
+        .into_iter()
+        .filter(|e| e["kind"] == "duplicate-terminated")
+        .collect::<Vec<_>>();
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0]["detail"]["terminated"], copy.as_str());
+    let event = events(&epu, "reaped")
+        .into_iter()
+        .find(|e| e["kind"] == "stray-reaped")
+        .expect("a stray-reaped event");
+    assert_eq!(event["detail"]["cloud_id"], tagged.as_str());
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(cloud.state(&untagged), "running");
+    // The domain's own instance was not touched.
+    wait_pool(&epu, &cloud, "reaped", 1);
+}
+
+#[test]
+fn faults_between_epu_and_the_cloud_are_ridden_out_without_duplicates() {
+    let cloud = Moto::start();
+    let _workers = cloud.heartbeats();
+    let epu = Epu::new();
+    let proxy = Proxy::start(&cloud.url, epu.dir.path());
+    proxy.mode("chaos:7");
+    let (_daemon, _) = moto::daemon(&epu);
+    moto::boot_domain(
+        &epu,
+        "stormy",
+        4,
+        &proxy.url,
+        "call_timeout_ms = 1000\nmax_attempts = 8",
+    );
+    let first = wait_pool(&epu, &cloud, "stormy", 4);
+    // Two instances die; their replacements go through the storm too.
+    for c in cloud.instances("stormy").iter().take(2) {
+        cloud.terminate(&c.id);
+    }
+    let ok = wait_for(Duration::from_secs(90), || {
+        let live = epu.instances("stormy");
+        live.len() == 4
+            && live.iter().all(|i| i.state == "running")
+            && live.iter().filter(|i| first.contains(&i.id)).count() == 2
+    });
+    assert!(ok, "store {:?}", epu.instances("stormy"));
+    wait_pool(&epu, &cloud, "stormy", 4);
+    // moto has no client-token idempotency (AWS has): a RunInstances that timed out but
+    // still reached it after the retry's look by tag doubles a launch. The poller must end
+    // every extra copy, and say so; at most one copy of a launch stays up.
+    let settled = wait_for(Duration::from_secs(30), || {
+        doubled(&cloud, "stormy")
+            .values()
+            .all(|copies| copies.iter().filter(|c| c.is_up()).count() <= 1)
+    });
+    assert!(
+        settled,
+        "a doubled launch still has two live copies: {:?}",
+        doubled(&cloud, "stormy")
+    );
+    let extras: usize = doubled(&cloud, "stormy")
+        .values()
+        .map(|c| c.len() - 1)
+        .sum();
+    let ended = events(&epu, "stormy")
+        .iter()
+        .filter(|e| e["kind"] == "duplicate-terminated")
+        .count();
+    assert_eq!(ended, extras, "every extra copy was ended by epu");
+    assert_eq!(cloud.instances("stormy").len(), 6 + extras);
+    eprintln!("launches doubled by the storm and ended by epu: {extras}");
+    // The storm was real: every kind of fault was injected.
+    let stats = proxy.stats();
+    for kind in ["500-before", "500-after", "throttled", "slow"] {
+        assert!(
+            stats[kind].as_u64().unwrap_or(0) > 0,
+            "no {kind} in {stats}"
+        );
+    }
+}
+
+#[test]
+fn the_ec2_moto_plan_boots_keeps_three_instances_and_terminates_to_nothing() {
+    let epu = Epu::new();
+    let plan = common::repo().join("launch-plans/ec2-moto");
+    let out = epu
+        .command()
+        .args(["boot", plan.to_str().unwrap(), "--json"])
+        .env("EPU_LISTEN", "127.0.0.1:0")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("EPU_MOTO_PYTHON", moto::python())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let booted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let moto_pid = booted["services"][0]["pid"].as_i64().unwrap() as i32;
+    let workers = epu.wait_running("cloud-workers", 3);
+    assert!(
+        workers.iter().all(|w| w.pid.is_none()),
+        "cloud instances have no pid"
+    );
+    let found = epu.ok(&["find-workers", "ec2-moto"]);
+    assert_eq!(
+        found.matches(" i-").count(),
+        3 * 2,
+        "worker and cloud ids: {found}"
+    );
+    epu.ok(&["terminate", "ec2-moto"]);
+    assert!(!common::is_alive(moto_pid), "moto is still running");
+    assert!(epu.service_processes().is_empty());
+    let history = epu.ok(&["history", "ec2-moto"]);
+    assert_eq!(history.matches("to=terminated").count(), 3, "{history}");
+}
