@@ -253,6 +253,7 @@ fn faults_between_epu_and_the_cloud_are_ridden_out_without_duplicates() {
     eprintln!("launches doubled by the storm and ended by epu: {extras}");
     // The storm was real: every kind of fault was injected.
     let stats = proxy.stats();
+    eprintln!("faults injected: {stats}");
     for kind in ["500-before", "500-after", "throttled", "slow"] {
         assert!(
             stats[kind].as_u64().unwrap_or(0) > 0,
