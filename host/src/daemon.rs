@@ -49,6 +49,8 @@ pub struct DomainStatus {
     pub run: Option<String>,
     pub limits: EngineLimits,
     pub sensors: Vec<SensorStatus>,
+    /// Whether the domain only records what its engine decides.
+    pub dry_run: bool,
     pub controller: ControllerStatus,
     pub instances: Vec<InstanceRecord>,
 }
@@ -61,6 +63,8 @@ pub struct DaemonOptions {
     /// A TCP address for the API (for workers on other machines and remote tools), which
     /// then requires a token. Port 0 picks a free port; `<state dir>/listen.addr` names it.
     pub listen: Option<String>,
+    /// Serve `/metrics` on TCP without a token (for scrapers on a trusted network).
+    pub metrics_open: bool,
 }
 
 pub struct Daemon {
@@ -69,6 +73,8 @@ pub struct Daemon {
     pub tokens: Arc<crate::api::auth::Tokens>,
     /// The TCP listener, until the API server takes it.
     pub tcp: std::sync::Mutex<Option<std::net::TcpListener>>,
+    /// Whether `/metrics` on TCP needs no token.
+    pub metrics_open: bool,
     pub services: Arc<Services>,
     pub health: Arc<HealthMonitor>,
     controllers: tokio::sync::Mutex<BTreeMap<String, ControllerHandle>>,
@@ -165,6 +171,9 @@ impl Daemon {
         )?);
         let health = Arc::new(HealthMonitor::new(store.clone(), wakeups.clone()));
         let sensors = Arc::new(SensorBoard::new(store.clone(), wakeups.clone()));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let writes = metrics.store_write_seconds.clone();
+        store.observe_writes(move |s| writes.observe(s));
         let services = Arc::new(Services {
             store,
             engines,
@@ -172,11 +181,13 @@ impl Daemon {
             wakeups,
             sensors,
             threads: controller::DecideThreads::start(),
+            metrics,
         });
         let daemon = Arc::new(Daemon {
             state_dir,
             tokens,
             tcp: std::sync::Mutex::new(tcp),
+            metrics_open: options.metrics_open,
             services,
             health: health.clone(),
             controllers: Default::default(),
@@ -497,6 +508,26 @@ impl Daemon {
         Ok(())
     }
 
+    /// Whether the daemon is ready: the store answers and every domain has its controller.
+    pub async fn ready(&self) -> Result<(), String> {
+        let domains = self
+            .services
+            .store
+            .domains()
+            .map_err(|e| format!("the store does not answer: {e:#}"))?;
+        let controllers = self.controllers.lock().await;
+        let missing: Vec<&str> = domains
+            .iter()
+            .map(|d| d.spec.name.as_str())
+            .filter(|n| !controllers.contains_key(*n))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("domains not loaded: {}", missing.join(", ")))
+        }
+    }
+
     /// Lifts a domain's quarantine.
     pub async fn resume_engine(&self, name: &str) -> Result<(), OpError> {
         let controllers = self.controllers.lock().await;
@@ -536,6 +567,7 @@ impl Daemon {
                 run: r.spec.run,
                 limits: r.spec.limits,
                 sensors,
+                dry_run: r.spec.dry_run,
                 controller,
             });
         }

@@ -16,7 +16,8 @@
 //! - [`scenario`]: `epu engine test`, scenario files replayed against an engine.
 //! - [`daemon`]: wires everything together and recovers after a restart.
 //! - [`dropin`]: the watched plugins directory for hot swaps.
-//! - [`api`]: HTTP/JSON on a unix socket for the CLI and the workers.
+//! - [`api`]: HTTP/JSON on a unix socket for the CLI and the workers, and on TCP behind tokens.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`cli`]: the `epu` command.
 
 pub mod analysis;
@@ -29,6 +30,7 @@ pub mod dropin;
 pub mod engine;
 pub mod graph;
 pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod provisioner;

@@ -99,6 +99,13 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/runs/{run}", get(run_status))
         .route("/v1/runs/{run}/terminate", post(terminate_run))
         .route("/v1/clean", post(clean))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route_layer(axum::middleware::from_fn_with_state(
+            daemon.clone(),
+            count_request,
+        ))
         .with_state(daemon)
 }
 
@@ -163,7 +170,9 @@ async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
     let path = req.uri().path().to_string();
+    let open = path == "/healthz" || path == "/readyz" || (path == "/metrics" && d.metrics_open);
     match token {
+        _ if open => next.run(req).await,
         Some(t) if d.tokens.is_admin(&t) => next.run(req).await,
         Some(t) if path == "/v1/heartbeat" => {
             req.extensions_mut().insert(WorkerToken(t));
@@ -391,4 +400,48 @@ async fn terminate_run(State(d): Shared, Path(run): Path<String>) -> Reply {
 
 async fn clean(State(d): Shared) -> Reply {
     Ok(Json(d.clean().await?))
+}
+
+/// Counts every request to a route by its route (the pattern, with `:name` for each
+/// parameter, not the path) and status.
+async fn count_request(State(d): Shared, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().replace('{', ":").replace('}', ""))
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    d.services
+        .metrics
+        .api_requests
+        .with_label_values(&[route.as_str(), resp.status().as_str()])
+        .inc();
+    resp
+}
+
+/// Prometheus metrics, in the text exposition format.
+async fn metrics(State(d): Shared) -> Result<Response, ApiError> {
+    let domains = d.status(None).await?;
+    let text = d.services.metrics.render(&domains);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// Liveness: the daemon answers.
+async fn healthz() -> Reply {
+    Ok(Json(json!({"status": "ok"})))
+}
+
+/// Readiness: the store answers and every domain is loaded.
+async fn readyz(State(d): Shared) -> Reply {
+    match d.ready().await {
+        Ok(()) => Ok(Json(json!({"status": "ready"}))),
+        Err(why) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, why)),
+    }
 }

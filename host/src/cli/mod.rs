@@ -174,6 +174,10 @@ struct DaemonArgs {
     /// $EPU_API_TOKEN. Workers on other machines (the ec2 driver) send heartbeats here.
     #[arg(long, env = "EPU_LISTEN")]
     listen: Option<String>,
+    /// Serve /metrics on the TCP listener without a token (for a scraper on a trusted
+    /// network). Closed by default.
+    #[arg(long, env = "EPU_METRICS_OPEN")]
+    metrics_open: bool,
 }
 
 impl DaemonArgs {
@@ -181,6 +185,7 @@ impl DaemonArgs {
         crate::daemon::DaemonOptions {
             plugins_dir: self.plugins_dir,
             listen: self.listen,
+            metrics_open: self.metrics_open,
         }
     }
 }
@@ -325,6 +330,10 @@ enum DomainCommand {
         /// `kind=command,name=depth[,interval_ms=..,timeout_ms=..],command=SHELL COMMAND` (command last).
         #[arg(long = "sensor", value_name = "SPEC")]
         sensors: Vec<String>,
+        /// Let the engine decide on real inputs and record its decisions, but launch and
+        /// destroy nothing (to trial a policy beside the real one).
+        #[arg(long)]
+        dry_run: bool,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
@@ -500,6 +509,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             zombie_timeout,
             limits,
             sensors,
+            dry_run,
             command,
         }) => {
             let engine = engine_arg(engine)?;
@@ -528,6 +538,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 "run": null,
                 "limits": limits.to_limits()?,
                 "sensors": sensors,
+                "dry_run": dry_run,
             });
             client.post("/v1/domains", &spec).await?;
             println!("added domain {name}");

@@ -38,8 +38,13 @@ pub fn status(v: &Value) {
         let c = &d["controller"];
         let instances = d["instances"].as_array().cloned().unwrap_or_default();
         println!(
-            "domain {}  engine {}  status {}  config [{}]  instances {}",
+            "domain {}{}  engine {}  status {}  config [{}]  instances {}",
             s(d, "name"),
+            if d["dry_run"] == true {
+                " (DRY RUN: decides, launches nothing)"
+            } else {
+                ""
+            },
             s(d, "engine"),
             s(c, "engine_status"),
             pairs(&d["config"]),

@@ -115,8 +115,20 @@ impl Controller {
         })
     }
 
-    /// One decide cycle. Returns how long to wait before the next one.
+    /// One decide cycle, counted and timed. Returns how long to wait before the next one.
     pub(super) fn decide(&mut self) -> Duration {
+        let began = std::time::Instant::now();
+        let next = self.decide_once();
+        let m = &self.services.metrics;
+        let name = [self.spec.name.as_str()];
+        m.decides.with_label_values(&name).inc();
+        m.decide_seconds
+            .with_label_values(&name)
+            .observe(began.elapsed().as_secs_f64());
+        next
+    }
+
+    fn decide_once(&mut self) -> Duration {
         let pulse = self.pulse();
         let view = match self.view() {
             Ok(v) => v,
@@ -127,6 +139,11 @@ impl Controller {
         };
         let read = view.read.clone();
         self.update_backoff(&read.records, read.last_seq);
+        self.recent_failures = read
+            .records
+            .iter()
+            .filter(|r| r.state == InstanceState::Failed && r.changed_seq > read.last_seq)
+            .count();
         // Whether any instance changed since the last decide: if not, and the decision changes
         // nothing, there is nothing to write.
         let changed = read.records.iter().any(|r| r.changed_seq > read.last_seq);
@@ -237,6 +254,9 @@ impl Controller {
             .iter()
             .filter_map(|h| live.iter().find(|i| i.handle == *h))
             .collect();
+        if self.spec.dry_run && !by_fallback {
+            return self.record_dry_run(d, live, &new, &destroyed, seen_seq, changed);
+        }
         let status_changed = !by_fallback && self.last_status != Some(d.status);
         let detail = (!new.is_empty() || !d.destroy.is_empty() || status_changed).then(|| {
             let mut detail = json!({
@@ -271,6 +291,7 @@ impl Controller {
                 .filter(|r| r.state < InstanceState::Terminating && !d.destroy.contains(&r.handle))
                 .count();
             self.last_target = Some((staying + new.len()) as u32);
+            self.status.lock().unwrap().desired = self.last_target;
             self.last_status = Some(d.status);
             let mut st = self.status.lock().unwrap();
             st.engine_status = Some(engine_status_name(d.status).into());
@@ -278,6 +299,18 @@ impl Controller {
             st.last_decide = Some(now());
         }
 
+        let m = &self.services.metrics;
+        let name = [self.spec.name.as_str()];
+        m.launches.with_label_values(&name).inc_by(new.len() as u64);
+        m.destroys
+            .with_label_values(&name)
+            .inc_by(destroyed.len() as u64);
+        // A launch replaces an instance that failed since the last decide or is destroyed
+        // now for being unhealthy.
+        let lost = self.recent_failures + destroyed.iter().filter(|r| is_unhealthy(r)).count();
+        m.replacements
+            .with_label_values(&name)
+            .inc_by(lost.min(new.len()) as u64);
         let prov = &self.services.provisioner;
         for inst in destroyed {
             prov.destroy(inst, &self.spec)?;
@@ -287,6 +320,64 @@ impl Controller {
                 prov.launch(&inst, &self.spec)?;
             }
         }
+        Ok(())
+    }
+
+    /// A dry-run domain's decision: recorded (an event when it differs from the last one, and
+    /// metrics), with nothing launched or destroyed.
+    fn record_dry_run(
+        &mut self,
+        d: &Decision,
+        live: &[InstanceRecord],
+        new: &[NewInstance],
+        destroyed: &[&InstanceRecord],
+        seen_seq: i64,
+        changed: bool,
+    ) -> anyhow::Result<()> {
+        let ids: Vec<String> = destroyed.iter().map(|i| i.id.clone()).collect();
+        let now = (new.len(), ids.clone());
+        let differs =
+            self.last_dry_run.as_ref() != Some(&now) || self.last_status != Some(d.status);
+        let detail = differs.then(|| {
+            json!({
+                "dry_run": true,
+                "would_launch": new.len(),
+                "would_destroy": ids,
+                "status": engine_status_name(d.status),
+                "by": "engine",
+            })
+        });
+        if changed || d.memo.is_some() || detail.is_some() {
+            self.services.store.record_decision(
+                &self.spec.name,
+                seen_seq,
+                d.memo.as_deref(),
+                &[],
+                detail.as_ref(),
+            )?;
+        }
+        if differs {
+            let m = &self.services.metrics;
+            let name = [self.spec.name.as_str()];
+            m.dry_run_launches
+                .with_label_values(&name)
+                .inc_by(new.len() as u64);
+            m.dry_run_destroys
+                .with_label_values(&name)
+                .inc_by(destroyed.len() as u64);
+        }
+        let staying = live
+            .iter()
+            .filter(|r| r.state < InstanceState::Terminating && !d.destroy.contains(&r.handle))
+            .count();
+        self.last_target = Some((staying + new.len()) as u32);
+        self.last_status = Some(d.status);
+        self.last_dry_run = Some(now);
+        let mut st = self.status.lock().unwrap();
+        st.desired = self.last_target;
+        st.engine_status = Some(engine_status_name(d.status).into());
+        st.decides += 1;
+        st.last_decide = Some(crate::model::now());
         Ok(())
     }
 

@@ -160,6 +160,11 @@ impl Controller {
         if let Some(old) = self.instance.replace(new_instance) {
             old.dying();
         }
+        self.services
+            .metrics
+            .swaps
+            .with_label_values(&[self.spec.name.as_str()])
+            .inc();
         self.loaded = loaded;
         self.spec.engine = name;
         if let Some(config) = new_config {

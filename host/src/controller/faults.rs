@@ -56,6 +56,12 @@ impl Controller {
     /// engine when the faults in a row reach the domain's limit.
     pub(super) fn fault(&mut self, fault: Fault) {
         self.timed_out |= fault.kind == FaultKind::Timeout;
+        let kind = serde_json::to_value(fault.kind).unwrap_or_default();
+        self.services
+            .metrics
+            .engine_faults
+            .with_label_values(&[self.spec.name.as_str(), kind.as_str().unwrap_or("unknown")])
+            .inc();
         self.event(
             "engine-fault",
             json!({"kind": fault.kind, "error": fault.message}),

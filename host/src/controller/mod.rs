@@ -43,6 +43,7 @@ pub struct Services {
     pub wakeups: Arc<Wakeups>,
     pub sensors: Arc<SensorBoard>,
     pub threads: DecideThreads,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Wakes a domain's controller for an early decide. Wakes that arrive during a decide are
@@ -88,6 +89,8 @@ pub struct ControllerStatus {
     /// Whether the engine ran past its time budget and so runs on the isolation thread, apart
     /// from the domains it could delay.
     pub isolated: bool,
+    /// The instance count the last decision aims at.
+    pub desired: Option<u32>,
 }
 
 /// What a domain's engine saw and decided, with the config it ran with.
@@ -192,6 +195,8 @@ pub fn start(
         quarantined: record.quarantined,
         preserve_target: record.preserve_target,
         last_target: None,
+        recent_failures: 0,
+        last_dry_run: None,
         log_budget: Default::default(),
         sensor_seen: 0,
         cached: None,
@@ -218,6 +223,10 @@ struct Controller {
     preserve_target: Option<u32>,
     /// The count the last good decision aimed at.
     last_target: Option<u32>,
+    /// Instances that failed since the previous decide (for the replacements metric).
+    recent_failures: usize,
+    /// A dry-run domain's last decision (launches, destroyed ids), recorded when it changes.
+    last_dry_run: Option<(usize, Vec<String>)>,
     log_budget: log_budget::LogBudget,
     /// The sensor board's change counter as the last carried-out decide saw it.
     sensor_seen: u64,

@@ -185,6 +185,10 @@ pub struct DomainSpec {
     /// The sensors whose readings the engine sees.
     #[serde(default)]
     pub sensors: Vec<crate::sensors::SensorSpec>,
+    /// A dry run: the engine decides on real inputs and its decisions are recorded, but
+    /// nothing is launched or destroyed.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;

@@ -61,6 +61,8 @@ struct PlanDomain {
     limits: EngineLimits,
     #[serde(default, rename = "sensor")]
     sensors: Vec<SensorSpec>,
+    #[serde(default)]
+    dry_run: bool,
 }
 
 fn default_max() -> u32 {
@@ -371,6 +373,7 @@ pub fn load(path: &Path) -> Result<Plan> {
             run: Some(parsed.name.clone()),
             limits: d.limits,
             sensors,
+            dry_run: d.dry_run,
         };
         let refs = template::refs_in(&serde_json::to_value(&spec)?)
             .map_err(|e| at("${", e.to_string()))?;

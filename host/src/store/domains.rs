@@ -34,8 +34,8 @@ impl Store {
             let t = now();
             tx.execute(
                 "INSERT INTO domains (name, engine_name, engine_sha, deployable, health, \
-                 max_instances, pulse_ms, run, config_version, created, limits, sensors) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?11)",
+                 max_instances, pulse_ms, run, config_version, created, limits, sensors, dry_run) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?11, ?12)",
                 params![
                     spec.name,
                     spec.engine,
@@ -47,7 +47,8 @@ impl Store {
                     spec.run,
                     t,
                     serde_json::to_string(&spec.limits)?,
-                    serde_json::to_string(&spec.sensors)?
+                    serde_json::to_string(&spec.sensors)?,
+                    spec.dry_run
                 ],
             )?;
             tx.execute(
@@ -338,7 +339,7 @@ fn query_domains_in(c: &Connection, name: Option<&str>) -> Result<Vec<DomainReco
         () => {
             "SELECT d.name, d.engine_name, d.engine_sha, d.deployable, d.health, \
          d.max_instances, d.pulse_ms, d.run, d.config_version, d.memo, d.last_decide_seq, \
-         e.config, d.limits, d.quarantined, d.preserve_target, d.sensors \
+         e.config, d.limits, d.quarantined, d.preserve_target, d.sensors, d.dry_run \
          FROM domains d JOIN engine_configs e ON e.domain = d.name AND e.version = d.config_version"
         };
     }
@@ -390,6 +391,7 @@ fn query_domains_in(c: &Connection, name: Option<&str>) -> Result<Vec<DomainReco
                 run: r.get(7)?,
                 limits,
                 sensors,
+                dry_run: r.get(16)?,
                 name,
             },
         });

@@ -137,6 +137,8 @@ pub struct Store {
     /// A counter per domain, bumped after every committed write to the domain's row or its
     /// instances: a reader that finds it unchanged knows its copy is current.
     generations: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    /// Told how long each write transaction took, in seconds (for metrics).
+    write_observer: std::sync::OnceLock<Box<dyn Fn(f64) + Send + Sync>>,
 }
 
 impl Store {
@@ -156,7 +158,13 @@ impl Store {
             conn: Mutex::new(conn),
             last_seq: watch::channel(last).0,
             generations: Mutex::default(),
+            write_observer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets what is told the duration (seconds) of every write transaction.
+    pub fn observe_writes(&self, observer: impl Fn(f64) + Send + Sync + 'static) {
+        let _ = self.write_observer.set(Box::new(observer));
     }
 
     /// The change counter of `domain` (see [`Store::decide_view`]). Reading it takes no lock.
@@ -175,9 +183,13 @@ impl Store {
 
     fn with_tx<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let began = std::time::Instant::now();
         let tx = conn.transaction()?;
         let out = f(&tx)?;
         tx.commit()?;
+        if let Some(observe) = self.write_observer.get() {
+            observe(began.elapsed().as_secs_f64());
+        }
         let last = newest_seq(&conn)?;
         self.last_seq.send_if_modified(|v| {
             let changed = *v != last;

@@ -142,6 +142,9 @@ INSERT INTO run_domains (run, domain) SELECT run, name FROM domains WHERE run IS
     r#"
 ALTER TABLE instances ADD COLUMN cloud_id TEXT;
 "#,
+    r#"
+ALTER TABLE domains ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -18,6 +18,7 @@ fn spec(name: &str) -> DomainSpec {
         run: None,
         limits: Default::default(),
         sensors: vec![],
+        dry_run: false,
     }
 }
 

@@ -1,0 +1,224 @@
+//! Prometheus metrics (`GET /metrics`, in the text exposition format, made by the
+//! `prometheus` crate). Counters and histograms are updated where things happen; gauges
+//! (instances, desired and actual counts, quarantine, sensors) are set from the daemon's
+//! status at each scrape, so a removed domain disappears from them.
+
+use crate::daemon::DomainStatus;
+use crate::model::{Health, InstanceState};
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric of one daemon.
+pub struct Metrics {
+    registry: Registry,
+    /// Decides by domain, and how long each took (engine call included).
+    pub decides: IntCounterVec,
+    pub decide_seconds: HistogramVec,
+    pub launches: IntCounterVec,
+    pub destroys: IntCounterVec,
+    /// Launches that replace failed or unhealthy instances.
+    pub replacements: IntCounterVec,
+    pub engine_faults: IntCounterVec,
+    pub swaps: IntCounterVec,
+    /// Decisions of dry-run domains, which launch and destroy nothing.
+    pub dry_run_launches: IntCounterVec,
+    pub dry_run_destroys: IntCounterVec,
+    pub store_write_seconds: Histogram,
+    pub api_requests: IntCounterVec,
+    instances: IntGaugeVec,
+    health: IntGaugeVec,
+    desired: IntGaugeVec,
+    actual: IntGaugeVec,
+    quarantined: IntGaugeVec,
+    dry_run: IntGaugeVec,
+    sensor_value: GaugeVec,
+    sensor_stale: IntGaugeVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter");
+    r.register(Box::new(c.clone())).expect("a new metric name");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge");
+    r.register(Box::new(g.clone())).expect("a new metric name");
+    g
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let d = &["domain"];
+        let decide_seconds = HistogramVec::new(
+            HistogramOpts::new("epu_decide_duration_seconds", "Time of one decide cycle.")
+                .buckets(prometheus::exponential_buckets(0.00001, 4.0, 10).expect("buckets")),
+            d,
+        )
+        .expect("a valid histogram");
+        r.register(Box::new(decide_seconds.clone())).expect("new");
+        let store_write_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "epu_store_write_duration_seconds",
+                "Time of one store transaction.",
+            )
+            .buckets(prometheus::exponential_buckets(0.00005, 4.0, 9).expect("buckets")),
+        )
+        .expect("a valid histogram");
+        r.register(Box::new(store_write_seconds.clone()))
+            .expect("new");
+        let sensor_value = GaugeVec::new(
+            Opts::new("epu_sensor_value", "The last reading of a sensor."),
+            &["domain", "sensor"],
+        )
+        .expect("a valid gauge");
+        r.register(Box::new(sensor_value.clone())).expect("new");
+        Metrics {
+            decides: counter(&r, "epu_decides_total", "Decide cycles.", d),
+            decide_seconds,
+            launches: counter(&r, "epu_launches_total", "Instances launched.", d),
+            destroys: counter(&r, "epu_destroys_total", "Instances destroyed.", d),
+            replacements: counter(
+                &r,
+                "epu_replacements_total",
+                "Launches that replace failed or unhealthy instances.",
+                d,
+            ),
+            engine_faults: counter(
+                &r,
+                "epu_engine_faults_total",
+                "Engine faults, by kind.",
+                &["domain", "kind"],
+            ),
+            swaps: counter(&r, "epu_engine_swaps_total", "Engines swapped in.", d),
+            dry_run_launches: counter(
+                &r,
+                "epu_dry_run_launches_total",
+                "Launches a dry-run domain's engine asked for (none was made).",
+                d,
+            ),
+            dry_run_destroys: counter(
+                &r,
+                "epu_dry_run_destroys_total",
+                "Destroys a dry-run domain's engine asked for (none was made).",
+                d,
+            ),
+            store_write_seconds,
+            api_requests: counter(
+                &r,
+                "epu_api_requests_total",
+                "API requests, by route and status.",
+                &["route", "status"],
+            ),
+            instances: gauge(
+                &r,
+                "epu_instances",
+                "Live instances, by state.",
+                &["domain", "state"],
+            ),
+            health: gauge(
+                &r,
+                "epu_instances_by_health",
+                "Live instances, by health.",
+                &["domain", "health"],
+            ),
+            desired: gauge(
+                &r,
+                "epu_desired_instances",
+                "The count the engine's last decision aims at.",
+                d,
+            ),
+            actual: gauge(
+                &r,
+                "epu_actual_instances",
+                "Live instances that are not being destroyed.",
+                d,
+            ),
+            quarantined: gauge(
+                &r,
+                "epu_engine_quarantined",
+                "1 while the engine is quarantined.",
+                d,
+            ),
+            dry_run: gauge(&r, "epu_domain_dry_run", "1 for a dry-run domain.", d),
+            sensor_value,
+            sensor_stale: gauge(
+                &r,
+                "epu_sensor_stale",
+                "1 while a sensor's reading is stale.",
+                &["domain", "sensor"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// The exposition text, with the gauges set from `domains`.
+    pub fn render(&self, domains: &[DomainStatus]) -> String {
+        for g in [
+            &self.instances,
+            &self.health,
+            &self.desired,
+            &self.actual,
+            &self.quarantined,
+            &self.dry_run,
+            &self.sensor_stale,
+        ] {
+            g.reset();
+        }
+        self.sensor_value.reset();
+        for d in domains {
+            let name = d.name.as_str();
+            for s in InstanceState::ALL.iter().filter(|s| !s.is_final()) {
+                let n = d.instances.iter().filter(|i| i.state == *s).count();
+                self.instances
+                    .with_label_values(&[name, s.as_str()])
+                    .set(n as i64);
+            }
+            for h in Health::ALL {
+                let n = d.instances.iter().filter(|i| i.health == h).count();
+                self.health
+                    .with_label_values(&[name, h.as_str()])
+                    .set(n as i64);
+            }
+            let actual = d
+                .instances
+                .iter()
+                .filter(|i| i.state < InstanceState::Terminating)
+                .count();
+            self.actual.with_label_values(&[name]).set(actual as i64);
+            if let Some(desired) = d.controller.desired {
+                self.desired
+                    .with_label_values(&[name])
+                    .set(i64::from(desired));
+            }
+            self.quarantined
+                .with_label_values(&[name])
+                .set(i64::from(d.controller.quarantined));
+            self.dry_run
+                .with_label_values(&[name])
+                .set(i64::from(d.dry_run));
+            for s in &d.sensors {
+                if let Some(v) = s.value {
+                    self.sensor_value.with_label_values(&[name, &s.name]).set(v);
+                }
+                self.sensor_stale
+                    .with_label_values(&[name, &s.name])
+                    .set(i64::from(s.stale));
+            }
+        }
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!("encoding metrics: {e}");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
