@@ -61,6 +61,21 @@ need_moto() {
     export EPU_MOTO_PYTHON="$venv/bin/python"
 }
 
+# The dashboard's browser test: Debian's chromium and playwright-core (pinned in
+# host/tests/browser/package-lock.json).
+need_browser() {
+    if [ ! -x /usr/bin/chromium ]; then
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        echo "installing chromium (apt-get install chromium)" >&2
+        $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null \
+            || { echo "could not install chromium: install it with apt-get and retry" >&2; exit 1; }
+    fi
+    if [ ! -d host/tests/browser/node_modules/playwright-core ]; then
+        (cd host/tests/browser && npm ci --no-audit --no-fund --silent)
+    fi
+}
+
 case "${1:-}" in
     build)
         need_toolchain
@@ -109,6 +124,7 @@ case "${1:-}" in
         need_toolchain
         need_broker
         need_moto
+        need_browser
         # The tests check and run the engines written in Python, JavaScript and C.
         plugins/build.sh
         # The tests run the queue-workers plan's programs, which live beside epu.

@@ -266,21 +266,17 @@ fn faults_between_epu_and_the_cloud_are_ridden_out_without_duplicates() {
 fn the_ec2_moto_plan_boots_keeps_three_instances_and_terminates_to_nothing() {
     let epu = Epu::new();
     let plan = common::repo().join("launch-plans/ec2-moto");
-    let out = epu
-        .command()
-        .args(["boot", plan.to_str().unwrap(), "--json"])
-        .env("EPU_LISTEN", "127.0.0.1:0")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("EPU_MOTO_PYTHON", moto::python())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let python = moto::python();
+    let out = epu.ok_with_env(
+        &["boot", plan.to_str().unwrap(), "--json"],
+        &[
+            ("EPU_LISTEN", "127.0.0.1:0"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("EPU_MOTO_PYTHON", python.to_str().unwrap()),
+        ],
     );
-    let booted: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let booted: serde_json::Value = serde_json::from_str(&out).unwrap();
     let moto_pid = booted["services"][0]["pid"].as_i64().unwrap() as i32;
     let workers = epu.wait_running("cloud-workers", 3);
     assert!(

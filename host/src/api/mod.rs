@@ -6,6 +6,7 @@
 //! token), 404 (unknown domain or node), 409 (conflict), 413 (body too large) or 500.
 
 pub mod auth;
+mod dashboard;
 
 use crate::daemon::{Daemon, OpError};
 use crate::health::{HeartbeatError, Reported};
@@ -99,6 +100,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/runs/{run}", get(run_status))
         .route("/v1/runs/{run}/terminate", post(terminate_run))
         .route("/v1/clean", post(clean))
+        .route("/v1/domains/{name}/series", get(series))
+        .route("/", get(dashboard::page))
+        .route("/app.js", get(dashboard::script))
+        .route("/style.css", get(dashboard::style))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -170,7 +175,10 @@ async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string());
     let path = req.uri().path().to_string();
-    let open = path == "/healthz" || path == "/readyz" || (path == "/metrics" && d.metrics_open);
+    let open = path == "/healthz"
+        || path == "/readyz"
+        || dashboard::ASSETS.contains(&path.as_str())
+        || (path == "/metrics" && d.metrics_open);
     match token {
         _ if open => next.run(req).await,
         Some(t) if d.tokens.is_admin(&t) => next.run(req).await,
@@ -444,4 +452,49 @@ async fn readyz(State(d): Shared) -> Reply {
         Ok(()) => Ok(Json(json!({"status": "ready"}))),
         Err(why) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, why)),
     }
+}
+
+#[derive(Deserialize)]
+struct SeriesQuery {
+    /// How far back, in seconds.
+    #[serde(default = "default_window")]
+    seconds: f64,
+}
+
+fn default_window() -> f64 {
+    3600.0
+}
+
+/// A domain's live instances by state over the window, as `[time, counts]` with the count
+/// at the window's start first, and its kept sensor readings in the window.
+async fn series(State(d): Shared, Path(name): Path<String>, Query(q): Query<SeriesQuery>) -> Reply {
+    let store = &d.services.store;
+    if store.domain(&name)?.is_none() {
+        return Err(OpError::NotFound(format!("unknown domain '{name}'")).into());
+    }
+    let now = crate::model::now();
+    let since = now - q.seconds.clamp(1.0, 7.0 * 86400.0);
+    let events = store.events_after(0, Some(&name), u32::MAX)?;
+    let all = crate::analysis::instance_counts(&events);
+    let before = all
+        .iter()
+        .rev()
+        .find(|(t, _)| *t < since)
+        .map(|(_, c)| (since, *c));
+    let counts: Vec<_> = before
+        .into_iter()
+        .chain(all.into_iter().filter(|(t, _)| *t >= since))
+        .collect();
+    let readings: Vec<_> = store
+        .readings_of(&name)?
+        .into_iter()
+        .filter(|r| r.1 >= since)
+        .collect();
+    Ok(Json(json!({
+        "groups": crate::analysis::STATE_GROUPS,
+        "counts": counts,
+        "readings": readings,
+        "since": since,
+        "now": now,
+    })))
 }

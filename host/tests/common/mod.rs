@@ -65,6 +65,22 @@ impl Epu {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs `epu ARGS` with `env` added, insists that it succeeds, and returns its stdout.
+    pub fn ok_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self
+            .command()
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("running epu");
+        assert!(
+            out.status.success(),
+            "epu {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs `epu ARGS`, insists that it fails, and returns its stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
