@@ -10,6 +10,17 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// The per-domain counters a controller updates on every decide, looked up once.
+pub struct DomainMetrics {
+    pub decides: prometheus::IntCounter,
+    pub decide_seconds: Histogram,
+    pub launches: prometheus::IntCounter,
+    pub destroys: prometheus::IntCounter,
+    pub replacements: prometheus::IntCounter,
+    pub dry_run_launches: prometheus::IntCounter,
+    pub dry_run_destroys: prometheus::IntCounter,
+}
+
 /// Every metric of one daemon.
 pub struct Metrics {
     registry: Registry,
@@ -158,6 +169,20 @@ impl Metrics {
                 &["domain", "sensor"],
             ),
             registry: r,
+        }
+    }
+
+    /// A domain's decide counters.
+    pub fn domain(&self, name: &str) -> DomainMetrics {
+        let l = [name];
+        DomainMetrics {
+            decides: self.decides.with_label_values(&l),
+            decide_seconds: self.decide_seconds.with_label_values(&l),
+            launches: self.launches.with_label_values(&l),
+            destroys: self.destroys.with_label_values(&l),
+            replacements: self.replacements.with_label_values(&l),
+            dry_run_launches: self.dry_run_launches.with_label_values(&l),
+            dry_run_destroys: self.dry_run_destroys.with_label_values(&l),
         }
     }
 

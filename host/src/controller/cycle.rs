@@ -119,11 +119,9 @@ impl Controller {
     pub(super) fn decide(&mut self) -> Duration {
         let began = std::time::Instant::now();
         let next = self.decide_once();
-        let m = &self.services.metrics;
-        let name = [self.spec.name.as_str()];
-        m.decides.with_label_values(&name).inc();
-        m.decide_seconds
-            .with_label_values(&name)
+        self.metrics.decides.inc();
+        self.metrics
+            .decide_seconds
             .observe(began.elapsed().as_secs_f64());
         next
     }
@@ -299,18 +297,13 @@ impl Controller {
             st.last_decide = Some(now());
         }
 
-        let m = &self.services.metrics;
-        let name = [self.spec.name.as_str()];
-        m.launches.with_label_values(&name).inc_by(new.len() as u64);
-        m.destroys
-            .with_label_values(&name)
-            .inc_by(destroyed.len() as u64);
+        let m = &self.metrics;
+        m.launches.inc_by(new.len() as u64);
+        m.destroys.inc_by(destroyed.len() as u64);
         // A launch replaces an instance that failed since the last decide or is destroyed
         // now for being unhealthy.
         let lost = self.recent_failures + destroyed.iter().filter(|r| is_unhealthy(r)).count();
-        m.replacements
-            .with_label_values(&name)
-            .inc_by(lost.min(new.len()) as u64);
+        m.replacements.inc_by(lost.min(new.len()) as u64);
         let prov = &self.services.provisioner;
         for inst in destroyed {
             prov.destroy(inst, &self.spec)?;
@@ -357,14 +350,8 @@ impl Controller {
             )?;
         }
         if differs {
-            let m = &self.services.metrics;
-            let name = [self.spec.name.as_str()];
-            m.dry_run_launches
-                .with_label_values(&name)
-                .inc_by(new.len() as u64);
-            m.dry_run_destroys
-                .with_label_values(&name)
-                .inc_by(destroyed.len() as u64);
+            self.metrics.dry_run_launches.inc_by(new.len() as u64);
+            self.metrics.dry_run_destroys.inc_by(destroyed.len() as u64);
         }
         let staying = live
             .iter()

@@ -197,6 +197,7 @@ pub fn start(
         last_target: None,
         recent_failures: 0,
         last_dry_run: None,
+        metrics: services.metrics.domain(&name),
         log_budget: Default::default(),
         sensor_seen: 0,
         cached: None,
@@ -227,6 +228,7 @@ struct Controller {
     recent_failures: usize,
     /// A dry-run domain's last decision (launches, destroyed ids), recorded when it changes.
     last_dry_run: Option<(usize, Vec<String>)>,
+    metrics: crate::metrics::DomainMetrics,
     log_budget: log_budget::LogBudget,
     /// The sensor board's change counter as the last carried-out decide saw it.
     sensor_seen: u64,
