@@ -21,14 +21,10 @@ pub struct Latency {
     pub max_ms: Option<f64>,
     /// `(upper bound in ms, or None for the open last bucket, count)`.
     pub histogram: Vec<(Option<f64>, usize)>,
-    /// Every sample, in ms, in the order they happened.
-    #[serde(skip)]
-    pub samples: Vec<f64>,
 }
 
 impl Latency {
-    fn from_samples(samples: Vec<f64>) -> Latency {
-        let mut sorted = samples.clone();
+    fn from_samples(mut sorted: Vec<f64>) -> Latency {
         sorted.sort_by(f64::total_cmp);
         let pick = |q: f64| {
             (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * q).round() as usize])
@@ -49,7 +45,6 @@ impl Latency {
             p90_ms: pick(0.9),
             max_ms: sorted.last().copied(),
             histogram,
-            samples,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::analysis::{self, STATE_GROUPS};
 use crate::store::Event;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -402,16 +402,4 @@ fn clock(t: f64) -> String {
         .trim_end_matches('Z')
         .to_string()
         + " UTC"
-}
-
-/// Writes `bytes` nowhere but checks they are what `draw` promises: for tests and `--json`.
-pub fn file_kind(path: &Path) -> Result<&'static str> {
-    let head = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Ok("png")
-    } else if head.starts_with(b"<svg") || head.starts_with(b"<?xml") {
-        Ok("svg")
-    } else {
-        bail!("{} is neither PNG nor SVG", path.display())
-    }
 }

@@ -3,7 +3,8 @@
 use serde_json::Value;
 use std::time::{Duration, UNIX_EPOCH};
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+/// A string field of a JSON object, or `-`.
+pub(super) fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("-")
 }
 

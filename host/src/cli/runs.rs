@@ -3,7 +3,7 @@
 
 use super::client::Client;
 use super::foreground::start_detached;
-use super::print_json;
+use super::{print, print_json};
 use crate::plan::{self, Plan};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
@@ -123,7 +123,11 @@ fn print_outline(outline: &Value) {
     for level in outline["levels"].as_array().into_iter().flatten() {
         println!("  level {}: in parallel", level["level"]);
         for s in level["services"].as_array().into_iter().flatten() {
-            println!("    service {}: {}", str_of(s, "name"), words(&s["start"]));
+            println!(
+                "    service {}: {}",
+                print::s(s, "name"),
+                words(&s["start"])
+            );
             if let Some(ready) = s["ready"].as_object() {
                 println!(
                     "      ready when `{}` exits 0 (up to {} tries)",
@@ -141,15 +145,11 @@ fn print_outline(outline: &Value) {
     for d in outline["domains"].as_array().into_iter().flatten() {
         println!(
             "    domain {}: engine {}, workers run {}",
-            str_of(d, "name"),
-            str_of(d, "engine"),
+            print::s(d, "name"),
+            print::s(d, "engine"),
             words(&d["deployable"]["command"])
         );
     }
-}
-
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or("-")
 }
 
 fn words(v: &Value) -> String {
@@ -218,11 +218,11 @@ pub async fn status(client: &Client, run: &str, as_json: bool) -> Result<()> {
         return Ok(());
     }
     let r = &v["run"];
-    print!("run {}  {}", str_of(r, "name"), str_of(r, "state"));
+    print!("run {}  {}", print::s(r, "name"), print::s(r, "state"));
     if let Some(e) = r["error"].as_str() {
         print!("  ({})", e.lines().next().unwrap_or_default());
     }
-    println!("  plan {}", str_of(r, "plan"));
+    println!("  plan {}", print::s(r, "plan"));
     for s in v["services"].as_array().into_iter().flatten() {
         let ready = match s["ready"]["ok"].as_bool() {
             Some(true) => "ready".to_string(),
@@ -240,8 +240,8 @@ pub async fn status(client: &Client, run: &str, as_json: bool) -> Result<()> {
         println!(
             "  level {} service {:<14} {:<11} pid {:<8} {} {}",
             s["level"],
-            str_of(s, "name"),
-            str_of(s, "state"),
+            print::s(s, "name"),
+            print::s(s, "state"),
             match (s["pid"].as_i64(), s["alive"].as_bool()) {
                 (Some(p), Some(true)) => p.to_string(),
                 (Some(p), _) => format!("{p}(gone)"),

@@ -295,13 +295,7 @@ impl Daemon {
         let began = Instant::now();
         let (domains, services) = self.stop_run_parts(run).await?;
         let detail = json!({"domains": domains, "services": services, "seconds": began.elapsed().as_secs_f64()});
-        store.set_run_state(
-            run,
-            RunState::Terminated,
-            None,
-            "run-terminated",
-            detail.clone(),
-        )?;
+        store.set_run_state(run, RunState::Terminated, None, "run-terminated", detail)?;
         Ok(json!({"run": run, "state": "terminated", "domains": domains, "services": services}))
     }
 

@@ -8,7 +8,7 @@ use crate::model::now;
 use crate::plan::template::Attrs;
 use crate::plan::ServiceSpec;
 use anyhow::{Context, Result};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -318,17 +318,6 @@ impl Store {
                 c.prepare_cached("SELECT domain FROM run_domains WHERE run = ?1 ORDER BY rowid")?;
             let rows = stmt.query_map([run], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-    }
-
-    /// The run that owns `domain`, if one does.
-    pub fn run_of_domain(&self, domain: &str) -> Result<Option<String>> {
-        self.with_conn(|c| {
-            Ok(c.prepare_cached(
-                "SELECT run FROM run_domains WHERE domain = ?1 ORDER BY rowid DESC",
-            )?
-            .query_row([domain], |r| r.get(0))
-            .optional()?)
         })
     }
 
