@@ -1,13 +1,18 @@
 //! Health from heartbeats: a worker reports `ok` or `process-error`; a worker that stays silent
 //! past its timeouts turns `missing`; one that still reports after it was destroyed is a
 //! `zombie`. Every change wakes the domain's controller.
+//!
+//! Silence is timed on the monotonic clock, so a wall-clock jump (NTP, a VM resumed, an
+//! operator's `date -s`) neither marks every worker missing nor hides a silent one. The store
+//! keeps wall-clock times for people to read.
 
 use crate::controller::Wakeups;
 use crate::model::{now, Health, InstanceState};
 use crate::store::{StateUpdate, Store};
 use anyhow::Result;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How often silent workers are looked for.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
@@ -32,8 +37,9 @@ pub enum HeartbeatError {
 pub struct HealthMonitor {
     store: Arc<Store>,
     wakeups: Arc<Wakeups>,
-    /// Silence is timed from here at the earliest: the daemon heard nothing while it was down.
-    started: f64,
+    /// When each watched worker was last heard from, or first watched by this daemon (which
+    /// heard nothing while it was down).
+    heard: Mutex<HashMap<String, Instant>>,
 }
 
 impl HealthMonitor {
@@ -41,7 +47,7 @@ impl HealthMonitor {
         HealthMonitor {
             store,
             wakeups,
-            started: now(),
+            heard: Mutex::new(HashMap::new()),
         }
     }
 
@@ -71,6 +77,10 @@ impl HealthMonitor {
                     .advance(node_id, InstanceState::Running, StateUpdate::default())?
                     .is_some();
             }
+            self.heard
+                .lock()
+                .unwrap()
+                .insert(node_id.to_string(), Instant::now());
             let health = match reported {
                 Reported::Ok => Health::Ok,
                 Reported::ProcessError => Health::ProcessError,
@@ -104,7 +114,9 @@ impl HealthMonitor {
 
     /// Marks silent workers missing.
     pub fn sweep(&self) -> Result<()> {
-        let t = now();
+        let t = Instant::now();
+        let mut heard = self.heard.lock().unwrap();
+        let mut watched = HashSet::new();
         for domain in self.store.domains()? {
             let settings = &domain.spec.health;
             for inst in self.store.live_instances(Some(&domain.spec.name))? {
@@ -113,15 +125,19 @@ impl HealthMonitor {
                 {
                     continue;
                 }
-                let silent = match inst.last_heartbeat {
-                    None => t - inst.state_time.max(self.started) > settings.boot_timeout,
-                    Some(hb) => t - hb.max(self.started) > settings.missing_timeout,
+                let since = *heard.entry(inst.id.clone()).or_insert(t);
+                let timeout = match inst.last_heartbeat {
+                    None => settings.boot_timeout,
+                    Some(_) => settings.missing_timeout,
                 };
+                let silent = t.duration_since(since).as_secs_f64() > timeout;
                 if silent && self.store.set_health(&inst.id, Health::Missing)?.is_some() {
                     self.wakeups.wake(&domain.spec.name);
                 }
+                watched.insert(inst.id);
             }
         }
+        heard.retain(|id, _| watched.contains(id));
         Ok(())
     }
 

@@ -130,3 +130,96 @@ fn a_heartbeat_long_after_a_destroy_marks_a_zombie() {
     epu.ok(&["terminate"]);
     daemon.wait().unwrap();
 }
+
+/// libfaketime, which shifts a process's wall clock (not its monotonic clock) by the offset
+/// in a file, re-read every second (Debian package `faketime`).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The wall clock jumps two hours ahead and then back behind real time under a running daemon.
+/// Silence is timed on the monotonic clock: the jump ahead marks no heartbeating worker
+/// missing (nothing is replaced), and after the jump back a worker that stops heartbeating is
+/// still found missing on time.
+#[test]
+fn a_wall_clock_jump_neither_invents_nor_hides_silent_workers() {
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: apt-get install faketime"
+    );
+    let epu = Epu::new();
+    let offset = epu.dir.path().join("clock-offset");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let mut daemon = epu
+        .command()
+        .arg("daemon")
+        .env("LD_PRELOAD", LIBFAKETIME)
+        .env("FAKETIME_TIMESTAMP_FILE", &offset)
+        .env("FAKETIME_CACHE_DURATION", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(20), || epu
+        .run(&["status"])
+        .status
+        .success()));
+    let worker = common::repo().join("launch-plans/quickstart/worker.sh");
+    epu.ok(&[
+        "domain",
+        "add",
+        "clocked",
+        "--engine",
+        "npreserving",
+        "-c",
+        "preserve_n=2",
+        "--pulse-ms",
+        "100",
+        "--missing-timeout",
+        "3",
+        "--env",
+        "HEARTBEAT_SECONDS=0.5",
+        "--grace",
+        "0.2",
+        "--",
+        worker.to_str().unwrap(),
+    ]);
+    let before = epu.wait_running("clocked", 2);
+    // The time of a fresh event (a reconfigure that changes nothing), as the daemon's clock has it.
+    let wall = |epu: &Epu| {
+        epu.ok(&["reconfigure", "clocked", "preserve_n=2"]);
+        let last = epu.ok(&["events", "--json"]);
+        let last: serde_json::Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+        last["time"].as_f64().unwrap()
+    };
+
+    std::fs::write(&offset, "+7200\n").unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        wall(&epu) > common::unix_now() + 7000.0,
+        "the daemon's clock did not jump ahead: is libfaketime working?"
+    );
+    assert_eq!(epu.wait_running("clocked", 2), before, "jump ahead");
+    for i in &before {
+        assert_eq!(health_events(&epu, &i.id).len(), 1, "only unknown → ok");
+    }
+
+    std::fs::write(&offset, "-7200\n").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        wall(&epu) < common::unix_now() - 7000.0,
+        "the clock did not jump back"
+    );
+    assert_eq!(epu.wait_running("clocked", 2), before, "jump back");
+    // A worker that stops heartbeating is found missing within its 3 s, although every
+    // heartbeat it sent is stamped two hours after the daemon's clock now.
+    let stopped = before[0].pid.unwrap();
+    assert!(common::signal(stopped, common::Signal::SIGSTOP));
+    let missing = wait_for(Duration::from_secs(8), || {
+        health_events(&epu, &before[0].id)
+            .iter()
+            .any(|e| e.contains("\"to\":\"missing\""))
+    });
+    common::signal(stopped, common::Signal::SIGCONT);
+    assert!(missing, "{:?}", health_events(&epu, &before[0].id));
+    epu.ok(&["terminate"]);
+    daemon.wait().unwrap();
+}

@@ -433,6 +433,9 @@ pub(crate) fn print_json(v: &Value) {
 /// Runs the command line; returns the process exit code.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Daemon { .. } | Command::Run { .. }) {
+        quiet_on_closed_pipe();
+    }
     let filter = std::env::var("EPU_LOG").unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -448,6 +451,17 @@ pub fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// A client command whose output goes to a pipe that closes (`epu events | head`) ends quietly,
+/// as Unix tools do, instead of panicking on the failed write. The daemon keeps ignoring
+/// SIGPIPE: a client that hangs up is an error on that one connection.
+fn quiet_on_closed_pipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: at start-up, before any thread; the default action only ends the process.
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
     }
 }
 

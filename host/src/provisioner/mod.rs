@@ -250,22 +250,28 @@ impl Provisioner {
 
     /// Re-attaches to the workers of the store after a restart. A live worker (same pid and
     /// start time) is adopted; a vanished one is marked failed (or terminated, if it was being
-    /// destroyed); a launch that was recorded but never confirmed is matched through `/proc`.
+    /// destroyed); a launch that was recorded but never confirmed is matched through `/proc`;
+    /// a worker whose destroy the crash cut short is destroyed again.
     /// Workers from this state dir that the store does not know are killed. (The instances
     /// of `ec2` domains are recovered by their domain's poller.)
     pub fn recover(self: &Arc<Self>) -> Result<()> {
         let found = process::scan_workers(&self.state_dir);
         let by_id: HashMap<&str, &FoundWorker> =
             found.iter().map(|w| (w.instance_id.as_str(), w)).collect();
-        let cloud: std::collections::HashSet<String> = self
+        let graces: HashMap<String, Duration> = self
             .store
             .domains()?
             .into_iter()
-            .filter(|d| !matches!(d.spec.deployable, Deployable::Process(_)))
-            .map(|d| d.spec.name)
+            .filter_map(|d| match d.spec.deployable {
+                Deployable::Process(p) => Some((
+                    d.spec.name,
+                    Duration::from_secs_f64(p.grace_seconds.max(0.0)),
+                )),
+                _ => None,
+            })
             .collect();
         let mut live = self.store.live_instances(None)?;
-        live.retain(|i| !cloud.contains(&i.domain));
+        live.retain(|i| graces.contains_key(&i.domain));
         for inst in &live {
             let worker = match (inst.pid, inst.pid_start) {
                 (Some(pid), Some(start)) if process::is_alive(pid, start) => Some((pid, start)),
@@ -290,6 +296,11 @@ impl Provisioner {
                         serde_json::json!({"pid": pid}),
                     )?;
                     self.watch_adopted(inst.id.clone(), pid, start);
+                    if inst.state == InstanceState::Terminating {
+                        // The crash cut its destroy short (a worker may ignore SIGTERM, and
+                        // its SIGKILL was due from the daemon that died): destroy it again.
+                        self.destroy_process(inst, graces[&inst.domain])?;
+                    }
                 }
                 None if inst.pid.is_none() => {
                     let why = "the launch was interrupted before the worker started";

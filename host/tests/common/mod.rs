@@ -402,3 +402,11 @@ pub fn signal(pid: i32, sig: Signal) -> bool {
 pub fn kill9(pid: i32) {
     assert!(signal(pid, Signal::SIGKILL), "kill -9 {pid}");
 }
+
+/// The wall clock, in seconds since the Unix epoch.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}

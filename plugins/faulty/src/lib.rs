@@ -9,6 +9,9 @@
 //! - `billion`: asks for 10^9 launches;
 //! - `foreign`: destroys an instance handle that is not in the domain;
 //! - `wasi`: tries files, env, clocks and sockets, and logs what it got.
+//! - `count`: keeps the config's `n` instances live, destroying the newest extras, and keeps
+//!   in its memo how many instances the domain has launched in all (`launched=N`), so a test
+//!   can hold the memo against the store's launch records.
 //!
 //! It parses its config by hand to stay free of dependencies.
 //!
@@ -60,12 +63,13 @@ mod engine {
     wit_bindgen::generate!({ world: "engine", path: "../../wit" });
 
     use epu::engine::types::{EngineStatus, InstanceState, Launch};
-    use std::collections::BTreeSet;
+    use std::collections::BTreeMap;
     use std::hint::black_box;
     use std::sync::Mutex;
 
     const MODES: &[&str] = &[
         "ok", "spin", "memory", "recurse", "panic", "trap", "error", "billion", "foreign", "wasi",
+        "count",
     ];
 
     const BUILT_FOR: &str = if cfg!(feature = "spin") {
@@ -89,6 +93,9 @@ mod engine {
     static MODE: Mutex<&str> = Mutex::new(BUILT_FOR);
 
     fn set_mode(config: &str) -> Result<(), String> {
+        if let Some(n) = number_after(config, "\"n\":") {
+            *TARGET.lock().unwrap() = n;
+        }
         if !config.contains("\"mode\"") {
             return Ok(());
         }
@@ -102,6 +109,45 @@ mod engine {
             .ok_or_else(|| format!("mode must be one of {MODES:?}: {config}"))?;
         *MODE.lock().unwrap() = mode;
         Ok(())
+    }
+
+    /// The unsigned number right after `key` in `text`, if there is one.
+    fn number_after(text: &str, key: &str) -> Option<u64> {
+        let text = text.replace(' ', "");
+        let rest = &text[text.find(key)? + key.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    }
+
+    /// `count` mode: the target, and the launches so far (from the memo on a full snapshot).
+    static TARGET: Mutex<u64> = Mutex::new(0);
+    static LAUNCHED: Mutex<u64> = Mutex::new(0);
+
+    /// `count` mode's decision: launch up to `n`, or destroy the newest over it.
+    fn count(live: &BTreeMap<u64, bool>, memo: Option<&[u8]>) -> Decision {
+        let mut launched = LAUNCHED.lock().unwrap();
+        if let Some(memo) = memo {
+            *launched = number_after(&String::from_utf8_lossy(memo), "launched=").unwrap_or(0);
+        }
+        let target = *TARGET.lock().unwrap();
+        let staying: Vec<u64> = live.iter().filter(|(_, t)| !**t).map(|(h, _)| *h).collect();
+        let have = staying.len() as u64;
+        let launch = target.saturating_sub(have);
+        let destroy = staying
+            .iter()
+            .rev()
+            .take(have.saturating_sub(target) as usize);
+        *launched += launch;
+        Decision {
+            launches: vec![Launch {
+                count: launch as u32,
+                vars: vec![],
+            }],
+            destroy: destroy.copied().collect(),
+            next_decide_ms: Some(100),
+            memo: Some(format!("launched={launched}").into_bytes()),
+            status: EngineStatus::Stable,
+        }
     }
 
     fn recurse(n: u64) -> u64 {
@@ -130,8 +176,9 @@ mod engine {
         format!("wasi probe: fs={fs} env={env} clock={clock} net={net}")
     }
 
-    /// The handles of the live instances, kept up to date from each snapshot.
-    static LIVE: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+    /// The live instances, kept up to date from each snapshot: handle → whether it is
+    /// terminating.
+    static LIVE: Mutex<BTreeMap<u64, bool>> = Mutex::new(BTreeMap::new());
 
     struct Faulty;
 
@@ -151,8 +198,11 @@ mod engine {
                     if i.state >= InstanceState::Terminated {
                         live.remove(&i.handle);
                     } else {
-                        live.insert(i.handle);
+                        live.insert(i.handle, i.state >= InstanceState::Terminating);
                     }
+                }
+                if mode == "count" {
+                    return Ok(count(&live, snapshot.memo.as_deref()));
                 }
                 live.len()
             };
