@@ -38,3 +38,12 @@ pub mod runs;
 pub mod scenario;
 pub mod sensors;
 pub mod store;
+
+/// How many cases a property test runs: `default`, or `PROPTEST_CASES` when set (a longer
+/// fuzzing session: `PROPTEST_CASES=100000 cargo test -p epu proptest`).
+pub fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -111,7 +111,41 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             daemon.clone(),
             count_request,
         ))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(daemon)
+}
+
+/// Makes every refusal a JSON `{"error"}`, including those of axum's own extractors and router
+/// (a path segment or query that does not parse, an unknown route, a wrong method), which
+/// answer in plain text or with an empty body.
+async fn json_errors(res: Response) -> Response {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    let status = res.status();
+    let json = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let error = match text.is_empty() {
+        true => status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_lowercase(),
+        false => text,
+    };
+    parts.headers.remove(CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, "application/json".parse().unwrap());
+    let body = json!({ "error": error }).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// Serves the API on `<state dir>/epu.sock`, and on the daemon's TCP listener if it has one,

@@ -142,4 +142,70 @@ mod tests {
         assert_eq!(check(&decision(1, &[]), &live, 2, 1000), Ok(()));
         assert!(check(&decision(u32::MAX, &[]), &live, 1000, 1000).is_err());
     }
+
+    /// What the checks mean, stated apart from how `check` does them: a decision is accepted
+    /// exactly when it is within the byte cap, destroys only live handles, each once, and
+    /// launches nothing or stays within max (instances being destroyed do not count).
+    fn accepted(d: &Decision, live: &[InstanceRecord], max: u32, max_bytes: u32) -> bool {
+        let memo = d.memo.as_ref().map_or(0, Vec::len) as u64;
+        let vars: u64 = d
+            .launches
+            .iter()
+            .flat_map(|l| &l.vars)
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum();
+        let bytes = memo + vars + 8 * d.destroy.len() as u64;
+        let unique: HashSet<u64> = d.destroy.iter().copied().collect();
+        let known = d
+            .destroy
+            .iter()
+            .all(|h| live.iter().any(|i| i.handle == *h));
+        let launch: u64 = d.launches.iter().map(|l| u64::from(l.count)).sum();
+        let staying = live
+            .iter()
+            .filter(|i| i.state < InstanceState::Terminating && !unique.contains(&i.handle))
+            .count() as u64;
+        bytes <= u64::from(max_bytes)
+            && known
+            && unique.len() == d.destroy.len()
+            && (launch == 0 || staying + launch <= u64::from(max))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: crate::proptest_cases(2000),
+            ..Default::default()
+        })]
+
+        /// Decisions from a fuzzed engine: any launches (up to u32::MAX each), any handles
+        /// (live, foreign, repeated), any memo and vars, against any live set and caps.
+        #[test]
+        fn check_accepts_exactly_the_decisions_within_bounds(
+            live in proptest::collection::btree_map(0u64..24, 0usize..8, 0..12),
+            counts in proptest::collection::vec(
+                proptest::prop_oneof![0u32..4, proptest::prelude::any::<u32>()], 0..4),
+            vars in proptest::collection::vec(("[a-z]{0,8}", ".{0,40}"), 0..3),
+            destroy in proptest::collection::vec(0u64..30, 0..8),
+            memo in proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)),
+            max in 0u32..16,
+            max_bytes in 0u32..800,
+        ) {
+            let live: Vec<InstanceRecord> = live
+                .into_iter()
+                .map(|(h, s)| rec(h, InstanceState::ALL[s]))
+                .collect();
+            let d = Decision {
+                launches: counts
+                    .into_iter()
+                    .map(|count| Launch { count, vars: vars.clone() })
+                    .collect(),
+                destroy,
+                next_decide_ms: None,
+                memo,
+                status: EngineStatus::Stable,
+            };
+            let result = check(&d, &live, max, max_bytes);
+            proptest::prop_assert_eq!(result.is_ok(), accepted(&d, &live, max, max_bytes), "{:?}", result);
+        }
+    }
 }

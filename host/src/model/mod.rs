@@ -209,7 +209,7 @@ pub fn check_domain_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seconds since the Unix epoch.
+/// Seconds since the Unix epoch, from the wall clock.
 pub fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

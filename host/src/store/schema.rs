@@ -152,13 +152,24 @@ pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database up to [`VERSION`], each migration in its own transaction.
 pub fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, VERSION)
+}
+
+/// Brings the database up to schema `target` (the tests make stores of every earlier version).
+pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > VERSION {
         bail!(
             "the state was written by a newer epu (schema {current}, this build knows {VERSION})"
         );
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    let wanted = (target - current).max(0) as usize;
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(current as usize)
+        .take(wanted)
+    {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)
             .with_context(|| format!("applying schema migration {}", i + 1))?;
