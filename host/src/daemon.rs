@@ -225,6 +225,7 @@ impl Daemon {
             }
         }
         tokio::spawn(health.run());
+        tokio::spawn(daemon.services.provisioner.clone().reconcile_forever());
         let plugins_dir = options
             .plugins_dir
             .unwrap_or_else(|| daemon.state_dir.join("plugins"));

@@ -111,3 +111,92 @@ fn engine_errors_and_invalid_decisions_are_refused_without_effect() {
     epu.ok(&["terminate"]);
     daemon.wait().unwrap();
 }
+
+/// Decisions from a fuzzed engine (`faulty` in `fuzz` mode: random launches up to u32::MAX,
+/// live, repeated and foreign handles, memos and vars of any size, any next decide), under
+/// several seeds. What the host accepts never takes the domain over its max_instances, what it
+/// refuses is an `invalid-decision` fault with nothing carried out, and the daemon keeps
+/// deciding (a quarantine is lifted to go on).
+#[test]
+fn decisions_from_a_fuzzed_engine_never_break_the_domain_bounds() {
+    const MAX: usize = 4;
+    let epu = Epu::new();
+    let mut daemon = epu.start_daemon();
+    epu.ok(&[
+        "domain",
+        "add",
+        "f",
+        "--engine",
+        FAULTY,
+        "--pulse-ms",
+        "20",
+        "--max-instances",
+        &MAX.to_string(),
+        "--grace",
+        "0.1",
+        "-c",
+        "mode=fuzz",
+        "-c",
+        "seed=1",
+        "--",
+        "/bin/sleep",
+        "1000",
+    ]);
+    let decisions = |epu: &Epu| {
+        let log = epu.ok(&["events", "--json", "--domain", "f"]);
+        let accepted = log
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"decision\""))
+            .count();
+        let refused = log
+            .lines()
+            .filter(|l| l.contains("\"invalid-decision\""))
+            .count();
+        (accepted, refused)
+    };
+    let mut most = 0;
+    for seed in 1..=5 {
+        epu.ok(&["reconfigure", "f", &format!("seed={seed}")]);
+        let end = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < end {
+            let staying = epu
+                .instances("f")
+                .iter()
+                .filter(|i| i.state != "terminating")
+                .count();
+            most = most.max(staying);
+            assert!(
+                staying <= MAX,
+                "{staying} instances, max {MAX} (seed {seed})"
+            );
+            if epu.ok(&["status", "f"]).contains("QUARANTINED") {
+                epu.ok(&["engine", "resume", "f"]);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let (accepted, refused) = decisions(&epu);
+    eprintln!("fuzzed engine: {accepted} decisions carried out, {refused} refused, at most {most} instances");
+    assert!(
+        accepted > 20 && refused > 20,
+        "{accepted} carried out, {refused} refused"
+    );
+    // Every refusal is a decision with nothing carried out: no launch record is without its
+    // accepted decision.
+    let log = epu.ok(&["events", "--json", "--domain", "f"]);
+    let launched: usize = log
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"decision\""))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["detail"]["launch"].as_array().map_or(0, Vec::len)
+        })
+        .sum();
+    let records = log
+        .lines()
+        .filter(|l| l.contains("launch-recorded"))
+        .count();
+    assert_eq!(launched, records);
+    epu.ok(&["terminate"]);
+    daemon.wait().unwrap();
+}

@@ -15,7 +15,7 @@ fn open(state_dir: &Path) -> Result<Store> {
     if !path.exists() {
         bail!("{} holds no epu state", state_dir.display());
     }
-    Store::open(&path)
+    Store::open_read_only(&path)
 }
 
 /// The events of a run (its own and its domains') or of a domain, oldest first; and the

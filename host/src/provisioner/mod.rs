@@ -8,6 +8,7 @@
 #[cfg(feature = "ec2")]
 pub mod ec2;
 pub mod process;
+mod reconcile;
 
 use crate::api::auth::Tokens;
 use crate::controller::Wakeups;
@@ -144,11 +145,16 @@ impl Provisioner {
                     pid_start: Some(spawned.start),
                     error: None,
                 };
-                self.store
-                    .advance(&inst.id, InstanceState::Started, update)?;
+                let mut child = spawned.child;
+                if let Err(e) = self.store.advance(&inst.id, InstanceState::Started, update) {
+                    // A worker the store cannot know must not run: reconciliation fails the
+                    // launch once the store takes writes again, and the engine relaunches.
+                    process::signal_group(spawned.pid, Signal::SIGKILL);
+                    tokio::spawn(async move { child.wait().await });
+                    return Err(e);
+                }
                 let me = self.clone();
                 let id = inst.id.clone();
-                let mut child = spawned.child;
                 tokio::spawn(async move {
                     let status = child.wait().await;
                     let how = match status {

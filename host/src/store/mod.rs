@@ -153,6 +153,48 @@ impl Store {
         // Every statement the store runs stays prepared (the default keeps 16).
         conn.set_prepared_statement_cache_capacity(128);
         schema::migrate(&mut conn)?;
+        Self::with_connection(conn)
+    }
+
+    /// Opens an existing store only to read it (the history commands): nothing is migrated or
+    /// written, so it works beside a running daemon and on a read-only state dir. A store of
+    /// an older schema is opened with [`Store::open`] instead, which migrates it.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        use rusqlite::OpenFlags;
+        let what = || format!("opening {} to read it", path.display());
+        let read = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        };
+        let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(what)?;
+        let mut version = read(&conn);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if version.is_err() && nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err() {
+            // A read-only state dir has no room for SQLite's shared-memory file; nothing can
+            // write there either, so the file is read as immutable.
+            let uri = format!("file:{}?immutable=1", path.display());
+            conn = Connection::open_with_flags(
+                uri,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+            )
+            .with_context(what)?;
+            version = read(&conn);
+        }
+        let version = version.with_context(what)?;
+        if version < SCHEMA_VERSION {
+            drop(conn);
+            return Self::open(path);
+        }
+        anyhow::ensure!(
+            version == SCHEMA_VERSION,
+            "{} was written by a newer epu (schema {version}, this build knows {SCHEMA_VERSION})",
+            path.display()
+        );
+        Self::with_connection(conn)
+    }
+
+    fn with_connection(conn: Connection) -> Result<Store> {
         let last = newest_seq(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
@@ -184,7 +226,9 @@ impl Store {
     fn with_tx<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let began = std::time::Instant::now();
-        let tx = conn.transaction()?;
+        // Immediate: the write lock is taken (or waited for) up front. A deferred transaction
+        // that reads first fails at once, without waiting, when another process holds it.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
         if let Some(observe) = self.write_observer.get() {

@@ -12,6 +12,9 @@
 //! - `count`: keeps the config's `n` instances live, destroying the newest extras, and keeps
 //!   in its memo how many instances the domain has launched in all (`launched=N`), so a test
 //!   can hold the memo against the store's launch records.
+//! - `fuzz`: returns a random decision on every decide, from the config's `seed`: launches of
+//!   any count up to u32::MAX, destroys of live, repeated and foreign handles, memos and vars
+//!   of any size, any status and next decide.
 //!
 //! It parses its config by hand to stay free of dependencies.
 //!
@@ -69,7 +72,7 @@ mod engine {
 
     const MODES: &[&str] = &[
         "ok", "spin", "memory", "recurse", "panic", "trap", "error", "billion", "foreign", "wasi",
-        "count",
+        "count", "fuzz",
     ];
 
     const BUILT_FOR: &str = if cfg!(feature = "spin") {
@@ -96,6 +99,9 @@ mod engine {
         if let Some(n) = number_after(config, "\"n\":") {
             *TARGET.lock().unwrap() = n;
         }
+        if let Some(seed) = number_after(config, "\"seed\":") {
+            *SEED.lock().unwrap() = seed | 1;
+        }
         if !config.contains("\"mode\"") {
             return Ok(());
         }
@@ -117,6 +123,58 @@ mod engine {
         let rest = &text[text.find(key)? + key.len()..];
         let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
         digits.parse().ok()
+    }
+
+    /// `fuzz` mode: the generator's state (xorshift64).
+    static SEED: Mutex<u64> = Mutex::new(1);
+
+    fn random() -> u64 {
+        let mut s = SEED.lock().unwrap();
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        *s
+    }
+
+    /// One of `choices`, at random.
+    fn pick<T: Copy>(choices: &[T]) -> T {
+        choices[(random() % choices.len() as u64) as usize]
+    }
+
+    /// `fuzz` mode's decision.
+    fn fuzz(live: &BTreeMap<u64, bool>) -> Decision {
+        let handles: Vec<u64> = live.keys().copied().collect();
+        let launches = (0..random() % 3)
+            .map(|_| Launch {
+                count: pick(&[0, 1, 1, 2, 5, 1000, u32::MAX, random() as u32]),
+                vars: (0..random() % 3)
+                    .map(|_| {
+                        let key = pick(&["k", "", "=", "\u{0}", "ÿ", "a-b c"]);
+                        (key.to_string(), "v".repeat(pick(&[0, 1, 100, 70_000])))
+                    })
+                    .collect(),
+            })
+            .collect();
+        let destroy = (0..random() % 4)
+            .filter_map(|_| match random() % 6 {
+                0 => Some(pick(&[0, u64::MAX, 1 << 40, random()])),
+                _ if !handles.is_empty() => Some(pick(&handles)),
+                _ => None,
+            })
+            .collect();
+        let memo = (random() % 2 == 0).then(|| vec![b'm'; pick(&[0, 10, 4096, 70_000, 1 << 20])]);
+        Decision {
+            launches,
+            destroy,
+            next_decide_ms: pick(&[None, Some(0), Some(1), Some(50), Some(u32::MAX)]),
+            memo,
+            status: pick(&[
+                EngineStatus::Pending,
+                EngineStatus::Stable,
+                EngineStatus::Unknown,
+                EngineStatus::DevmodeFailed,
+            ]),
+        }
     }
 
     /// `count` mode: the target, and the launches so far (from the memo on a full snapshot).
@@ -201,8 +259,10 @@ mod engine {
                         live.insert(i.handle, i.state >= InstanceState::Terminating);
                     }
                 }
-                if mode == "count" {
-                    return Ok(count(&live, snapshot.memo.as_deref()));
+                match mode {
+                    "count" => return Ok(count(&live, snapshot.memo.as_deref())),
+                    "fuzz" => return Ok(fuzz(&live)),
+                    _ => {}
                 }
                 live.len()
             };
