@@ -8,6 +8,8 @@
 #   ./dev.sh moto         install moto[server] (the EC2 API server the ec2 tests and plan use)
 #   ./dev.sh queue-demo   boot the queue-workers plan, send a burst, and watch the pool follow it
 #   ./dev.sh bench        the benchmark suite (docs/performance.md)
+#   ./dev.sh torture [ROUNDS] [SEED]   the crash-restart torture, 100 rounds by default
+#   ./dev.sh fuzz [CASES]              every property and fuzz target, 20000 cases each
 set -euo pipefail
 cd "$(dirname "$0")"
 target="${CARGO_TARGET_DIR:-target}"
@@ -76,6 +78,16 @@ need_browser() {
     fi
 }
 
+# libfaketime, with which the clock-jump test shifts the daemon's wall clock.
+need_faketime() {
+    [ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] && return 0
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "installing libfaketime (apt-get install faketime)" >&2
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq faketime >/dev/null \
+        || { echo "could not install faketime: install it with apt-get and retry" >&2; exit 1; }
+}
+
 case "${1:-}" in
     build)
         need_toolchain
@@ -125,6 +137,7 @@ case "${1:-}" in
         need_broker
         need_moto
         need_browser
+        need_faketime
         # The tests check and run the engines written in Python, JavaScript and C.
         plugins/build.sh
         # The tests run the queue-workers plan's programs, which live beside epu.
@@ -136,13 +149,27 @@ case "${1:-}" in
             EPU_BENCH_DOMAINS=50 EPU_BENCH_BUSY_DOMAINS=5 EPU_BENCH_IDLE_DOMAINS=50 EPU_BENCH_WINDOW_S=1 \
             cargo test -p epu --benches
         ;;
+    torture)
+        need_toolchain
+        # Prints a line per round and the totals; a violation prints the seed to replay it.
+        EPU_TORTURE_ROUNDS="${2:-100}" ${3:+EPU_TORTURE_SEED="$3"} \
+            cargo test -p epu --test torture -- --nocapture
+        ;;
+    fuzz)
+        need_toolchain
+        # A longer session of the targets CI runs at a few hundred cases each. A failing case
+        # is kept under host/proptest-regressions/ and replayed first from then on.
+        export PROPTEST_CASES="${2:-20000}"
+        cargo test -p epu --lib -- check_accepts_exactly a_store_of_every_earlier_version
+        cargo test -p epu --test properties --test api_fuzz
+        ;;
     bench)
         need_toolchain
         # The whole suite, optimised; tables on stdout, JSON in target/bench/.
         cargo bench -p epu
         ;;
     *)
-        echo "usage: ./dev.sh quickstart | test | build | plugins | broker | queue-demo | bench" >&2
+        echo "usage: ./dev.sh quickstart | test | build | plugins | broker | moto | queue-demo | bench | torture | fuzz" >&2
         exit 2
         ;;
 esac

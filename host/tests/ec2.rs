@@ -295,3 +295,140 @@ fn the_ec2_moto_plan_boots_keeps_three_instances_and_terminates_to_nothing() {
     let history = epu.ok(&["history", "ec2-moto"]);
     assert_eq!(history.matches("to=terminated").count(), 3, "{history}");
 }
+
+/// The crash-restart torture on the `ec2` driver, checked against the EC2 API: each round
+/// reconfigures the fleet up and down and terminates instances behind epu's back, `kill -9`s
+/// the daemon at a random moment and restarts it. After each restart: no cloud instance is up
+/// that the store does not know as live (or it is reaped), no launch made two instances, the
+/// store's running instances are up in the cloud, the config is as last acknowledged, and the
+/// event log has no gap. `EPU_TORTURE_EC2_ROUNDS` (default 5) and `EPU_TORTURE_SEED` replay it.
+#[test]
+fn crash_restart_torture_on_ec2_doubles_and_leaks_nothing() {
+    let rounds: u64 = std::env::var("EPU_TORTURE_EC2_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let seed: u64 = std::env::var("EPU_TORTURE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| common::unix_now().to_bits());
+    let replay = format!("EPU_TORTURE_SEED={seed} EPU_TORTURE_EC2_ROUNDS={rounds}");
+    eprintln!("ec2 torture: {rounds} rounds ({replay})");
+    // xorshift64: a seed replays the run.
+    let mut state = seed | 1;
+    let mut random = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+
+    let cloud = Moto::start();
+    let _workers = cloud.heartbeats();
+    let epu = Epu::new();
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let (mut daemon, _) = moto::daemon_on(&epu, &listen);
+    moto::boot_domain(&epu, "storm", 2, &cloud.url, "reap_after_s = 2");
+    wait_pool(&epu, &cloud, "storm", 2);
+    let db = epu.state_dir().join("epu.db");
+    let mut n = 2u64;
+    let mut violations = Vec::new();
+    let mut checks = 0u64;
+
+    for round in 1..=rounds {
+        let mut maybe = None;
+        for _ in 0..random(4) + 1 {
+            match random(3) {
+                0 | 1 => {
+                    let want = random(5);
+                    maybe = Some(want);
+                    if epu
+                        .run(&["reconfigure", "storm", &format!("preserve_n={want}")])
+                        .status
+                        .success()
+                    {
+                        n = want;
+                        maybe = None;
+                    }
+                }
+                _ => {
+                    let up: Vec<CloudInstance> = cloud
+                        .instances("storm")
+                        .into_iter()
+                        .filter(CloudInstance::is_up)
+                        .collect();
+                    if !up.is_empty() {
+                        cloud.terminate(&up[random(up.len() as u64) as usize].id);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(random(800)));
+        }
+        daemon.kill9();
+        (daemon, _) = moto::daemon_on(&epu, &listen);
+
+        let mut bad = Vec::new();
+        let config = epu.status()["domains"][0]["config"]["preserve_n"].as_u64();
+        checks += 1;
+        match (config, maybe) {
+            (Some(c), _) if c == n => {}
+            (Some(c), Some(m)) if c == m => n = m,
+            _ => bad.push(format!("preserve_n is {config:?}, last acknowledged {n}")),
+        }
+        let settled = wait_for(Duration::from_secs(60), || {
+            let live: Vec<common::Instance> = epu.instances("storm");
+            let up: Vec<CloudInstance> = cloud
+                .instances("storm")
+                .into_iter()
+                .filter(CloudInstance::is_up)
+                .collect();
+            let known = up.iter().all(|c| {
+                live.iter()
+                    .any(|i| Some(&i.id) == c.owner.as_ref() && i.state != "terminated")
+            });
+            let backed = live
+                .iter()
+                .filter(|i| i.state == "running")
+                .all(|i| up.iter().any(|c| c.owner.as_ref() == Some(&i.id)));
+            let staying = live.iter().filter(|i| i.state != "terminating").count() as u64;
+            known && backed && staying == n && up.len() as u64 == n
+        });
+        checks += 3;
+        if !settled {
+            bad.push(format!(
+                "store and cloud did not agree on {n} instances: store {:?}, cloud {:?}",
+                epu.instances("storm"),
+                cloud.instances("storm")
+            ));
+        }
+        checks += 1;
+        let twice = doubled(&cloud, "storm");
+        if !twice.is_empty() {
+            bad.push(format!("launched twice: {twice:?}"));
+        }
+        checks += 1;
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let (count, hi): (i64, i64) = c
+            .query_row("SELECT COUNT(*), MAX(seq) FROM events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        if count != hi {
+            bad.push(format!("event seq has a gap: {count} events up to {hi}"));
+        }
+        eprintln!(
+            "ec2 round {round}/{rounds}: n = {n}, violations: {}",
+            bad.len()
+        );
+        violations.extend(bad.into_iter().map(|v| format!("round {round}: {v}")));
+    }
+    eprintln!(
+        "ec2 torture: {rounds} rounds, {checks} invariant checks, {} violations ({replay})",
+        violations.len()
+    );
+    assert!(
+        violations.is_empty(),
+        "replay with {replay}:\n{}",
+        violations.join("\n")
+    );
+}
