@@ -79,6 +79,21 @@ fn the_tcp_api_refuses_missing_wrong_and_foreign_tokens_and_bad_bodies() {
     );
     assert_eq!(code, 400, "JSON of the wrong shape");
 
+    // What axum's own extractors and router refuse is a JSON error too (found by api_fuzz):
+    // a path segment that is not UTF-8, a query of the wrong type, an unknown route, a wrong
+    // method.
+    for (method, path, want) in [
+        ("POST", "/v1/domains/%FF%FE/reconfigure", 400),
+        ("GET", "/v1/events?after=x", 400),
+        ("GET", "/v1/nope", 404),
+        ("PUT", "/v1/status", 405),
+    ] {
+        let (code, body) = http::request(&addr, method, path, Some(admin), "{}");
+        assert_eq!(code, want, "{method} {path}: {body}");
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        assert!(error["error"].is_string(), "{method} {path}: {body}");
+    }
+
     // Every refusal is an event; the daemon still serves, and nothing changed.
     let refused = epu
         .ok(&["events", "--json"])

@@ -8,20 +8,15 @@ use std::time::Duration;
 const FAULTY: &str = env!("EPU_TEST_ENGINE_FAULTY");
 
 fn add_faulty(epu: &Epu, mode: &str) {
-    epu.ok(&[
-        "domain",
-        "add",
-        "f",
-        "--engine",
-        FAULTY,
-        "--pulse-ms",
-        "100",
-        "-c",
-        &format!("mode={mode}"),
-        "--",
-        "/bin/sleep",
-        "1000",
-    ]);
+    add_faulty_with(epu, &["--pulse-ms", "100", "-c", &format!("mode={mode}")]);
+}
+
+/// Adds domain `f` of `sleep` workers with the faulty engine and `options`.
+fn add_faulty_with(epu: &Epu, options: &[&str]) {
+    let mut args = vec!["domain", "add", "f", "--engine", FAULTY];
+    args.extend(options);
+    args.extend(["--", "/bin/sleep", "1000"]);
+    epu.ok(&args);
 }
 
 /// Events of `kind`; for `engine-fault` also matches the fault kind, as in `engine-fault/trap`.
@@ -122,26 +117,19 @@ fn decisions_from_a_fuzzed_engine_never_break_the_domain_bounds() {
     const MAX: usize = 4;
     let epu = Epu::new();
     let mut daemon = epu.start_daemon();
-    epu.ok(&[
-        "domain",
-        "add",
-        "f",
-        "--engine",
-        FAULTY,
-        "--pulse-ms",
-        "20",
-        "--max-instances",
-        &MAX.to_string(),
-        "--grace",
-        "0.1",
-        "-c",
-        "mode=fuzz",
-        "-c",
-        "seed=1",
-        "--",
-        "/bin/sleep",
-        "1000",
-    ]);
+    let max = MAX.to_string();
+    add_faulty_with(
+        &epu,
+        &[
+            "--pulse-ms",
+            "20",
+            "--max-instances",
+            &max,
+            "--grace",
+            "0.1",
+        ],
+    );
+    epu.ok(&["reconfigure", "f", "mode=fuzz", "seed=1"]);
     let decisions = |epu: &Epu| {
         let log = epu.ok(&["events", "--json", "--domain", "f"]);
         let accepted = log

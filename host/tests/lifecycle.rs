@@ -212,6 +212,81 @@ fn a_launch_interrupted_by_a_crash_is_adopted_not_repeated() {
     let _ = orphan.wait();
 }
 
+/// A crash cuts a destroy short: the worker ignores SIGTERM and its SIGKILL was due from the
+/// daemon that died. The restarted daemon destroys it again (found by the torture test: such a
+/// worker used to stay `terminating` and alive for good).
+#[test]
+fn a_destroy_cut_short_by_a_crash_is_finished_after_the_restart() {
+    let epu = Epu::new();
+    let mut daemon = epu.start_daemon();
+    epu.ok(&[
+        "domain",
+        "add",
+        "stubborn",
+        "--engine",
+        "npreserving",
+        "-c",
+        "preserve_n=1",
+        "--pulse-ms",
+        "100",
+        "--grace",
+        "3",
+        "--",
+        "/bin/sh",
+        "-c",
+        "trap '' TERM; exec sleep 1000",
+    ]);
+    let mut first = Vec::new();
+    assert!(wait_for(Duration::from_secs(10), || {
+        first = epu.instances("stubborn");
+        first.len() == 1 && first[0].pid.is_some()
+    }));
+    let pid = first[0].pid.unwrap();
+    epu.ok(&["reconfigure", "stubborn", "preserve_n=0"]);
+    assert!(wait_for(Duration::from_secs(5), || epu
+        .instances("stubborn")
+        .iter()
+        .any(|i| i.state == "terminating")));
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        is_alive(pid),
+        "SIGTERM is ignored and the SIGKILL died with the daemon"
+    );
+
+    let mut daemon = epu.start_daemon();
+    assert!(
+        wait_for(Duration::from_secs(8), || !is_alive(pid)),
+        "the restarted daemon did not finish the destroy"
+    );
+    assert!(wait_for(Duration::from_secs(5), || epu
+        .instances("stubborn")
+        .is_empty()));
+    epu.ok(&["terminate"]);
+    daemon.wait().unwrap();
+}
+
+/// `epu events | head -1`: the client ends quietly when its reader goes away (it panicked on
+/// the failed write before).
+#[test]
+fn a_client_whose_output_pipe_closes_ends_quietly() {
+    let epu = Epu::new();
+    epu.boot_quickstart();
+    let mut events = epu
+        .command()
+        .args(["events", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end at once: every write the client makes hits a closed pipe.
+    drop(events.stdout.take());
+    let out = events.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn terminate_leaves_no_worker_behind() {
     let epu = Epu::new();

@@ -142,11 +142,11 @@ struct StoreView {
     configs: BTreeMap<String, serde_json::Map<String, Value>>,
     memos: BTreeMap<String, String>,
     records: BTreeMap<String, u64>,
-    seqs: Vec<i64>,
+    /// Every event's seq, kind and time, in order.
+    events: Vec<(i64, String, f64)>,
     /// Every pid an event named, per instance.
     event_pids: BTreeMap<String, BTreeSet<i64>>,
     launches_recorded: BTreeMap<String, u32>,
-    last_event: Option<(i64, String, f64)>,
 }
 
 fn read_store(db: &std::path::Path) -> StoreView {
@@ -158,10 +158,9 @@ fn read_store(db: &std::path::Path) -> StoreView {
         configs: BTreeMap::new(),
         memos: BTreeMap::new(),
         records: BTreeMap::new(),
-        seqs: Vec::new(),
+        events: Vec::new(),
         event_pids: BTreeMap::new(),
         launches_recorded: BTreeMap::new(),
-        last_event: None,
     };
     let mut q = tx
         .prepare("SELECT id, domain, state, state_time, pid FROM instances")
@@ -221,7 +220,6 @@ fn read_store(db: &std::path::Path) -> StoreView {
         .unwrap();
     for r in rows {
         let (seq, kind, instance, detail, time) = r.unwrap();
-        view.seqs.push(seq);
         if let Some(id) = instance {
             if kind == "launch-recorded" {
                 *view.launches_recorded.entry(id.clone()).or_default() += 1;
@@ -231,7 +229,7 @@ fn read_store(db: &std::path::Path) -> StoreView {
                 view.event_pids.entry(id).or_default().insert(pid);
             }
         }
-        view.last_event = Some((seq, kind, time));
+        view.events.push((seq, kind, time));
     }
     view
 }
@@ -323,18 +321,18 @@ fn check_now(
         memo == format!("launched={records}") || (memo.is_empty() && records == 0),
         format!("memo '{memo}' but {records} launch records for 'count'"),
     );
-    let first = view.seqs.first().copied().unwrap_or(1);
+    let first = view.events.first().map_or(1, |e| e.0);
     let contiguous = view
-        .seqs
+        .events
         .iter()
         .enumerate()
-        .all(|(i, s)| *s == first + i as i64);
+        .all(|(i, e)| e.0 == first + i as i64);
     check(
         first == 1 && contiguous,
         format!(
             "event seq has a gap: {} events from {first} to {:?}",
-            view.seqs.len(),
-            view.seqs.last()
+            view.events.len(),
+            view.events.last()
         ),
     );
     bad
@@ -597,23 +595,10 @@ fn crash_restart_torture_loses_and_doubles_nothing() {
         ));
         let after = read_store(&db);
         checks += 1;
-        let kept = at_crash
-            .last_event
-            .as_ref()
-            .is_none_or(|(seq, kind, time)| {
-                after.seqs.contains(seq) && {
-                    let c =
-                        Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-                    c.query_row("SELECT kind, time FROM events WHERE seq = ?1", [seq], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?))
-                    })
-                    .is_ok_and(|(k, t)| &k == kind && t == *time)
-                }
-            });
-        if !kept {
+        let last = at_crash.events.last();
+        if last.is_some_and(|e| !after.events.contains(e)) {
             bad.push(format!(
-                "the event committed last before the crash ({:?}) is gone",
-                at_crash.last_event
+                "the event committed last before the crash ({last:?}) is gone"
             ));
         }
         if round % 5 == 0 || !bad.is_empty() {
@@ -625,7 +610,7 @@ fn crash_restart_torture_loses_and_doubles_nothing() {
         eprintln!(
             "round {round}/{rounds}: {steps} storm steps, {} events, {} instances, \
              worker killed while down: {killed}, violations: {}",
-            after.seqs.len(),
+            after.events.len(),
             after.instances.len(),
             bad.len()
         );
@@ -640,7 +625,7 @@ fn crash_restart_torture_loses_and_doubles_nothing() {
         "torture: {rounds} rounds, {checks} invariant checks, {} violations, {} events, \
          {} instances, {:.0} s (seed {seed})",
         violations.len(),
-        final_view.seqs.len(),
+        final_view.events.len(),
         final_view.instances.len(),
         started.elapsed().as_secs_f64()
     );

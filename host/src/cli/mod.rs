@@ -454,15 +454,24 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-/// A client command whose output goes to a pipe that closes (`epu events | head`) ends quietly,
-/// as Unix tools do, instead of panicking on the failed write. The daemon keeps ignoring
-/// SIGPIPE: a client that hangs up is an error on that one connection.
+/// A client command whose output goes to a pipe that closes (`epu events | head`) ends quietly
+/// with status 141, as a Unix tool killed by SIGPIPE does, instead of panicking on the failed
+/// write. (SIGPIPE itself stays ignored: a write to the daemon's socket after the daemon went
+/// away must be an error the client reports, not a silent death.)
 fn quiet_on_closed_pipe() {
-    use nix::sys::signal::{signal, SigHandler, Signal};
-    // SAFETY: at start-up, before any thread; the default action only ends the process.
-    unsafe {
-        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
-    }
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info);
+    }));
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {
