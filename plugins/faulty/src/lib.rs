@@ -162,7 +162,8 @@ mod engine {
                 _ => None,
             })
             .collect();
-        let memo = (random() % 2 == 0).then(|| vec![b'm'; pick(&[0, 10, 4096, 70_000, 1 << 20])]);
+        let size = pick(&[0, 10, 4096, 70_000, 1 << 20]);
+        let memo = random().is_multiple_of(2).then(|| vec![b'm'; size]);
         Decision {
             launches,
             destroy,
