@@ -173,7 +173,12 @@ impl Store {
         if version.is_err() && nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err() {
             // A read-only state dir has no room for SQLite's shared-memory file; nothing can
             // write there either, so the file is read as immutable.
-            let uri = format!("file:{}?immutable=1", path.display());
+            let file = path.display().to_string();
+            let file = file
+                .replace('%', "%25")
+                .replace('?', "%3f")
+                .replace('#', "%23");
+            let uri = format!("file:{file}?immutable=1");
             conn = Connection::open_with_flags(
                 uri,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
