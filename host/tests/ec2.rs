@@ -304,24 +304,14 @@ fn the_ec2_moto_plan_boots_keeps_three_instances_and_terminates_to_nothing() {
 /// event log has no gap. `EPU_TORTURE_EC2_ROUNDS` (default 5) and `EPU_TORTURE_SEED` replay it.
 #[test]
 fn crash_restart_torture_on_ec2_doubles_and_leaks_nothing() {
-    let rounds: u64 = std::env::var("EPU_TORTURE_EC2_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(5);
-    let seed: u64 = std::env::var("EPU_TORTURE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| common::unix_now().to_bits());
-    let replay = format!("EPU_TORTURE_SEED={seed} EPU_TORTURE_EC2_ROUNDS={rounds}");
+    let common::seeded::Run {
+        rounds,
+        seed,
+        replay,
+    } = common::seeded::Run::from_env("EPU_TORTURE_EC2_ROUNDS", 5);
     eprintln!("ec2 torture: {rounds} rounds ({replay})");
-    // xorshift64: a seed replays the run.
-    let mut state = seed | 1;
-    let mut random = move |n: u64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % n
-    };
+    let mut rng = common::seeded::Rng(seed);
+    let mut random = move |n: u64| rng.next() % n;
 
     let cloud = Moto::start();
     let _workers = cloud.heartbeats();

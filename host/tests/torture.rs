@@ -14,6 +14,7 @@
 
 mod common;
 
+use common::seeded::{Rng, Run};
 use common::{is_alive, wait_for, Epu, EPU};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
@@ -29,29 +30,6 @@ const RECONCILE: Duration = Duration::from_secs(5);
 const COUNT_MAX: u64 = 8;
 /// The count domain's workers ignore SIGTERM: each destroy needs its SIGKILL after this grace.
 const GRACE: u64 = 1;
-
-/// splitmix64: a seeded generator, so a seed replays a run.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 fn plan(dir: &std::path::Path) -> std::path::PathBuf {
     let text = format!(
@@ -106,26 +84,7 @@ impl Expected {
 
 /// The live worker processes of the state dir: instance id → pids.
 fn worker_processes(state_dir: &str) -> HashMap<String, Vec<i32>> {
-    let want = format!("EPU_STATE_DIR={state_dir}");
-    let mut out: HashMap<String, Vec<i32>> = HashMap::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-        if !vars.contains(&want.as_bytes()) || !is_alive(pid) {
-            continue;
-        }
-        if let Some(id) = vars.iter().find_map(|v| v.strip_prefix(b"EPU_NODE_ID=")) {
-            out.entry(String::from_utf8_lossy(id).into_owned())
-                .or_default()
-                .push(pid);
-        }
-    }
-    out
+    common::workers_by_instance(std::path::Path::new(state_dir))
 }
 
 struct Row {
@@ -515,20 +474,11 @@ fn converges(db: &std::path::Path, state_dir: &str) -> Result<(), String> {
 
 #[test]
 fn crash_restart_torture_loses_and_doubles_nothing() {
-    let rounds: u64 = std::env::var("EPU_TORTURE_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(20);
-    let seed: u64 = std::env::var("EPU_TORTURE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    let replay = format!("EPU_TORTURE_SEED={seed} EPU_TORTURE_ROUNDS={rounds}");
+    let Run {
+        rounds,
+        seed,
+        replay,
+    } = Run::from_env("EPU_TORTURE_ROUNDS", 20);
     eprintln!("torture: {rounds} rounds, seed {seed} (replay: {replay})");
     let mut rng = Rng(seed);
 

@@ -6,6 +6,7 @@ pub mod amqp;
 pub mod http;
 #[cfg(feature = "ec2")]
 pub mod moto;
+pub mod seeded;
 
 pub use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -269,30 +270,50 @@ impl Epu {
     /// Live processes whose environment names this state dir and has a variable starting
     /// with `var`.
     fn processes_with(&self, var: &str) -> Vec<i32> {
-        let want = format!(
-            "EPU_STATE_DIR={}",
-            self.state_dir()
-                .canonicalize()
-                .unwrap_or(self.state_dir())
-                .display()
-        );
-        let mut out = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                continue;
-            };
-            let mut vars = env.split(|b| *b == 0);
-            let ours = vars.clone().any(|v| v == want.as_bytes());
-            let tagged = vars.any(|v| v.starts_with(var.as_bytes()));
-            if ours && tagged && is_alive(pid) {
-                out.push(pid);
-            }
-        }
-        out
+        our_processes(&self.state_dir())
+            .into_iter()
+            .filter(|(_, vars)| vars.iter().any(|v| v.starts_with(var.as_bytes())))
+            .map(|(pid, _)| pid)
+            .collect()
     }
+}
+
+/// Live processes (not zombies) whose environment names `state_dir`, with their environment.
+fn our_processes(state_dir: &Path) -> Vec<(i32, Vec<Vec<u8>>)> {
+    let want = format!(
+        "EPU_STATE_DIR={}",
+        state_dir
+            .canonicalize()
+            .unwrap_or(state_dir.to_path_buf())
+            .display()
+    );
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<Vec<u8>> = env.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
+        if vars.iter().any(|v| v == want.as_bytes()) && is_alive(pid) {
+            out.push((pid, vars));
+        }
+    }
+    out
+}
+
+/// The live worker processes launched from `state_dir`: instance id → pids.
+pub fn workers_by_instance(state_dir: &Path) -> std::collections::HashMap<String, Vec<i32>> {
+    let mut out: std::collections::HashMap<String, Vec<i32>> = Default::default();
+    for (pid, vars) in our_processes(state_dir) {
+        if let Some(id) = vars.iter().find_map(|v| v.strip_prefix(b"EPU_NODE_ID=")) {
+            out.entry(String::from_utf8_lossy(id).into_owned())
+                .or_default()
+                .push(pid);
+        }
+    }
+    out
 }
 
 impl Drop for Epu {
