@@ -142,15 +142,15 @@ fn measure(
     let free_loaded = free.add(bundled::get(name).unwrap()).unwrap();
     let limits = (&epu::model::EngineLimits::default()).into();
     let mut inst = engines.instantiate(&loaded, config, limits).unwrap();
-    inst.decide(first).unwrap();
+    inst.decide(first, 0).unwrap();
     let wasm = sample(BUDGET, || {
-        let d = inst.decide(snap).unwrap();
+        let d = inst.decide(snap, 0).unwrap();
         assert!(d.launches.is_empty() && d.destroy.is_empty());
     });
     let mut unlimited_inst = free.instantiate(&free_loaded, config, limits).unwrap();
-    unlimited_inst.decide(first).unwrap();
+    unlimited_inst.decide(first, 0).unwrap();
     let unlimited = sample(BUDGET, || {
-        unlimited_inst.decide(snap).unwrap();
+        unlimited_inst.decide(snap, 0).unwrap();
     });
     let native = sample(BUDGET, &mut native);
     Costs {

@@ -77,8 +77,9 @@ impl Report {
     }
 }
 
-/// Checks the component `bytes`. `state_dir` keeps the component and its compiled code, so
-/// that checking it again does not compile it again.
+/// Checks the component `bytes`. `state_dir` keeps the component and its compiled code once
+/// it passes, so that checking it again does not compile it again; a failing one leaves
+/// nothing there.
 pub fn check(
     bytes: &[u8],
     state_dir: &std::path::Path,
@@ -96,7 +97,7 @@ pub fn check(
         failure: None,
     };
     let t = Instant::now();
-    let loaded = match host.add(bytes) {
+    let loaded = match host.prepare(bytes) {
         Ok(l) => l,
         Err(e) => {
             report.fail("load", format!("{e:#}"));
@@ -104,7 +105,7 @@ pub fn check(
         }
     };
     report.metrics.compile_ms = ms(t.elapsed());
-    report.pass("load", format!("implements epu:engine@{}", report.contract));
+    report.pass("load", format!("implements epu:engine@{}", loaded.contract));
 
     let t = Instant::now();
     let mut inst = match host.instantiate(&loaded, &options.config, limits) {
@@ -128,9 +129,17 @@ pub fn check(
     }
     report.metrics.peak_memory_bytes = inst.peak_memory();
     sim.fill(&mut report.metrics);
+    if report.ok() && report.metrics.peak_memory_bytes > report.metrics.memory_limit_bytes {
+        let why = format!(
+            "held {} bytes at its peak, over its memory cap of {} MiB",
+            report.metrics.peak_memory_bytes, options.limits.memory_mib
+        );
+        report.fail("memory", why);
+    }
     if report.ok() {
         inst.dying();
         report.pass("dying", "called".into());
+        host.keep(&loaded)?;
     }
     Ok(report)
 }
@@ -149,11 +158,18 @@ type StepResult = Result<(), (&'static str, Broken)>;
 fn explain(e: &EngineError, limits: &EngineLimits) -> String {
     match e {
         EngineError::Rejected(msg) => format!("the engine returned an error: {msg}"),
-        EngineError::Trap(TrapKind::Timeout, _) => {
-            format!("ran past its time budget of {} ms", limits.timeout_ms)
+        EngineError::Trap(TrapKind::Timeout, msg) => {
+            let why = msg.lines().next().unwrap_or_default();
+            format!(
+                "ran past its time limits ({} ms of CPU, {} ms of wall-clock time): {why}",
+                limits.timeout_ms, limits.wall_timeout_ms
+            )
         }
         EngineError::Trap(TrapKind::Memory, _) => {
-            format!("went over its memory cap of {} MiB", limits.memory_mib)
+            format!(
+                "went over its memory cap of {} MiB (memories and tables together)",
+                limits.memory_mib
+            )
         }
         EngineError::Trap(TrapKind::Trap, msg) => {
             let cause = msg.lines().rev().find(|l| !l.trim().is_empty());
@@ -375,7 +391,9 @@ impl Sim {
         let (snap, told) = snapshot::build(view, self.synced.take(), self.now);
         let fuel = inst.fuel();
         let t = Instant::now();
-        let d = inst.decide(&snap).map_err(Broken::Call)?;
+        let d = inst
+            .decide(&snap, self.now as u64)
+            .map_err(Broken::Call)?;
         self.times.push(t.elapsed());
         if let (Some(before), Some(after)) = (fuel, inst.fuel()) {
             self.fuel.push(after - before);

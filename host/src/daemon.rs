@@ -37,6 +37,10 @@ fn unknown_domain(name: &str) -> OpError {
     OpError::NotFound(format!("unknown domain '{name}'"))
 }
 
+fn domain_exists(name: &str) -> OpError {
+    OpError::Conflict(format!("domain '{name}' already exists"))
+}
+
 /// A domain as `epu status` shows it.
 #[derive(Serialize)]
 pub struct DomainStatus {
@@ -65,6 +69,8 @@ pub struct DaemonOptions {
     pub listen: Option<String>,
     /// Serve `/metrics` on TCP without a token (for scrapers on a trusted network).
     pub metrics_open: bool,
+    /// The largest engine component accepted, in bytes (default 64 MiB).
+    pub max_engine_bytes: Option<u64>,
 }
 
 pub struct Daemon {
@@ -141,7 +147,18 @@ impl Daemon {
         let state_dir = prepare_state_dir(state_dir)?;
         let lock = lock_state_dir(&state_dir)?;
         let store = Arc::new(Store::open(&state_dir.join("epu.db"))?);
-        let engines = Arc::new(EngineHost::new(&state_dir)?);
+        let engine_options = crate::engine::HostOptions {
+            max_engine_bytes: options
+                .max_engine_bytes
+                .unwrap_or(crate::engine::DEFAULT_MAX_ENGINE_BYTES),
+            ..Default::default()
+        };
+        let engines = Arc::new(EngineHost::with_options(&state_dir, engine_options)?);
+        // Engines that no domain uses any more (or that a crash left unrecorded) go.
+        let deleted = engines.forget_unused(&store.engine_shas()?)?;
+        if deleted > 0 {
+            tracing::info!("deleted {deleted} unused engine file(s) from the state dir");
+        }
         let wakeups = Arc::new(Wakeups::default());
         let tokens = Arc::new(crate::api::auth::Tokens::load(&state_dir, None)?);
         let tcp = match &options.listen {
@@ -247,32 +264,31 @@ impl Daemon {
     }
 
     /// Validates and creates a domain: the engine must load, implement the world and accept
-    /// the config before anything is stored.
+    /// the config before anything is stored. Compiling and initializing take no lock.
     pub async fn add_domain(&self, mut spec: DomainSpec) -> Result<(), OpError> {
         check_domain_name(&spec.name).map_err(|e| OpError::Invalid(e.to_string()))?;
+        spec.limits
+            .check()
+            .map_err(|e| OpError::Invalid(e.to_string()))?;
         self.services
             .provisioner
             .check(&spec)
             .await
             .map_err(OpError::Invalid)?;
         crate::sensors::check_all(&spec.sensors).map_err(|e| OpError::Invalid(e.to_string()))?;
-        let mut controllers = self.controllers.lock().await;
-        if controllers.contains_key(&spec.name) || self.services.store.domain(&spec.name)?.is_some()
-        {
-            return Err(OpError::Conflict(format!(
-                "domain '{}' already exists",
-                spec.name
-            )));
+        if self.services.store.domain(&spec.name)?.is_some() {
+            return Err(domain_exists(&spec.name));
         }
         let engines = self.services.engines.clone();
         let engine_spec = spec.engine.clone();
         let config = Value::Object(spec.config.clone()).to_string();
         let limits = spec.limits.clone();
         let (loaded, instance) = tokio::task::spawn_blocking(move || {
-            let bytes = EngineHost::read_engine(&engine_spec, Path::new("."))
+            let max = engines.max_engine_bytes();
+            let bytes = EngineHost::read_engine(&engine_spec, Path::new("."), max)
                 .map_err(|e| OpError::Invalid(format!("{e:#}")))?;
             let loaded = engines
-                .add(&bytes)
+                .prepare(&bytes)
                 .map_err(|e| OpError::Invalid(format!("engine '{engine_spec}': {e:#}")))?;
             let instance = engines
                 .instantiate(&loaded, &config, CallLimits::from(&limits))
@@ -284,6 +300,12 @@ impl Daemon {
         .await
         .map_err(|e| OpError::Internal(e.into()))??;
         spec.engine = crate::engine::engine_name(&spec.engine);
+        let mut controllers = self.controllers.lock().await;
+        if controllers.contains_key(&spec.name) || self.services.store.domain(&spec.name)?.is_some()
+        {
+            return Err(domain_exists(&spec.name));
+        }
+        self.services.engines.keep(&loaded)?;
         self.services.store.insert_domain(&spec, &loaded.sha)?;
         let record = self
             .services
@@ -296,15 +318,25 @@ impl Daemon {
         Ok(())
     }
 
+    /// The handle of a domain's controller, taken under the lock and used after it is let go,
+    /// so that no command waits on an engine while holding the lock.
+    async fn handle(&self, name: &str) -> Result<ControllerHandle, OpError> {
+        let controllers = self.controllers.lock().await;
+        controllers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_domain(name))
+    }
+
     /// Removes a domain: stops its controller, destroys its workers and waits for them to go.
     pub async fn remove_domain(&self, name: &str) -> Result<(), OpError> {
-        let mut controllers = self.controllers.lock().await;
         let record = self
             .services
             .store
             .domain(name)?
             .ok_or_else(|| unknown_domain(name))?;
-        if let Some(handle) = controllers.remove(name) {
+        let handle = self.controllers.lock().await.remove(name);
+        if let Some(handle) = handle {
             handle.stop().await;
         }
         self.destroy_all(&record.spec).await?;
@@ -381,8 +413,7 @@ impl Daemon {
         if change.is_empty() {
             return Err(OpError::Invalid("no config keys given".into()));
         }
-        let controllers = self.controllers.lock().await;
-        let handle = controllers.get(name).ok_or_else(|| unknown_domain(name))?;
+        let handle = self.handle(name).await?;
         handle.reconfigure(change).await.map_err(OpError::Invalid)
     }
 
@@ -403,9 +434,9 @@ impl Daemon {
         let engines = self.services.engines.clone();
         let spec = engine.to_string();
         let loaded = tokio::task::spawn_blocking(move || {
-            let bytes = EngineHost::read_engine(&spec, Path::new("."))?;
+            let bytes = EngineHost::read_engine(&spec, Path::new("."), engines.max_engine_bytes())?;
             engines
-                .add(&bytes)
+                .prepare(&bytes)
                 .map_err(|e| e.context(format!("engine '{spec}'")))
         })
         .await
@@ -421,8 +452,7 @@ impl Daemon {
                 return Err(OpError::Invalid(why));
             }
         };
-        let controllers = self.controllers.lock().await;
-        let handle = controllers.get(name).ok_or_else(|| unknown_domain(name))?;
+        let handle = self.handle(name).await?;
         handle
             .swap(loaded, crate::engine::engine_name(engine), config)
             .await
@@ -461,8 +491,7 @@ impl Daemon {
         let loaded = tokio::task::spawn_blocking(move || engines.load(&sha))
             .await
             .map_err(|e| OpError::Internal(e.into()))??;
-        let controllers = self.controllers.lock().await;
-        let handle = controllers.get(name).ok_or_else(|| unknown_domain(name))?;
+        let handle = self.handle(name).await?;
         tracing::info!(domain = name, from = %current.sha, to = %previous.sha, "rolling back");
         handle
             .swap(loaded, previous.name.clone(), config)
@@ -473,8 +502,7 @@ impl Daemon {
     /// A scenario file (TOML) of what the domain's engine saw and decided lately, from a full
     /// snapshot on, and its number of steps; `epu engine test` replays it.
     pub async fn export_scenario(&self, name: &str) -> Result<(String, usize), OpError> {
-        let controllers = self.controllers.lock().await;
-        let handle = controllers.get(name).ok_or_else(|| unknown_domain(name))?;
+        let handle = self.handle(name).await?;
         let (config, steps) = handle.recording().await.map_err(OpError::Conflict)?;
         if steps.is_empty() {
             return Err(OpError::Conflict(format!(
@@ -531,8 +559,7 @@ impl Daemon {
 
     /// Lifts a domain's quarantine.
     pub async fn resume_engine(&self, name: &str) -> Result<(), OpError> {
-        let controllers = self.controllers.lock().await;
-        let handle = controllers.get(name).ok_or_else(|| unknown_domain(name))?;
+        let handle = self.handle(name).await?;
         handle.resume().await.map_err(OpError::Conflict)
     }
 

@@ -46,6 +46,10 @@ pub struct Step {
     pub memo: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memo_hex: Option<String>,
+    /// The seed of the random stream the engine draws from in this decide (default: the
+    /// step's number, from 1). A recording keeps each decide's seed, so a replay draws alike.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     #[serde(default)]
     pub expect: Expect,
 }
@@ -136,8 +140,9 @@ pub fn replay(engine: &mut EngineInstance, scenario: &Scenario) -> Result<Vec<St
     let mut out = Vec::new();
     for (n, step) in scenario.steps.iter().enumerate() {
         let snapshot = snapshot(step, n == 0);
+        let seed = step.seed.unwrap_or(n as u64 + 1);
         let decision = engine
-            .decide(&snapshot)
+            .decide(&snapshot, seed)
             .with_context(|| format!("step {}: the engine failed", n + 1))?;
         out.push(StepResult {
             step: n + 1,
@@ -199,13 +204,13 @@ fn snapshot(step: &Step, first: bool) -> wit::Snapshot {
 /// replay on a fresh engine with `config` must decide the same.
 pub fn from_recording(
     config: Map<String, Value>,
-    recorded: &[(wit::Snapshot, wit::Decision)],
+    recorded: &[crate::controller::RecordedStep],
 ) -> Scenario {
     use crate::controller::snapshot::{model_health, model_state};
     let steps = recorded
         .iter()
         .enumerate()
-        .map(|(n, (s, d))| {
+        .map(|(n, (s, d, seed))| {
             let memo = s.memo.as_ref().filter(|m| !m.is_empty());
             let text = memo.and_then(|m| std::str::from_utf8(m).ok());
             let returned = match &d.memo {
@@ -238,6 +243,7 @@ pub fn from_recording(
                 }),
                 memo: text.map(str::to_string),
                 memo_hex: memo.filter(|_| text.is_none()).map(|m| hex(m)),
+                seed: Some(*seed),
                 expect: Expect {
                     launch: Some(d.launches.iter().map(|l| l.count).sum()),
                     destroy: Some(d.destroy.clone()),

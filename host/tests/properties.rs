@@ -334,7 +334,7 @@ thread_local! {
         let host = EngineHost::new(&state).unwrap();
         let engines = ["npreserving", "queuelen"]
             .iter()
-            .map(|e| host.add(&EngineHost::read_engine(e, Path::new(".")).unwrap()).unwrap())
+            .map(|e| host.add(&EngineHost::read_engine(e, Path::new("."), u64::MAX).unwrap()).unwrap())
             .collect();
         (dir, host, engines)
     };

@@ -178,6 +178,9 @@ struct DaemonArgs {
     /// network). Closed by default.
     #[arg(long, env = "EPU_METRICS_OPEN")]
     metrics_open: bool,
+    /// The largest engine component accepted, in MiB (default 64; 1 to 1024).
+    #[arg(long, env = "EPU_MAX_ENGINE_MIB", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    max_engine_mib: Option<u64>,
 }
 
 impl DaemonArgs {
@@ -186,6 +189,7 @@ impl DaemonArgs {
             plugins_dir: self.plugins_dir,
             listen: self.listen,
             metrics_open: self.metrics_open,
+            max_engine_bytes: self.max_engine_mib.map(|m| m << 20),
         }
     }
 }
@@ -258,18 +262,25 @@ enum SensorCommand {
 /// The sandbox limits of `epu domain add`.
 #[derive(clap::Args)]
 struct LimitArgs {
-    /// Wall-clock budget of one engine call, in ms (default 50).
+    /// CPU-time budget of one engine call, in ms (default 50).
     #[arg(long)]
     timeout_ms: Option<u32>,
-    /// The engine's memory cap, in MiB (default 64).
+    /// Wall-clock backstop of one engine call, in ms (default 1000; at least --timeout-ms).
+    #[arg(long)]
+    wall_timeout_ms: Option<u32>,
+    /// The engine's memory cap (all its memories and tables), in MiB (default 64).
     #[arg(long)]
     memory_mib: Option<u32>,
     /// The largest decision accepted, in bytes (default 1 MiB).
     #[arg(long)]
     max_decision_bytes: Option<u32>,
-    /// Faults in a row before the engine is quarantined (default 3).
+    /// Faults within the last --fault-window engine calls that quarantine the engine
+    /// (default 3).
     #[arg(long)]
     quarantine_after: Option<u32>,
+    /// How many of the latest engine calls the fault count looks at (default 10).
+    #[arg(long)]
+    fault_window: Option<u32>,
     /// What a quarantined domain does: hold (launch and destroy nothing) or preserve (keep
     /// the last healthy count).
     #[arg(long, value_parser = ["hold", "preserve"])]
@@ -280,6 +291,8 @@ impl LimitArgs {
     fn to_limits(&self) -> Result<crate::model::EngineLimits> {
         let mut l = crate::model::EngineLimits::default();
         l.timeout_ms = self.timeout_ms.unwrap_or(l.timeout_ms);
+        l.wall_timeout_ms = self.wall_timeout_ms.unwrap_or(l.wall_timeout_ms);
+        l.fault_window = self.fault_window.unwrap_or(l.fault_window);
         l.memory_mib = self.memory_mib.unwrap_or(l.memory_mib);
         l.max_decision_bytes = self.max_decision_bytes.unwrap_or(l.max_decision_bytes);
         l.quarantine_after = self.quarantine_after.unwrap_or(l.quarantine_after);
@@ -448,7 +461,7 @@ pub fn main() -> std::process::ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", print::clean_lines(&format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
     }
@@ -787,7 +800,8 @@ async fn check_engine(
     options: crate::conformance::CheckOptions,
     json: bool,
 ) -> Result<()> {
-    let bytes = crate::engine::EngineHost::read_engine(&engine, Path::new("."))?;
+    let max = crate::engine::DEFAULT_MAX_ENGINE_BYTES;
+    let bytes = crate::engine::EngineHost::read_engine(&engine, Path::new("."), max)?;
     let dir = crate::daemon::prepare_state_dir(state_dir)?;
     let report =
         tokio::task::spawn_blocking(move || crate::conformance::check(&bytes, &dir, &options))
@@ -812,7 +826,8 @@ async fn test_engine(
     json: bool,
 ) -> Result<()> {
     let loaded = crate::scenario::Scenario::load(&scenario)?;
-    let bytes = crate::engine::EngineHost::read_engine(&engine, Path::new("."))?;
+    let max = crate::engine::DEFAULT_MAX_ENGINE_BYTES;
+    let bytes = crate::engine::EngineHost::read_engine(&engine, Path::new("."), max)?;
     let dir = crate::daemon::prepare_state_dir(state_dir)?;
     let results = tokio::task::spawn_blocking(move || -> Result<_> {
         let host = crate::engine::EngineHost::new(&dir)?;

@@ -1,11 +1,43 @@
-//! Human-readable output of status and events.
+//! Human-readable output of status and events. Text that came from outside (engine logs and
+//! errors, worker errors, names) goes through [`clean`], so it cannot move the cursor, clear
+//! the screen or forge a line. (`--json` output is escaped by JSON itself.)
 
 use serde_json::Value;
+use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
 
-/// A string field of a JSON object, or `-`.
-pub(super) fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("-")
+/// Text made safe for a terminal, on one line: control characters (newlines and escape
+/// sequences among them) and invisible direction overrides are written as escapes, `\n`,
+/// `\u{1b}`.
+pub fn clean(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Text of several lines made safe for a terminal, as [`clean`] does each line.
+pub fn clean_lines(text: &str) -> String {
+    text.split('\n')
+        .map(clean)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A string field of a JSON object, made safe for a terminal, or `-`.
+pub(super) fn s<'a>(v: &'a Value, key: &str) -> Cow<'a, str> {
+    clean(v.get(key).and_then(Value::as_str).unwrap_or("-"))
 }
 
 /// `key=value` pairs of a JSON object, in one line.
@@ -15,9 +47,10 @@ fn pairs(v: &Value) -> String {
             .iter()
             .map(|(k, v)| {
                 format!(
-                    "{k}={}",
+                    "{}={}",
+                    clean(k),
                     v.as_str()
-                        .map(str::to_string)
+                        .map(|t| clean(t).into_owned())
                         .unwrap_or_else(|| v.to_string())
                 )
             })
@@ -70,7 +103,11 @@ pub fn status(v: &Value) {
         }
         if let Some(f) = c.get("last_fault").and_then(Value::as_str) {
             let first = f.lines().next().unwrap_or_default();
-            println!("  last fault ({}): {first}", s(c, "last_fault_kind"));
+            println!(
+                "  last fault ({}): {}",
+                s(c, "last_fault_kind"),
+                clean(first)
+            );
         }
         match c.get("backoff_ms").and_then(Value::as_u64) {
             Some(ms) if ms > 0 => println!("  crash-loop backoff: {ms} ms"),
@@ -108,7 +145,7 @@ fn sensor_line(sensor: &Value, now: f64) {
         _ => "no reading yet".into(),
     };
     let stale = match (sensor["stale"].as_bool(), sensor["error"].as_str()) {
-        (_, Some(why)) => format!("  STALE: {why}"),
+        (_, Some(why)) => format!("  STALE: {}", clean(why)),
         (Some(true), None) => "  STALE".into(),
         _ => String::new(),
     };
@@ -131,8 +168,8 @@ pub fn event(e: &Value) {
         "{} #{:<5} {:<10} {:<16} {:<16} {}",
         humantime::format_rfc3339_millis(t),
         e["seq"].as_i64().unwrap_or(0),
-        e["domain"].as_str().or(e["run"].as_str()).unwrap_or("-"),
-        e["instance"].as_str().unwrap_or("-"),
+        clean(e["domain"].as_str().or(e["run"].as_str()).unwrap_or("-")),
+        clean(e["instance"].as_str().unwrap_or("-")),
         s(e, "kind"),
         detail
     );
@@ -157,7 +194,7 @@ pub fn check_report(engine: &str, r: &crate::conformance::Report) {
     println!("{engine}: checked against epu:engine@{}", r.contract);
     for s in &r.steps {
         let mark = if s.ok { "ok" } else { "FAIL" };
-        println!("  {:<22} {:<5} {}", s.step, mark, s.detail);
+        println!("  {:<22} {:<5} {}", s.step, mark, clean(&s.detail));
     }
     let m = &r.metrics;
     if m.decides == 0 {
@@ -175,4 +212,20 @@ pub fn check_report(engine: &str, r: &crate::conformance::Report) {
         m.peak_memory_bytes as f64 / (1 << 20) as f64,
         m.memory_limit_bytes as f64 / (1 << 20) as f64,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_plain_text_is_kept() {
+        assert_eq!(clean("plain text, ünïcode"), "plain text, ünïcode");
+        assert_eq!(
+            clean("\u{1b}[2J\u{1b}[Hcleared\nforged\r\u{202e}"),
+            "\\u{1b}[2J\\u{1b}[Hcleared\\nforged\\r\\u{202e}"
+        );
+        let event = serde_json::json!({"detail": {"message": "a\u{1b}]0;title\u{7}b"}});
+        assert_eq!(pairs(&event["detail"]), "message=a\\u{1b}]0;title\\u{7}b");
+    }
 }

@@ -128,6 +128,9 @@ impl Controller {
 
     fn decide_once(&mut self) -> Duration {
         let pulse = self.pulse();
+        if self.stopping() {
+            return pulse;
+        }
         let view = match self.view() {
             Ok(v) => v,
             Err(e) => {
@@ -160,7 +163,8 @@ impl Controller {
         // whole domain again (its memo may differ from the kept one).
         let synced = self.instance.as_mut().and_then(|i| i.synced.take());
         let (snap, told) = view.snapshot(synced);
-        let decision = match self.with_engine(|e| e.decide(&snap)) {
+        let seed: u64 = rand::random();
+        let decision = match self.with_engine(|e| e.decide(&snap, seed)) {
             Ok(d) => d,
             Err(fault) => {
                 self.fault(fault);
@@ -179,7 +183,7 @@ impl Controller {
         }
         // Only now are the engine's tables as the daemon has them.
         if let Some(instance) = self.instance.as_mut() {
-            let stretch_full = self.recording.record(snap, &decision);
+            let stretch_full = self.recording.record(snap, &decision, seed);
             instance.synced = (!stretch_full).then_some(told);
         }
         self.sensor_seen = view.sensor_seen;
@@ -235,6 +239,9 @@ impl Controller {
         changed: bool,
         by_fallback: bool,
     ) -> anyhow::Result<()> {
+        if self.stopping() {
+            return Ok(());
+        }
         let new: Vec<NewInstance> = d
             .launches
             .iter()
@@ -272,7 +279,7 @@ impl Controller {
             }
             detail
         });
-        let store = &self.services.store;
+        let store = self.services.store.clone();
         let writes = changed || !new.is_empty() || d.memo.is_some() || detail.is_some();
         if writes {
             store.record_decision(
@@ -282,6 +289,9 @@ impl Controller {
                 &new,
                 detail.as_ref(),
             )?;
+            if detail.is_some() && new.is_empty() && d.destroy.is_empty() {
+                self.count_engine_events(1);
+            }
         }
         if !by_fallback {
             let staying = live
@@ -348,6 +358,9 @@ impl Controller {
                 &[],
                 detail.as_ref(),
             )?;
+            if detail.is_some() {
+                self.count_engine_events(1);
+            }
         }
         if differs {
             self.metrics.dry_run_launches.inc_by(new.len() as u64);

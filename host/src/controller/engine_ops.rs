@@ -43,17 +43,17 @@ impl Controller {
     fn record_logs(&mut self, (lines, dropped_in_call): (Vec<(LogLevel, String)>, usize)) {
         if let Some(dropped) = self.log_budget.roll(std::time::Instant::now()) {
             let message = format!("{dropped} engine log lines dropped by the rate limit");
-            self.event("engine-log", json!({"level": "warn", "message": message}));
+            self.engine_event("engine-log", json!({"level": "warn", "message": message}));
         }
         for (level, message) in lines {
             if self.log_budget.take(1) {
                 let level = format!("{level:?}").to_lowercase();
-                self.event("engine-log", json!({"level": level, "message": message}));
+                self.engine_event("engine-log", json!({"level": level, "message": message}));
             }
         }
         if dropped_in_call > 0 && self.log_budget.take(dropped_in_call as u64) {
             let message = format!("{dropped_in_call} more log lines of one call dropped");
-            self.event("engine-log", json!({"level": "warn", "message": message}));
+            self.engine_event("engine-log", json!({"level": "warn", "message": message}));
         }
     }
 
@@ -130,7 +130,7 @@ impl Controller {
             .map_err(|e| format!("initialize failed: {e}"))
             .and_then(|mut inst| {
                 let decision = inst
-                    .decide(&snap)
+                    .decide(&snap, rand::random())
                     .map_err(|e| format!("canary decide failed: {e}"))?;
                 Ok((inst, decision))
             });
@@ -145,6 +145,9 @@ impl Controller {
             self.spec.limits.max_decision_bytes,
         ) {
             return refuse(self, format!("canary decision refused: {e}"));
+        }
+        if let Err(e) = self.services.engines.keep(&loaded) {
+            return refuse(self, format!("keeping the engine in the state dir: {e:#}"));
         }
         let detail = json!({"from": {"engine": self.spec.engine, "sha": self.loaded.sha}, "to": {"engine": name, "sha": loaded.sha}});
         let version = match self.services.store.set_engine(

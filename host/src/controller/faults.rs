@@ -1,11 +1,16 @@
-//! Engine faults and quarantine. Every fault is an event with its kind; after
-//! `quarantine_after` faults in a row the engine is quarantined and the domain's fallback
-//! runs instead, until a successful swap or `epu engine resume`.
+//! Engine faults and quarantine. Every fault is counted and recorded with its kind (fault
+//! events are rate-limited). The engine is judged by its fault rate: once `quarantine_after`
+//! of its last `fault_window` calls faulted, it is quarantined and the domain's fallback runs
+//! instead, until a successful swap or `epu engine resume`. An engine that faults on every
+//! other call, or behaves once on each fresh instance and then traps, is caught as surely as
+//! one that faults on every call.
 
+use super::event_budget::EventBudget;
 use super::Controller;
 use crate::engine::{EngineError, TrapKind};
 use serde::Serialize;
 use serde_json::json;
+use std::collections::VecDeque;
 
 /// What went wrong in a failed decide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -51,9 +56,52 @@ impl Fault {
     }
 }
 
+/// The outcomes of an engine's latest calls, newest last.
+#[derive(Debug, Default)]
+pub(super) struct FaultWindow {
+    outcomes: VecDeque<bool>,
+}
+
+impl FaultWindow {
+    /// Adds one call's outcome (true: it faulted) to a window of `size`; returns the faults in
+    /// the window.
+    pub fn push(&mut self, faulted: bool, size: usize) -> u32 {
+        self.outcomes.push_back(faulted);
+        while self.outcomes.len() > size.max(1) {
+            self.outcomes.pop_front();
+        }
+        self.faults()
+    }
+
+    pub fn faults(&self) -> u32 {
+        self.outcomes.iter().filter(|f| **f).count() as u32
+    }
+
+    pub fn clear(&mut self) {
+        self.outcomes.clear();
+    }
+}
+
+/// What the controller keeps of its engine's faults.
+#[derive(Debug)]
+pub(super) struct FaultBook {
+    pub window: FaultWindow,
+    /// Fault events recorded per time window.
+    pub events: EventBudget,
+}
+
+impl Default for FaultBook {
+    fn default() -> Self {
+        FaultBook {
+            window: FaultWindow::default(),
+            events: EventBudget::new(super::event_budget::FAULTS_PER_WINDOW),
+        }
+    }
+}
+
 impl Controller {
-    /// Records a failed decide; the memo and the instances stay as they were. Quarantines the
-    /// engine when the faults in a row reach the domain's limit.
+    /// Records a failed engine call; the memo and the instances stay as they were.
+    /// Quarantines the engine when the faults in its window reach the domain's limit.
     pub(super) fn fault(&mut self, fault: Fault) {
         self.timed_out |= fault.kind == FaultKind::Timeout;
         let kind = serde_json::to_value(fault.kind).unwrap_or_default();
@@ -62,28 +110,44 @@ impl Controller {
             .engine_faults
             .with_label_values(&[self.spec.name.as_str(), kind.as_str().unwrap_or("unknown")])
             .inc();
-        self.event(
-            "engine-fault",
-            json!({"kind": fault.kind, "error": fault.message}),
-        );
-        let in_a_row = {
+        if let Some(dropped) = self.faults.events.roll(std::time::Instant::now()) {
+            self.engine_event(
+                "engine-faults-unrecorded",
+                json!({"count": dropped, "why": "over the fault event rate limit"}),
+            );
+        }
+        if self.faults.events.take(1) {
+            self.engine_event(
+                "engine-fault",
+                json!({"kind": fault.kind, "error": fault.message}),
+            );
+        }
+        let limits = &self.spec.limits;
+        let in_window = self
+            .faults
+            .window
+            .push(true, limits.fault_window as usize);
+        {
             let mut st = self.status.lock().unwrap();
             st.last_fault = Some(fault.message);
             st.last_fault_kind = Some(fault.kind);
             st.consecutive_faults += 1;
+            st.faults_in_window = in_window;
             *st.faults.entry(fault.kind).or_default() += 1;
-            st.consecutive_faults
-        };
-        if !self.quarantined && in_a_row >= self.spec.limits.quarantine_after.max(1) {
+        }
+        if !self.quarantined && in_window >= limits.quarantine_after.max(1) {
             self.set_quarantine(true);
         }
     }
 
-    /// Marks a good decide.
+    /// Marks a good engine call.
     pub(super) fn no_fault(&mut self) {
+        let size = self.spec.limits.fault_window as usize;
+        let in_window = self.faults.window.push(false, size);
         let mut st = self.status.lock().unwrap();
         st.last_fault = None;
         st.consecutive_faults = 0;
+        st.faults_in_window = in_window;
     }
 
     pub(super) fn set_quarantine(&mut self, on: bool) {
@@ -98,10 +162,14 @@ impl Controller {
         {
             tracing::error!(domain = %self.spec.name, "recording the quarantine: {e:#}");
         }
+        if !on {
+            self.faults.window.clear();
+        }
         let mut st = self.status.lock().unwrap();
         st.quarantined = on;
         if !on {
             st.consecutive_faults = 0;
+            st.faults_in_window = 0;
         }
     }
 
@@ -117,5 +185,30 @@ impl Controller {
         self.set_quarantine(false);
         self.services.wakeups.wake(&self.spec.name);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FaultWindow;
+
+    #[test]
+    fn the_window_counts_the_faults_of_the_latest_calls_only() {
+        let mut w = FaultWindow::default();
+        // Faulting on every other call: 3 faults within 6 calls.
+        let counts: Vec<u32> = [true, false, true, false, true, false]
+            .iter()
+            .map(|f| w.push(*f, 10))
+            .collect();
+        assert_eq!(counts, [1, 1, 2, 2, 3, 3]);
+        // Ten good calls push every fault out of a window of 10.
+        for _ in 0..10 {
+            w.push(false, 10);
+        }
+        assert_eq!(w.faults(), 0);
+        // A smaller window forgets sooner.
+        w.push(true, 2);
+        w.push(false, 2);
+        assert_eq!(w.push(false, 2), 0);
     }
 }

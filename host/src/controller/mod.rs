@@ -3,15 +3,20 @@
 //! run on the decide threads (`threads`).
 //!
 //! A controller owns its engine instance and runs one thing at a time, so decide, reconfigure
-//! and swap never overlap for one domain. Faults are counted; after `quarantine_after` in a row the engine is quarantined
-//! and the domain's fallback runs instead, until a swap or `epu engine resume`.
+//! and swap never overlap for one domain. Faults are counted; once `quarantine_after` of the
+//! last `fault_window` engine calls faulted, the engine is quarantined and the domain's
+//! fallback runs instead, until a swap or `epu engine resume`.
+//!
+//! Commands wait for the controller with a deadline, and nobody holds a lock while they wait:
+//! an engine call is bounded by its limits, and a controller that is told to stop carries out
+//! nothing more, even if its engine call was still running.
 
 mod backoff;
 mod cycle;
 pub(crate) mod decision;
 mod engine_ops;
+mod event_budget;
 mod faults;
-mod log_budget;
 mod recording;
 pub(crate) mod snapshot;
 mod threads;
@@ -26,6 +31,7 @@ use backoff::Backoff;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use threads::{Msg, Route};
@@ -80,6 +86,8 @@ pub struct ControllerStatus {
     pub last_fault: Option<String>,
     pub last_fault_kind: Option<FaultKind>,
     pub consecutive_faults: u32,
+    /// Faults among the engine's last `fault_window` calls.
+    pub faults_in_window: u32,
     /// Faults by kind since the daemon started.
     pub faults: HashMap<FaultKind, u64>,
     /// Whether the engine is quarantined and the fallback runs instead.
@@ -93,14 +101,16 @@ pub struct ControllerStatus {
     pub desired: Option<u32>,
 }
 
-/// What a domain's engine saw and decided, with the config it ran with.
-pub type Recorded = (
-    Map<String, Value>,
-    Vec<(
-        crate::engine::bindings::Snapshot,
-        crate::engine::bindings::Decision,
-    )>,
+/// One decide as recorded: the snapshot in, the decision out, and the seed of the random
+/// stream the engine drew from.
+pub type RecordedStep = (
+    crate::engine::bindings::Snapshot,
+    crate::engine::bindings::Decision,
+    u64,
 );
+
+/// What a domain's engine saw and decided, with the config it ran with.
+pub type Recorded = (Map<String, Value>, Vec<RecordedStep>);
 
 /// A request to a controller, answered on its channel.
 pub(super) enum Command {
@@ -116,10 +126,21 @@ pub(super) enum Command {
     Stop(oneshot::Sender<()>),
 }
 
-/// The handle the daemon keeps for a running controller.
+/// The handle the daemon keeps for a running controller. Clones share the controller.
+#[derive(Clone)]
 pub struct ControllerHandle {
     route: Route,
     pub status: Arc<Mutex<ControllerStatus>>,
+    /// Set when the controller is told to stop: from then on it carries out nothing.
+    stopping: Arc<AtomicBool>,
+    /// How long a command waits for the controller's answer.
+    deadline: Duration,
+}
+
+/// How long a command waits for a controller: a few seconds, plus what its engine calls may
+/// take (a swap makes two: initialize and the canary decide).
+fn command_deadline(limits: &crate::model::EngineLimits) -> Duration {
+    Duration::from_secs(10) + Duration::from_millis(3 * u64::from(limits.wall_timeout_ms))
 }
 
 impl ControllerHandle {
@@ -129,7 +150,14 @@ impl ControllerHandle {
         if !self.route.send(|key| Msg::Command(key, make(tx))) {
             return Err(stopped());
         }
-        rx.await.map_err(|_| stopped())
+        match tokio::time::timeout(self.deadline, rx).await {
+            Ok(answer) => answer.map_err(|_| stopped()),
+            Err(_) => Err(format!(
+                "the domain's controller did not answer within {} s (its engine may be stuck \
+                 in a call); try again, or remove the domain",
+                self.deadline.as_secs()
+            )),
+        }
     }
 
     /// Applies a config change through the engine; returns the new config version, or the
@@ -162,9 +190,13 @@ impl ControllerHandle {
         self.ask(Command::Recording).await
     }
 
-    /// Stops the controller after its current decide and tells the engine it is dying.
+    /// Stops the controller after its current decide and tells the engine it is dying. From
+    /// the moment this is called, the controller launches and destroys nothing.
     pub async fn stop(&self) {
-        let _ = self.ask(Command::Stop).await;
+        self.stopping.store(true, Ordering::Release);
+        if let Err(e) = self.ask(Command::Stop).await {
+            tracing::warn!("stopping a controller: {e}");
+        }
     }
 }
 
@@ -183,6 +215,8 @@ pub fn start(
     }));
     let pollers = sensors::start(&services.sensors, &record.spec.name, &record.spec.sensors);
     let name = record.spec.name.clone();
+    let stopping = Arc::new(AtomicBool::new(false));
+    let deadline = command_deadline(&record.spec.limits);
     let controller = Controller {
         generation: services.store.generation(&name),
         services: services.clone(),
@@ -198,7 +232,10 @@ pub fn start(
         recent_failures: 0,
         last_dry_run: None,
         metrics: services.metrics.domain(&name),
-        log_budget: Default::default(),
+        log_budget: event_budget::EventBudget::new(event_budget::LOG_LINES_PER_WINDOW),
+        faults: Default::default(),
+        engine_events: 0,
+        stopping: stopping.clone(),
         sensor_seen: 0,
         cached: None,
         recording: Default::default(),
@@ -207,7 +244,12 @@ pub fn start(
     };
     let route = services.threads.place(controller);
     services.wakeups.register(&name, route.clone());
-    ControllerHandle { route, status }
+    ControllerHandle {
+        route,
+        status,
+        stopping,
+        deadline,
+    }
 }
 
 struct Controller {
@@ -229,7 +271,12 @@ struct Controller {
     /// A dry-run domain's last decision (launches, destroyed ids), recorded when it changes.
     last_dry_run: Option<(usize, Vec<String>)>,
     metrics: crate::metrics::DomainMetrics,
-    log_budget: log_budget::LogBudget,
+    log_budget: event_budget::EventBudget,
+    faults: faults::FaultBook,
+    /// Engine-caused events written since the last prune of old ones.
+    engine_events: u32,
+    /// Set by the handle's `stop`: carry out nothing more.
+    stopping: Arc<AtomicBool>,
     /// The sensor board's change counter as the last carried-out decide saw it.
     sensor_seen: u64,
     /// The domain's change counter in the store, and the last read made under it: while the
@@ -280,6 +327,29 @@ impl Controller {
         Duration::from_millis(u64::from(self.spec.pulse_ms))
     }
 
+    /// Whether the controller was told to stop.
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// An event the engine caused (a log line, a fault, a status change): counted, and the
+    /// oldest of the domain's such events are pruned past [`KEEP_ENGINE_EVENTS`].
+    fn engine_event(&mut self, kind: &str, detail: Value) {
+        self.event(kind, detail);
+        self.count_engine_events(1);
+    }
+
+    fn count_engine_events(&mut self, n: u32) {
+        self.engine_events += n;
+        if self.engine_events >= PRUNE_EVERY {
+            self.engine_events = 0;
+            let store = &self.services.store;
+            if let Err(e) = store.prune_engine_events(&self.spec.name, KEEP_ENGINE_EVENTS) {
+                tracing::error!(domain = %self.spec.name, "pruning engine events: {e:#}");
+            }
+        }
+    }
+
     fn event(&self, kind: &str, detail: Value) {
         if let Err(e) = self
             .services
@@ -290,6 +360,12 @@ impl Controller {
         }
     }
 }
+
+/// The engine-caused events (log lines, faults, status-only decisions) kept per domain; older
+/// ones are deleted.
+pub const KEEP_ENGINE_EVENTS: usize = 5000;
+/// How many engine-caused events are written between two prunes.
+const PRUNE_EVERY: u32 = 500;
 
 /// 12 hex digits of a random uuid: short enough to read, unique enough for a state dir.
 fn short_id() -> String {

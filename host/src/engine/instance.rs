@@ -1,16 +1,17 @@
 //! One live instance of an engine: its store, its bindings, and the calls of the world.
 
 use super::bindings::{self, Decision, LogLevel, Snapshot};
-use super::sandbox::HostState;
-use super::{LoadedEngine, EPOCH_TICK};
+use super::budget::CallClock;
+use super::sandbox::{cut, HostState};
+use super::LoadedEngine;
 use std::time::Duration;
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 /// How a call failed, when the instance cannot be used again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TrapKind {
-    /// The call ran past its time budget.
+    /// The call used more CPU time than its budget, or ran past the wall-clock backstop.
     Timeout,
     /// The engine asked for more memory than its cap.
     Memory,
@@ -32,7 +33,11 @@ pub enum EngineError {
 /// The limits an instance runs under.
 #[derive(Clone, Copy, Debug)]
 pub struct CallLimits {
+    /// The CPU time one call may use.
     pub timeout: Duration,
+    /// The wall-clock time one call may take, however it spends it.
+    pub wall_timeout: Duration,
+    /// What the instance may hold in all: memories and tables.
     pub memory_bytes: usize,
 }
 
@@ -40,6 +45,7 @@ impl From<&crate::model::EngineLimits> for CallLimits {
     fn from(l: &crate::model::EngineLimits) -> Self {
         CallLimits {
             timeout: Duration::from_millis(u64::from(l.timeout_ms.max(1))),
+            wall_timeout: Duration::from_millis(u64::from(l.wall_timeout_ms.max(1))),
             memory_bytes: (l.memory_mib as usize) << 20,
         }
     }
@@ -61,8 +67,6 @@ pub struct Synced {
 pub struct EngineInstance {
     store: Store<HostState>,
     bindings: bindings::Engine,
-    /// The call deadline in epoch ticks.
-    deadline_ticks: u64,
     /// None for a fresh instance; the controller sets it once a decision is carried out.
     pub synced: Option<Synced>,
 }
@@ -75,14 +79,16 @@ impl EngineInstance {
         limits: CallLimits,
         metered: bool,
     ) -> Result<EngineInstance, EngineError> {
-        let deadline_ticks = limits
-            .timeout
-            .as_millis()
-            .div_ceil(EPOCH_TICK.as_millis())
-            .max(1) as u64;
-        let mut store = Store::new(engine, HostState::new(limits.memory_bytes));
+        let clock = CallClock::new(limits.timeout, limits.wall_timeout);
+        let mut store = Store::new(engine, HostState::new(limits.memory_bytes, clock));
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(deadline_ticks);
+        store.epoch_deadline_callback(|mut ctx| match ctx.data_mut().clock.check() {
+            Ok(ticks) => Ok(UpdateDeadline::Continue(ticks)),
+            Err(_) => Ok(UpdateDeadline::Interrupt),
+        });
+        // Instantiation runs the guest's start functions: they are timed like a call.
+        let ticks = store.data_mut().clock.start();
+        store.set_epoch_deadline(ticks);
         if metered {
             store
                 .set_fuel(u64::MAX)
@@ -92,44 +98,51 @@ impl EngineInstance {
             Ok(bindings) => EngineInstance {
                 store,
                 bindings,
-                deadline_ticks,
                 synced: None,
             },
-            Err(e) => return Err(EngineError::Trap(classify(&e, &store), format!("{e:?}"))),
+            Err(e) => return Err(trap(&e, &store)),
         };
-        me.call(|b, s| b.call_initialize(s, config))?;
+        me.call(0, |b, s| b.call_initialize(s, config))?;
         Ok(me)
     }
 
-    /// Runs one export under the call deadline, mapping both failure kinds.
+    /// Runs one export under the call's time limits, with the random stream seeded from
+    /// `seed`, mapping both failure kinds. Error text is cut to 1 KiB.
     fn call<T>(
         &mut self,
+        seed: u64,
         f: impl FnOnce(&bindings::Engine, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
     ) -> Result<T, EngineError> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        self.store.data_mut().limiter.memory_denied = false;
+        let state = self.store.data_mut();
+        state.limiter.memory_denied = false;
+        state.seed(seed);
+        let ticks = state.clock.start();
+        self.store.set_epoch_deadline(ticks);
         match f(&self.bindings, &mut self.store) {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(msg)) => Err(EngineError::Rejected(msg)),
-            Err(e) => Err(EngineError::Trap(
-                classify(&e, &self.store),
-                format!("{e:?}"),
-            )),
+            Ok(Err(msg)) => Err(EngineError::Rejected(cut(msg))),
+            Err(e) => Err(trap(&e, &self.store)),
         }
     }
 
-    pub fn decide(&mut self, snapshot: &Snapshot) -> Result<Decision, EngineError> {
-        self.call(|b, s| b.call_decide(s, snapshot))
+    /// One decide. `seed` starts the random stream the engine draws from in this call, so a
+    /// replay with the same seed and snapshot draws the same.
+    pub fn decide(&mut self, snapshot: &Snapshot, seed: u64) -> Result<Decision, EngineError> {
+        self.call(seed, |b, s| b.call_decide(s, snapshot))
     }
 
     pub fn reconfigure(&mut self, config: &str) -> Result<(), EngineError> {
-        self.call(|b, s| b.call_reconfigure(s, config))
+        self.call(0, |b, s| b.call_reconfigure(s, config))
     }
 
     /// Tells the engine it is about to be dropped. Its failure changes nothing.
     pub fn dying(mut self) {
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        let _ = self.bindings.call_dying(&mut self.store);
+        let _ = self.call(0, |b, s| b.call_dying(s).map(Ok::<(), String>));
+    }
+
+    /// The CPU time the last call used (or the current one so far).
+    pub fn cpu_time(&self) -> Duration {
+        self.store.data().clock.cpu_used()
     }
 
     /// The fuel burnt so far, if the host is [metered](super::EngineHost::metered).
@@ -152,16 +165,22 @@ impl EngineInstance {
     }
 }
 
-/// Tells a timeout and a denied memory growth from other traps.
-fn classify(e: &wasmtime::Error, store: &Store<HostState>) -> TrapKind {
-    if matches!(
+/// A trapped call as an error: a timeout (with the limit it broke), a denied memory growth,
+/// or another trap, with its text cut to 1 KiB.
+fn trap(e: &wasmtime::Error, store: &Store<HostState>) -> EngineError {
+    let state = store.data();
+    let interrupted = matches!(
         e.downcast_ref::<wasmtime::Trap>(),
         Some(wasmtime::Trap::Interrupt)
-    ) {
-        TrapKind::Timeout
-    } else if store.data().limiter.memory_denied {
-        TrapKind::Memory
-    } else {
-        TrapKind::Trap
-    }
+    );
+    let (kind, text) = match (interrupted, state.clock.overrun) {
+        (true, Some(over)) => (TrapKind::Timeout, format!("{over}\n{e:?}")),
+        (true, None) => (TrapKind::Timeout, format!("{e:?}")),
+        _ if state.limiter.memory_denied => (
+            TrapKind::Memory,
+            format!("the engine asked for more than its memory cap (memory_mib)\n{e:?}"),
+        ),
+        _ => (TrapKind::Trap, format!("{e:?}")),
+    };
+    EngineError::Trap(kind, cut(text))
 }

@@ -7,33 +7,67 @@
 //! threads, or `spawn_blocking`), as WASI's sync bindings must not run on a runtime worker.
 
 pub mod bindings;
+pub mod budget;
 pub mod bundled;
 mod instance;
 mod sandbox;
 
+pub use budget::EPOCH_TICK;
 pub use instance::{CallLimits, EngineError, EngineInstance, Synced, TrapKind};
+pub use sandbox::{MAX_LOG_LINES, MAX_RANDOM_BYTES, MAX_RESOURCES, MAX_TEXT_BYTES};
 
 use anyhow::{bail, Context, Result};
 use bindings::EnginePre;
 use sandbox::HostState;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 
 /// The version of the `epu:engine` package in `wit/engine.wit`.
 pub const CONTRACT_VERSION: &str = "0.3.0";
 
-/// How often the epoch ticks; call deadlines are counted in ticks, so this is their grain.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// The largest component accepted by default, in bytes (`--max-engine-mib`).
+pub const DEFAULT_MAX_ENGINE_BYTES: u64 = 64 << 20;
 
 /// A component that passed validation and is ready to instantiate.
 pub struct LoadedEngine {
     pub sha: String,
+    /// The `epu:engine` version the component declares.
+    pub contract: String,
     pre: EnginePre<HostState>,
+    /// The component's bytes and freshly compiled code, until [`EngineHost::keep`] writes
+    /// them to the state dir. Nothing is written for an engine that is refused.
+    unsaved: Mutex<Option<Unsaved>>,
+}
+
+struct Unsaved {
+    bytes: Vec<u8>,
+    /// None when the code came from the compile cache.
+    code: Option<Vec<u8>>,
+}
+
+/// How an [`EngineHost`] runs its engines.
+#[derive(Clone, Copy, Debug)]
+pub struct HostOptions {
+    /// Whether calls have time limits (only the benchmark of their cost turns them off).
+    pub deadlines: bool,
+    /// Whether instances count fuel, for measuring engines (not for the daemon).
+    pub metered: bool,
+    /// The largest component accepted, in bytes.
+    pub max_engine_bytes: u64,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            deadlines: true,
+            metered: false,
+            max_engine_bytes: DEFAULT_MAX_ENGINE_BYTES,
+        }
+    }
 }
 
 /// Loads, validates, caches and instantiates engines.
@@ -44,41 +78,48 @@ pub struct EngineHost {
     blobs_dir: PathBuf,
     /// Compiled code, keyed by sha256 and the compiler's compatibility hash.
     cache_dir: PathBuf,
+    /// The engines kept in the state dir, loaded.
     loaded: Mutex<HashMap<String, Arc<LoadedEngine>>>,
-    /// Whether instances count fuel.
-    metered: bool,
+    options: HostOptions,
 }
 
 impl EngineHost {
     /// Sets up the host with its blobs and compile cache under `state_dir`.
     pub fn new(state_dir: &Path) -> Result<EngineHost> {
-        Self::with_deadlines(state_dir, true)
+        Self::with_options(state_dir, HostOptions::default())
     }
 
-    /// Like [`EngineHost::new`]; `deadlines = false` turns the per-call time budget off, which
-    /// only the benchmark of its cost should do.
+    /// Like [`EngineHost::new`]; `deadlines = false` turns the per-call time limits off, which
+    /// only the benchmark of their cost should do.
     pub fn with_deadlines(state_dir: &Path, deadlines: bool) -> Result<EngineHost> {
-        Self::build(state_dir, deadlines, false)
+        let options = HostOptions {
+            deadlines,
+            ..Default::default()
+        };
+        Self::with_options(state_dir, options)
     }
 
     /// Like [`EngineHost::new`], and every instance counts the fuel (wasm instructions, roughly)
     /// its calls burn: see [`EngineInstance::fuel`]. For measuring engines, not for the daemon.
     pub fn metered(state_dir: &Path) -> Result<EngineHost> {
-        Self::build(state_dir, true, true)
+        let options = HostOptions {
+            metered: true,
+            ..Default::default()
+        };
+        Self::with_options(state_dir, options)
     }
 
-    fn build(state_dir: &Path, deadlines: bool, metered: bool) -> Result<EngineHost> {
+    pub fn with_options(state_dir: &Path, options: HostOptions) -> Result<EngineHost> {
         let mut config = wasmtime::Config::new();
-        config.epoch_interruption(deadlines);
-        config.consume_fuel(metered);
+        config.epoch_interruption(options.deadlines);
+        config.consume_fuel(options.metered);
         let engine = wasmtime::Engine::new(&config)?;
-        if deadlines {
+        if options.deadlines {
             start_epoch_ticker(&engine);
         }
 
         let mut linker = Linker::new(&engine);
-        bindings::Engine::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        sandbox::link(&mut linker)?;
 
         let blobs_dir = state_dir.join("engines");
         let cache_dir = state_dir.join("cache");
@@ -91,41 +132,92 @@ impl EngineHost {
             blobs_dir,
             cache_dir,
             loaded: Mutex::new(HashMap::new()),
-            metered,
+            options,
         })
     }
 
+    /// The largest component this host accepts, in bytes.
+    pub fn max_engine_bytes(&self) -> u64 {
+        self.options.max_engine_bytes
+    }
+
     /// Reads an engine named by a spec: a bundled engine's name, or the path of a `.wasm` file
-    /// (relative paths are taken from `base`). Returns the bytes.
-    pub fn read_engine(spec: &str, base: &Path) -> Result<Vec<u8>> {
+    /// (relative paths are taken from `base`). Only a regular file of at most `max_bytes` is
+    /// read. Returns the bytes.
+    pub fn read_engine(spec: &str, base: &Path, max_bytes: u64) -> Result<Vec<u8>> {
+        use std::io::Read;
         if let Some(bytes) = bundled::get(spec) {
             return Ok(bytes.to_vec());
         }
         let path = base.join(spec);
-        if !path.exists() {
-            let known: Vec<_> = bundled::names().collect();
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(_) => {
+                let known: Vec<_> = bundled::names().collect();
+                bail!(
+                    "engine '{spec}' is neither a bundled engine ({}) nor an existing file ({})",
+                    known.join(", "),
+                    path.display()
+                );
+            }
+        };
+        if !meta.is_file() {
             bail!(
-                "engine '{spec}' is neither a bundled engine ({}) nor an existing file ({})",
-                known.join(", "),
+                "engine {} is not a regular file: an engine is read from a .wasm file",
                 path.display()
             );
         }
-        std::fs::read(&path).with_context(|| format!("reading engine {}", path.display()))
+        check_size(meta.len(), max_bytes)?;
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("reading engine {}", path.display()))?;
+        // The file may grow between the look and the read: never read past the cap.
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.take(max_bytes + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading engine {}", path.display()))?;
+        check_size(bytes.len() as u64, max_bytes)?;
+        Ok(bytes)
     }
 
-    /// Validates component bytes against the `engine` world and keeps them in the state dir.
-    /// Returns the loaded engine; nothing is written if validation fails.
-    pub fn add(&self, bytes: &[u8]) -> Result<Arc<LoadedEngine>> {
+    /// Validates component bytes against the `engine` world and compiles them (or takes the
+    /// compiled code from the cache). Writes nothing: see [`EngineHost::keep`].
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Arc<LoadedEngine>> {
+        check_size(bytes.len() as u64, self.options.max_engine_bytes)?;
         let sha = sha256_hex(bytes);
         if let Some(e) = self.loaded.lock().unwrap().get(&sha) {
             return Ok(e.clone());
         }
-        let loaded = Arc::new(self.compile(&sha, bytes)?);
-        let blob = self.blobs_dir.join(format!("{sha}.wasm"));
-        if !blob.exists() {
-            write_atomically(&blob, bytes)?;
+        Ok(Arc::new(self.compile(&sha, bytes)?))
+    }
+
+    /// Keeps a prepared engine: its bytes and compiled code go to the state dir (once), and
+    /// [`EngineHost::load`] finds it from then on. Call it once the engine is accepted.
+    pub fn keep(&self, loaded: &Arc<LoadedEngine>) -> Result<()> {
+        if let Some(unsaved) = loaded.unsaved.lock().unwrap().take() {
+            if let Some(code) = &unsaved.code {
+                // The checksum goes last: a cache entry without one is never trusted.
+                let cached = self.cache_path(&loaded.sha);
+                let sum = checksum_path(&cached);
+                let _ = std::fs::remove_file(&sum);
+                write_atomically(&cached, code)?;
+                write_atomically(&sum, sha256_hex(code).as_bytes())?;
+            }
+            let blob = self.blob_path(&loaded.sha);
+            if !blob.exists() {
+                write_atomically(&blob, &unsaved.bytes)?;
+            }
         }
-        self.loaded.lock().unwrap().insert(sha, loaded.clone());
+        self.loaded
+            .lock()
+            .unwrap()
+            .insert(loaded.sha.clone(), loaded.clone());
+        Ok(())
+    }
+
+    /// Validates, compiles and keeps component bytes in one step.
+    pub fn add(&self, bytes: &[u8]) -> Result<Arc<LoadedEngine>> {
+        let loaded = self.prepare(bytes)?;
+        self.keep(&loaded)?;
         Ok(loaded)
     }
 
@@ -134,53 +226,80 @@ impl EngineHost {
         if let Some(e) = self.loaded.lock().unwrap().get(sha) {
             return Ok(e.clone());
         }
-        let blob = self.blobs_dir.join(format!("{sha}.wasm"));
+        let blob = self.blob_path(sha);
         let bytes =
             std::fs::read(&blob).with_context(|| format!("reading engine {}", blob.display()))?;
         self.add(&bytes)
     }
 
-    /// Compiles (or loads from the cache) and pre-instantiates a component.
-    fn compile(&self, sha: &str, bytes: &[u8]) -> Result<LoadedEngine> {
-        check_is_component(bytes)?;
+    /// Deletes the kept engines (bytes and compiled code) whose sha256 is not in `used`, and
+    /// forgets them. Returns how many were deleted.
+    pub fn forget_unused(&self, used: &HashSet<String>) -> Result<usize> {
+        self.loaded.lock().unwrap().retain(|sha, _| used.contains(sha));
+        let mut deleted = 0;
+        for dir in [&self.blobs_dir, &self.cache_dir] {
+            for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+                let path = entry?.path();
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                let sha: String = name.chars().take_while(char::is_ascii_hexdigit).collect();
+                if !used.contains(&sha) {
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("deleting {}", path.display()))?;
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    fn blob_path(&self, sha: &str) -> PathBuf {
+        self.blobs_dir.join(format!("{sha}.wasm"))
+    }
+
+    fn cache_path(&self, sha: &str) -> PathBuf {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut hasher);
-        let cached = self
-            .cache_dir
-            .join(format!("{sha}-{:016x}.cwasm", hasher.finish()));
-        let component = match self.load_cached(&cached) {
-            Some(c) => c,
+        self.cache_dir
+            .join(format!("{sha}-{:016x}.cwasm", hasher.finish()))
+    }
+
+    /// Checks the contract version, compiles (or loads from the cache) and pre-instantiates a
+    /// component. Nothing is written.
+    fn compile(&self, sha: &str, bytes: &[u8]) -> Result<LoadedEngine> {
+        check_is_component(bytes)?;
+        let (component, code) = match self.load_cached(&self.cache_path(sha)) {
+            Some(c) => (c, None),
             None => {
                 let c = Component::new(&self.engine, bytes).map_err(|e| {
                     anyhow::anyhow!("the file is not a valid WebAssembly component: {e:#}")
                 })?;
-                let code = c.serialize()?;
-                // The checksum goes last: a cache entry without one is never trusted.
-                let sum = checksum_path(&cached);
-                let _ = std::fs::remove_file(&sum);
-                write_atomically(&cached, &code)?;
-                write_atomically(&sum, sha256_hex(&code).as_bytes())?;
-                c
+                (c, Some(()))
             }
         };
+        let contract = contract_version(&self.engine, &component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .and_then(EnginePre::new)
-            .map_err(|e| match contract_version(&self.engine, &component) {
-                Some(v) if v != CONTRACT_VERSION => anyhow::anyhow!(
-                    "the component was built for epu:engine@{v}, and this epu runs \
-                     epu:engine@{CONTRACT_VERSION}: rebuild it against wit/engine.wit"
-                ),
-                _ => anyhow::anyhow!(
+            .map_err(|e| {
+                anyhow::anyhow!(
                     "the component does not implement the epu:engine/engine world: {e:#}"
-                ),
+                )
             })?;
+        let code = match code {
+            Some(()) => Some(component.serialize()?),
+            None => None,
+        };
         Ok(LoadedEngine {
             sha: sha.to_string(),
+            contract,
             pre,
+            unsaved: Mutex::new(Some(Unsaved {
+                bytes: bytes.to_vec(),
+                code,
+            })),
         })
     }
 
@@ -209,8 +328,19 @@ impl EngineHost {
         config: &str,
         limits: CallLimits,
     ) -> Result<EngineInstance, EngineError> {
-        EngineInstance::new(&self.engine, loaded, config, limits, self.metered)
+        EngineInstance::new(&self.engine, loaded, config, limits, self.options.metered)
     }
+}
+
+/// Refuses a component over the size cap.
+fn check_size(len: u64, max: u64) -> Result<()> {
+    if len > max {
+        bail!(
+            "the engine is {len} bytes, over the cap of {max} bytes (the daemon's \
+             --max-engine-mib)"
+        );
+    }
+    Ok(())
 }
 
 /// The name of an engine given as a bundled name or a path: the file's stem for a path.
@@ -244,18 +374,44 @@ fn check_is_component(bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The checksum file of a compile cache entry.
-/// The `epu:engine` version a component names in its imports or exports, if any.
-fn contract_version(engine: &wasmtime::Engine, component: &Component) -> Option<String> {
+/// The `epu:engine` version a component declares: the version of the `epu:engine`
+/// interfaces it imports or exports. It must be this host's [`CONTRACT_VERSION`], exactly: a
+/// component of another version is refused by name, even if its shapes happen to match. (A
+/// later contract accepts an older engine only through an adapter written for that version.)
+fn contract_version(engine: &wasmtime::Engine, component: &Component) -> Result<String> {
     let ty = component.component_type();
-    let version = |name: &str| {
-        let (_, version) = name.strip_prefix("epu:engine/")?.split_once('@')?;
-        Some(version.to_string())
-    };
-    let found = ty.imports(engine).find_map(|(name, _)| version(name));
-    found.or_else(|| ty.exports(engine).find_map(|(name, _)| version(name)))
+    let mut versions: Vec<String> = ty
+        .imports(engine)
+        .chain(ty.exports(engine))
+        .filter_map(|(name, _)| {
+            let rest = name.strip_prefix("epu:engine/")?;
+            Some(match rest.split_once('@') {
+                Some((_, v)) => v.to_string(),
+                None => "(no version)".to_string(),
+            })
+        })
+        .collect();
+    versions.sort();
+    versions.dedup();
+    match versions.as_slice() {
+        [v] if v == CONTRACT_VERSION => Ok(v.clone()),
+        [] => bail!(
+            "the component declares no epu:engine version (it imports no epu:engine interface): \
+             build it against wit/engine.wit (epu:engine@{CONTRACT_VERSION})"
+        ),
+        [v] => bail!(
+            "the component was built for epu:engine@{v}, and this epu runs \
+             epu:engine@{CONTRACT_VERSION}: rebuild it against wit/engine.wit"
+        ),
+        many => bail!(
+            "the component declares several epu:engine versions ({}); this epu runs \
+             epu:engine@{CONTRACT_VERSION}",
+            many.join(", ")
+        ),
+    }
 }
 
+/// The checksum file of a compile cache entry.
 fn checksum_path(cached: &Path) -> PathBuf {
     cached.with_extension("cwasm.sha256")
 }
@@ -272,7 +428,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Advances the engine's epoch every tick so that call deadlines fire. The thread ends with
+/// Advances the engine's epoch every tick so that call deadlines are checked. The thread ends with
 /// the engine.
 fn start_epoch_ticker(engine: &wasmtime::Engine) {
     let weak = engine.weak();

@@ -1,8 +1,10 @@
 use super::*;
 use bindings::{Health, Instance, InstanceState, Snapshot};
+use std::time::Duration;
 
 const LIMITS: CallLimits = CallLimits {
     timeout: Duration::from_millis(200),
+    wall_timeout: Duration::from_secs(2),
     memory_bytes: 64 << 20,
 };
 
@@ -43,12 +45,12 @@ fn the_bundled_npreserving_decides_through_the_sandbox() {
     let mut inst = host
         .instantiate(&loaded, r#"{"preserve_n": 2}"#, LIMITS)
         .unwrap();
-    let d = inst.decide(&snapshot(0)).unwrap();
+    let d = inst.decide(&snapshot(0), 0).unwrap();
     assert_eq!(d.launches.iter().map(|l| l.count).sum::<u32>(), 2);
-    let d = inst.decide(&snapshot(3)).unwrap();
+    let d = inst.decide(&snapshot(3), 0).unwrap();
     assert_eq!(d.destroy.len(), 1);
     inst.reconfigure(r#"{"preserve_n": 5}"#).unwrap();
-    let d = inst.decide(&snapshot(3)).unwrap();
+    let d = inst.decide(&snapshot(3), 0).unwrap();
     assert_eq!(d.launches.iter().map(|l| l.count).sum::<u32>(), 2);
 }
 
@@ -59,18 +61,18 @@ fn an_engine_instance_keeps_its_table_between_delta_snapshots() {
     let mut inst = host
         .instantiate(&loaded, r#"{"preserve_n": 3}"#, LIMITS)
         .unwrap();
-    let d = inst.decide(&snapshot(3)).unwrap();
+    let d = inst.decide(&snapshot(3), 0).unwrap();
     assert!(d.launches.is_empty() && d.destroy.is_empty());
     // Only the change: instance 2 failed. The engine still knows 1 and 3.
     let mut delta = snapshot(0);
     delta.full = false;
     delta.instances = vec![instance(2, InstanceState::Failed)];
-    let d = inst.decide(&delta).unwrap();
+    let d = inst.decide(&delta, 0).unwrap();
     assert_eq!(d.launches.iter().map(|l| l.count).sum::<u32>(), 1);
     // A new instance arrives; a full snapshot of one instance then replaces the table.
     delta.instances = vec![instance(4, InstanceState::Requesting)];
-    assert!(inst.decide(&delta).unwrap().launches.is_empty());
-    let d = inst.decide(&snapshot(1)).unwrap();
+    assert!(inst.decide(&delta, 0).unwrap().launches.is_empty());
+    let d = inst.decide(&snapshot(1), 0).unwrap();
     assert_eq!(d.launches.iter().map(|l| l.count).sum::<u32>(), 2);
 }
 
@@ -93,7 +95,7 @@ fn engine_errors_are_rejections_and_leave_the_instance_usable() {
         inst.reconfigure("[]"),
         Err(EngineError::Rejected(_))
     ));
-    assert!(inst.decide(&snapshot(1)).is_ok());
+    assert!(inst.decide(&snapshot(1), 0).is_ok());
 }
 
 #[test]
@@ -139,7 +141,7 @@ fn a_corrupt_cache_entry_is_detected_and_rebuilt() {
         let again = EngineHost::new(dir.path()).unwrap();
         let reloaded = again.load(&loaded.sha).unwrap();
         let mut inst = again.instantiate(&reloaded, "{}", LIMITS).unwrap();
-        assert!(inst.decide(&snapshot(0)).is_ok());
+        assert!(inst.decide(&snapshot(0), 0).is_ok());
         assert_eq!(
             std::fs::read(&cached).unwrap(),
             good,
@@ -154,13 +156,11 @@ fn non_components_and_other_worlds_are_refused() {
     let core = host.add(b"\0asm\x01\0\0\0").err().unwrap().to_string();
     assert!(core.contains("core WebAssembly module"), "{core}");
     let empty = format!("{:#}", host.add(b"\0asm\x0d\0\x01\0").err().unwrap());
-    assert!(empty.contains("does not implement"), "{empty}");
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("engines"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert!(empty.contains("declares no epu:engine version"), "{empty}");
+    for kept in ["engines", "cache"] {
+        let files = std::fs::read_dir(dir.path().join(kept)).unwrap().count();
+        assert_eq!(files, 0, "{kept}: a refused engine left files");
+    }
 }
 
 #[test]

@@ -142,14 +142,19 @@ pub enum Fallback {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineLimits {
-    /// Wall-clock budget of one engine call, in milliseconds.
+    /// CPU-time budget of one engine call, in milliseconds.
     pub timeout_ms: u32,
-    /// Cap on the engine's linear memory, in MiB.
+    /// Wall-clock backstop of one engine call, in milliseconds (at least `timeout_ms`).
+    pub wall_timeout_ms: u32,
+    /// Cap on everything an engine instance holds (all its memories and tables), in MiB.
     pub memory_mib: u32,
-    /// The largest decision accepted (memo, vars and ids), in bytes.
+    /// The largest decision accepted (memo, launches, vars and handles), in bytes.
     pub max_decision_bytes: u32,
-    /// Consecutive faults after which the engine is quarantined.
+    /// Faults within the last `fault_window` engine calls after which the engine is
+    /// quarantined.
     pub quarantine_after: u32,
+    /// How many of the latest engine calls the fault count looks at.
+    pub fault_window: u32,
     pub fallback: Fallback,
 }
 
@@ -157,11 +162,33 @@ impl Default for EngineLimits {
     fn default() -> Self {
         EngineLimits {
             timeout_ms: 50,
+            wall_timeout_ms: 1000,
             memory_mib: 64,
             max_decision_bytes: 1 << 20,
             quarantine_after: 3,
+            fault_window: 10,
             fallback: Fallback::Hold,
         }
+    }
+}
+
+impl EngineLimits {
+    /// Checks every limit against its range; the error names the key and the range.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let within = |key: &str, value: u32, lo: u32, hi: u32| {
+            anyhow::ensure!(
+                (lo..=hi).contains(&value),
+                "limits.{key} must be from {lo} to {hi}, got {value}"
+            );
+            Ok(())
+        };
+        within("timeout_ms", self.timeout_ms, 1, 60_000)?;
+        within("wall_timeout_ms", self.wall_timeout_ms, self.timeout_ms, 600_000)?;
+        within("memory_mib", self.memory_mib, 1, 4096)?;
+        within("max_decision_bytes", self.max_decision_bytes, 1024, 64 << 20)?;
+        within("fault_window", self.fault_window, 1, 1000)?;
+        within("quarantine_after", self.quarantine_after, 1, self.fault_window)?;
+        Ok(())
     }
 }
 

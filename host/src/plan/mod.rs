@@ -355,6 +355,9 @@ pub fn load(path: &Path) -> Result<Plan> {
                 ))
             }
         };
+        d.limits
+            .check()
+            .map_err(|e| at("[domain.limits]", e.to_string()))?;
         let mut sensors = d.sensors;
         for s in &mut sensors {
             if let SensorSpec::Command { command, cwd, .. } = s {

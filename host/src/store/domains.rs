@@ -133,6 +133,7 @@ impl Store {
     pub fn delete_domain(&self, domain: &str) -> Result<()> {
         self.with_domain_tx(domain, |tx| {
             tx.execute("DELETE FROM instances WHERE domain = ?1", [domain])?;
+            tx.execute("DELETE FROM launches WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM engine_configs WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM engine_versions WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM pushed_readings WHERE domain = ?1", [domain])?;
@@ -205,6 +206,17 @@ impl Store {
     }
 
     /// The engines a domain has had, oldest first.
+    /// The sha256 of every engine a domain runs or may roll back to.
+    pub fn engine_shas(&self) -> Result<std::collections::HashSet<String>> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare(
+                "SELECT sha FROM engine_versions UNION SELECT engine_sha FROM domains",
+            )?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     pub fn engine_versions(&self, domain: &str) -> Result<Vec<EngineVersion>> {
         self.with_conn(|c| {
             let mut stmt = c.prepare_cached(
@@ -274,6 +286,10 @@ impl Store {
             }
             let t = now();
             for l in launches {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO launches (launch_id, domain, vars) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![l.launch_id, domain, serde_json::to_string(&l.vars)?])?;
                 let seq = append_event(
                     tx,
                     Some(domain),
@@ -284,7 +300,7 @@ impl Store {
                 tx.execute(
                     "INSERT INTO instances (id, domain, launch_id, state, state_ord, state_time, \
                      health, health_time, vars, changed_seq, created, handle) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?8, ?9, ?6, \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, '', ?8, ?6, \
                      (SELECT COALESCE(MAX(handle), 0) + 1 FROM instances))",
                     params![
                         l.id,
@@ -294,7 +310,6 @@ impl Store {
                         InstanceState::Requesting as i64,
                         t,
                         Health::Unknown.as_str(),
-                        serde_json::to_string(&l.vars)?,
                         seq
                     ],
                 )?;

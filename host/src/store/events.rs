@@ -19,6 +19,24 @@ impl Store {
         self.with_tx(|tx| append_event(tx, domain, instance, kind, &detail))
     }
 
+    /// Deletes the oldest events a domain's engine caused (log lines, faults, the count of
+    /// unrecorded faults, decisions that launched and destroyed nothing, and a dry run's
+    /// decisions) beyond the newest
+    /// `keep`. Returns how many were deleted.
+    pub fn prune_engine_events(&self, domain: &str, keep: usize) -> Result<usize> {
+        self.with_tx(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE domain = ?1 AND \
+                 (kind IN ('engine-log', 'engine-fault', 'engine-faults-unrecorded') OR \
+                  (kind = 'decision' AND json_array_length(detail, '$.launch') = 0 \
+                   AND json_array_length(detail, '$.destroy') = 0) OR \
+                  (kind = 'decision' AND json_extract(detail, '$.dry_run') = 1)) \
+                 ORDER BY seq DESC LIMIT -1 OFFSET ?2)",
+                params![domain, keep as i64],
+            )?)
+        })
+    }
+
     /// A receiver that sees the newest event sequence number change.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.last_seq.subscribe()

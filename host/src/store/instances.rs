@@ -6,8 +6,11 @@ use crate::model::{now, Health, InstanceState};
 use anyhow::Result;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
+/// The columns of an [`InstanceRecord`]; its vars come from its launch.
 pub(super) const INSTANCE_COLUMNS: &str = "id, domain, launch_id, state, state_time, health, \
-     health_time, last_heartbeat, vars, pid, pid_start, error, changed_seq, created, handle, cloud_id";
+     health_time, last_heartbeat, \
+     COALESCE((SELECT vars FROM launches WHERE launches.launch_id = instances.launch_id), '[]'), \
+     pid, pid_start, error, changed_seq, created, handle, cloud_id";
 
 impl Store {
     /// The instances of a domain (or of all domains) that are not final.

@@ -145,6 +145,18 @@ ALTER TABLE instances ADD COLUMN cloud_id TEXT;
     r#"
 ALTER TABLE domains ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0;
 "#,
+    // A launch's vars are kept once per launch, not copied into each of its instances.
+    r#"
+CREATE TABLE launches (
+    launch_id TEXT PRIMARY KEY,
+    domain    TEXT NOT NULL,
+    vars      TEXT NOT NULL
+);
+INSERT OR IGNORE INTO launches (launch_id, domain, vars)
+    SELECT launch_id, domain, vars FROM instances;
+UPDATE instances SET vars = '';
+CREATE INDEX events_by_domain ON events (domain, seq);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod amqp;
+pub mod components;
 pub mod http;
 #[cfg(feature = "ec2")]
 pub mod moto;

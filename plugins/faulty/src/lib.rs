@@ -15,6 +15,17 @@
 //! - `fuzz`: returns a random decision on every decide, from the config's `seed`: launches of
 //!   any count up to u32::MAX, destroys of live, repeated and foreign handles, memos and vars
 //!   of any size, any status and next decide.
+//! - `sleep`: sleeps for an hour (a WASI clock wait) in the export the config's `sleep_in`
+//!   names: `decide` (the default), `initialize`, `reconfigure` or `dying`;
+//! - `memo-bomb`: returns a memo of `memo_bytes` (default 1,000,000) on every decide, and asks
+//!   to decide again at once;
+//! - `empty-launches`: asks for 50,000 launches of 0 instances;
+//! - `big-vars`: asks for one launch of 100 instances with a 1 MB var;
+//! - `big-error`: returns a 2 MB error;
+//! - `flaky`: returns an error on every other decide;
+//! - `fresh-then-trap`: behaves on the first decide of each instance, then traps;
+//! - `random`: keeps as its memo a number drawn from `wasi:random` on each decide;
+//! - `escape`: logs and fails with terminal escapes and forged event lines.
 //!
 //! It parses its config by hand to stay free of dependencies.
 //!
@@ -61,6 +72,24 @@ mod old {
     export!(Old);
 }
 
+/// A draw from `wasi:random`, imported directly.
+#[cfg(not(any(feature = "otherworld", feature = "oldcontract")))]
+mod random_u64 {
+    wit_bindgen::generate!({
+        inline: "package epu:faulty-random;
+                 world draws { import wasi:random/random@0.2.0; }
+                 package wasi:random@0.2.0 { interface random {
+                     get-random-bytes: func(len: u64) -> list<u8>;
+                     get-random-u64: func() -> u64;
+                 } }",
+        generate_all,
+    });
+
+    pub fn draw() -> u64 {
+        wasi::random::random::get_random_u64()
+    }
+}
+
 #[cfg(not(any(feature = "otherworld", feature = "oldcontract")))]
 mod engine {
     wit_bindgen::generate!({ world: "engine", path: "../../wit" });
@@ -71,8 +100,27 @@ mod engine {
     use std::sync::Mutex;
 
     const MODES: &[&str] = &[
-        "ok", "spin", "memory", "recurse", "panic", "trap", "error", "billion", "foreign", "wasi",
-        "count", "fuzz",
+        "ok",
+        "spin",
+        "memory",
+        "recurse",
+        "panic",
+        "trap",
+        "error",
+        "billion",
+        "foreign",
+        "wasi",
+        "count",
+        "fuzz",
+        "sleep",
+        "memo-bomb",
+        "empty-launches",
+        "big-vars",
+        "big-error",
+        "flaky",
+        "fresh-then-trap",
+        "random",
+        "escape",
     ];
 
     const BUILT_FOR: &str = if cfg!(feature = "spin") {
@@ -95,7 +143,29 @@ mod engine {
 
     static MODE: Mutex<&str> = Mutex::new(BUILT_FOR);
 
+    /// `sleep` mode: the export that sleeps.
+    static SLEEP_IN: Mutex<&str> = Mutex::new("decide");
+    /// `memo-bomb` mode: the memo's size.
+    static MEMO_BYTES: Mutex<u64> = Mutex::new(1_000_000);
+    /// Decides made by this instance.
+    static DECIDES: Mutex<u64> = Mutex::new(0);
+
+    /// Sleeps for an hour if `sleep` mode names this export.
+    fn maybe_sleep(export: &str) {
+        if *MODE.lock().unwrap() == "sleep" && *SLEEP_IN.lock().unwrap() == export {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+
     fn set_mode(config: &str) -> Result<(), String> {
+        if let Some(n) = number_after(config, "\"memo_bytes\":") {
+            *MEMO_BYTES.lock().unwrap() = n;
+        }
+        for export in ["decide", "initialize", "reconfigure", "dying"] {
+            if config.replace(' ', "").contains(&format!("\"sleep_in\":\"{export}\"")) {
+                *SLEEP_IN.lock().unwrap() = export;
+            }
+        }
         if let Some(n) = number_after(config, "\"n\":") {
             *TARGET.lock().unwrap() = n;
         }
@@ -198,10 +268,7 @@ mod engine {
             .take(have.saturating_sub(target) as usize);
         *launched += launch;
         Decision {
-            launches: vec![Launch {
-                count: launch as u32,
-                vars: vec![],
-            }],
+            launches: launches(launch as u32),
             destroy: destroy.copied().collect(),
             next_decide_ms: Some(100),
             memo: Some(format!("launched={launched}").into_bytes()),
@@ -235,6 +302,62 @@ mod engine {
         format!("wasi probe: fs={fs} env={env} clock={clock} net={net}")
     }
 
+    /// One launch of `count` instances, or none for 0.
+    fn launches(count: u32) -> Vec<Launch> {
+        (count > 0)
+            .then_some(Launch {
+                count,
+                vars: vec![],
+            })
+            .into_iter()
+            .collect()
+    }
+
+    /// The decisions of the modes that attack the host's bounds, if `mode` is one.
+    fn hostile(mode: &str, decides: u64) -> Option<Result<Decision, String>> {
+        let mut d = Decision {
+            launches: vec![],
+            destroy: vec![],
+            next_decide_ms: Some(200),
+            memo: None,
+            status: EngineStatus::Stable,
+        };
+        match mode {
+            "memo-bomb" => {
+                d.memo = Some(vec![b'm'; *MEMO_BYTES.lock().unwrap() as usize]);
+                d.next_decide_ms = Some(0);
+            }
+            "empty-launches" => {
+                d.launches = (0..50_000)
+                    .map(|_| Launch {
+                        count: 0,
+                        vars: vec![],
+                    })
+                    .collect();
+                d.next_decide_ms = Some(0);
+            }
+            "big-vars" => {
+                d.launches = vec![Launch {
+                    count: 100,
+                    vars: vec![("big".into(), "v".repeat(1 << 20))],
+                }];
+            }
+            "big-error" => return Some(Err("e".repeat(2 << 20))),
+            "flaky" if decides % 2 == 0 => return Some(Err("flaky: failing every other decide".into())),
+            "fresh-then-trap" if decides > 1 => panic!("faulty engine: trapping after one decide"),
+            "random" => {
+                let n = crate::random_u64::draw();
+                d.memo = Some(format!("drew={n}").into_bytes());
+            }
+            "escape" => {
+                log(LogLevel::Warn, "\u{1b}[2J\u{1b}[Hscreen cleared\n0 engine-fault forged");
+                return Some(Err("\u{1b}[31mred\u{1b}[0m\r\nforged line".into()));
+            }
+            _ => return None,
+        }
+        Some(Ok(d))
+    }
+
     /// The live instances, kept up to date from each snapshot: handle → whether it is
     /// terminating.
     static LIVE: Mutex<BTreeMap<u64, bool>> = Mutex::new(BTreeMap::new());
@@ -243,11 +366,22 @@ mod engine {
 
     impl Guest for Faulty {
         fn initialize(config: String) -> Result<(), String> {
-            set_mode(&config)
+            set_mode(&config)?;
+            maybe_sleep("initialize");
+            Ok(())
         }
 
         fn decide(snapshot: Snapshot) -> Result<Decision, String> {
             let mode = *MODE.lock().unwrap();
+            let decides = {
+                let mut d = DECIDES.lock().unwrap();
+                *d += 1;
+                *d
+            };
+            maybe_sleep("decide");
+            if let Some(d) = hostile(mode, decides) {
+                return d;
+            }
             let live = {
                 let mut live = LIVE.lock().unwrap();
                 if snapshot.full {
@@ -290,10 +424,7 @@ mod engine {
                 _ => log(LogLevel::Info, &format!("deciding on {live} instances")),
             }
             Ok(Decision {
-                launches: vec![Launch {
-                    count: launch,
-                    vars: vec![],
-                }],
+                launches: launches(launch),
                 destroy,
                 next_decide_ms: Some(200),
                 memo: Some(b"faulty".to_vec()),
@@ -302,10 +433,14 @@ mod engine {
         }
 
         fn reconfigure(config: String) -> Result<(), String> {
-            set_mode(&config)
+            set_mode(&config)?;
+            maybe_sleep("reconfigure");
+            Ok(())
         }
 
-        fn dying() {}
+        fn dying() {
+            maybe_sleep("dying");
+        }
     }
 
     export!(Faulty);

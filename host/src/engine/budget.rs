@@ -1,0 +1,158 @@
+//! The time an engine call may take. An engine is judged by the work it does: the CPU time of
+//! the thread that runs it, host calls included. A loaded host slows a call down without
+//! making it a fault. A wall-clock backstop still ends any call, however it spends its time.
+//!
+//! Both are checked on wasmtime's epoch ticks. The first check comes when the CPU budget has
+//! passed in wall-clock time (a call can use no more CPU than wall time), so a call that ends
+//! before that costs one clock read at its start and nothing more.
+
+use std::time::{Duration, Instant};
+
+/// How often the epoch ticks; deadlines are counted in ticks, so this is their grain.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Which limit ended a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overrun {
+    /// The call used more CPU time than its budget.
+    Cpu { used: Duration, budget: Duration },
+    /// The call ran longer than the wall-clock backstop.
+    Wall { ran: Duration, limit: Duration },
+}
+
+impl std::fmt::Display for Overrun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Overrun::Cpu { used, budget } => write!(
+                f,
+                "the call used {} ms of CPU time, over its budget of {} ms (timeout_ms)",
+                used.as_millis(),
+                budget.as_millis()
+            ),
+            Overrun::Wall { ran, limit } => write!(
+                f,
+                "the call ran {} ms, over the wall-clock backstop of {} ms (wall_timeout_ms)",
+                ran.as_millis(),
+                limit.as_millis()
+            ),
+        }
+    }
+}
+
+/// The accounting of the call in progress on one engine instance.
+#[derive(Clone, Debug)]
+pub struct CallClock {
+    cpu_budget: Duration,
+    wall_limit: Duration,
+    started: Instant,
+    started_cpu: Duration,
+    /// Set when a check ended the call.
+    pub overrun: Option<Overrun>,
+}
+
+impl CallClock {
+    pub fn new(cpu_budget: Duration, wall_limit: Duration) -> CallClock {
+        CallClock {
+            cpu_budget,
+            wall_limit: wall_limit.max(cpu_budget),
+            started: Instant::now(),
+            started_cpu: Duration::ZERO,
+            overrun: None,
+        }
+    }
+
+    /// Starts a call; returns the epoch ticks until its first check.
+    pub fn start(&mut self) -> u64 {
+        self.started = Instant::now();
+        self.started_cpu = thread_cpu_time();
+        self.overrun = None;
+        ticks(self.cpu_budget)
+    }
+
+    /// A check on an epoch deadline: the ticks until the next one, or the limit the call broke.
+    pub fn check(&mut self) -> Result<u64, Overrun> {
+        let ran = self.started.elapsed();
+        let used = thread_cpu_time().saturating_sub(self.started_cpu);
+        let over = if used >= self.cpu_budget {
+            Some(Overrun::Cpu {
+                used,
+                budget: self.cpu_budget,
+            })
+        } else if ran >= self.wall_limit {
+            Some(Overrun::Wall {
+                ran,
+                limit: self.wall_limit,
+            })
+        } else {
+            None
+        };
+        if let Some(over) = over {
+            self.overrun = Some(over);
+            return Err(over);
+        }
+        let cpu_left = self.cpu_budget - used;
+        let wall_left = self.wall_limit - ran;
+        Ok(ticks(cpu_left.min(wall_left)))
+    }
+
+    /// The CPU time the current (or last) call has used so far.
+    pub fn cpu_used(&self) -> Duration {
+        thread_cpu_time().saturating_sub(self.started_cpu)
+    }
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64).max(1)
+}
+
+/// The CPU time the calling thread has used.
+pub fn thread_cpu_time() -> Duration {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spin(d: Duration) {
+        let t = thread_cpu_time();
+        while thread_cpu_time() - t < d {
+            std::hint::black_box(0);
+        }
+    }
+
+    #[test]
+    fn a_sleeping_call_uses_no_cpu_and_is_ended_by_the_wall_clock() {
+        let mut c = CallClock::new(Duration::from_millis(20), Duration::from_millis(60));
+        assert_eq!(c.start(), 4);
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(c.check().is_ok(), "30 ms asleep uses no CPU");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(matches!(c.check(), Err(Overrun::Wall { .. })));
+        assert!(c.overrun.is_some());
+    }
+
+    #[test]
+    fn a_spinning_call_is_ended_by_its_cpu_budget() {
+        let mut c = CallClock::new(Duration::from_millis(20), Duration::from_secs(10));
+        c.start();
+        spin(Duration::from_millis(5));
+        let next = c.check().expect("5 ms of 20");
+        assert!((1..=4).contains(&next), "{next}");
+        spin(Duration::from_millis(20));
+        match c.check() {
+            Err(Overrun::Cpu { used, .. }) => assert!(used >= Duration::from_millis(20)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_backstop_is_never_below_the_budget() {
+        let mut c = CallClock::new(Duration::from_millis(50), Duration::from_millis(1));
+        c.start();
+        assert!(c.check().is_ok());
+    }
+}

@@ -1,0 +1,72 @@
+//! Hostile components no guest toolchain makes: a core module written in WAT, made into a
+//! component of the `engine` world (of any contract version) by `wit-component`. Its
+//! `initialize` and `reconfigure` accept anything, its `decide` returns an error, and `extra`
+//! adds what the attack needs (memories, tables).
+
+use std::path::PathBuf;
+
+/// A component of `epu:engine@<version>` whose core module also declares `extra` (WAT module
+/// fields, such as `(memory 960)`).
+pub fn engine_component(version: &str, extra: &str) -> Vec<u8> {
+    let wit = std::fs::read_to_string(super::repo().join("wit/engine.wit")).unwrap();
+    let wit = wit.replace(
+        "package epu:engine@0.3.0;",
+        &format!("package epu:engine@{version};"),
+    );
+    let mut resolve = wit_parser::Resolve::default();
+    let pkg = resolve.push_str("engine.wit", &wit).unwrap();
+    let world = resolve.select_world(&[pkg], Some("engine")).unwrap();
+    let wat = format!(
+        r#"(module
+            (memory (export "memory") 1)
+            (global $next (mut i32) (i32.const 1024))
+            (data (i32.const 64) "\00\00\00\00\00\00\00\00\00\00\00\00")
+            (data (i32.const 128) "\01\00\00\00\c0\00\00\00\04\00\00\00")
+            (data (i32.const 192) "stub")
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+                (local $at i32)
+                (local.set $at (global.get $next))
+                (global.set $next (i32.add (global.get $next) (i32.add (local.get 3) (i32.const 8))))
+                (local.get $at))
+            (func (export "initialize") (param i32 i32) (result i32) (i32.const 64))
+            (func (export "reconfigure") (param i32 i32) (result i32) (i32.const 64))
+            (func (export "decide") (param i32) (result i32) (i32.const 128))
+            (func (export "dying"))
+            {extra}
+        )"#
+    );
+    let mut module = wat::parse_str(&wat).unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+        false,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap()
+}
+
+/// Writes a component into `dir` as `name.wasm` and returns its path.
+pub fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// 8 memories of 60 MiB each: a per-memory cap of 64 MiB lets each one through.
+pub fn many_memories() -> Vec<u8> {
+    let memories: String = (0..8).map(|_| "(memory 960)").collect();
+    engine_component("0.3.0", &memories)
+}
+
+/// 60 tables of 1M entries each.
+pub fn many_tables() -> Vec<u8> {
+    let tables: String = (0..60).map(|_| "(table 1000000 funcref)").collect();
+    engine_component("0.3.0", &tables)
+}
