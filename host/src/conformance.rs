@@ -391,9 +391,7 @@ impl Sim {
         let (snap, told) = snapshot::build(view, self.synced.take(), self.now);
         let fuel = inst.fuel();
         let t = Instant::now();
-        let d = inst
-            .decide(&snap, self.now as u64)
-            .map_err(Broken::Call)?;
+        let d = inst.decide(&snap, self.now as u64).map_err(Broken::Call)?;
         self.times.push(t.elapsed());
         if let (Some(before), Some(after)) = (fuel, inst.fuel()) {
             self.fuel.push(after - before);

@@ -11,7 +11,8 @@ use std::time::{Duration, UNIX_EPOCH};
 /// `\u{1b}`.
 pub fn clean(text: &str) -> Cow<'_, str> {
     let unsafe_char = |c: char| {
-        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
     };
     if !text.chars().any(unsafe_char) {
         return Cow::Borrowed(text);
@@ -29,10 +30,7 @@ pub fn clean(text: &str) -> Cow<'_, str> {
 
 /// Text of several lines made safe for a terminal, as [`clean`] does each line.
 pub fn clean_lines(text: &str) -> String {
-    text.split('\n')
-        .map(clean)
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.split('\n').map(clean).collect::<Vec<_>>().join("\n")
 }
 
 /// A string field of a JSON object, made safe for a terminal, or `-`.

@@ -221,15 +221,17 @@ mod tests {
     /// (instances being destroyed do not count).
     fn accepted(d: &Decision, live: &[InstanceRecord], max: u32, max_bytes: u32) -> bool {
         let memo = d.memo.as_ref().map_or(0, Vec::len) as u64;
-        let text = |l: &Launch| -> u64 { l.vars.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum() };
+        let text =
+            |l: &Launch| -> u64 { l.vars.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum() };
         let launches: u64 = d
             .launches
             .iter()
             .map(|l| 32 + 48 * l.vars.len() as u64 + text(l))
             .sum();
-        let launches_ok = d.launches.iter().all(|l| {
-            l.count > 0 && l.vars.len() <= 64 && text(l) <= 8192
-        });
+        let launches_ok = d
+            .launches
+            .iter()
+            .all(|l| l.count > 0 && l.vars.len() <= 64 && text(l) <= 8192);
         let bytes = memo + launches + 8 * d.destroy.len() as u64;
         let unique: HashSet<u64> = d.destroy.iter().copied().collect();
         let known = d

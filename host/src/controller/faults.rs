@@ -123,10 +123,7 @@ impl Controller {
             );
         }
         let limits = &self.spec.limits;
-        let in_window = self
-            .faults
-            .window
-            .push(true, limits.fault_window as usize);
+        let in_window = self.faults.window.push(true, limits.fault_window as usize);
         {
             let mut st = self.status.lock().unwrap();
             st.last_fault = Some(fault.message);

@@ -31,12 +31,20 @@ pub(super) struct Recording {
 /// What a snapshot makes the host hold, roughly: its records and every byte of text.
 fn snapshot_bytes(s: &Snapshot) -> usize {
     use crate::engine::bindings::{Instance, InstanceDetails, SensorReading};
-    let details: usize = s.details.iter().flatten().map(|d| {
-        std::mem::size_of::<InstanceDetails>()
-            + d.id.len()
-            + d.launch_id.len()
-            + d.vars.iter().map(|(k, v)| 48 + k.len() + v.len()).sum::<usize>()
-    }).sum();
+    let details: usize = s
+        .details
+        .iter()
+        .flatten()
+        .map(|d| {
+            std::mem::size_of::<InstanceDetails>()
+                + d.id.len()
+                + d.launch_id.len()
+                + d.vars
+                    .iter()
+                    .map(|(k, v)| 48 + k.len() + v.len())
+                    .sum::<usize>()
+        })
+        .sum();
     let sensors: usize = s
         .sensors
         .iter()

@@ -67,6 +67,8 @@ pub struct Synced {
 pub struct EngineInstance {
     store: Store<HostState>,
     bindings: bindings::Engine,
+    /// Whether calls are timed (off only on a host without deadlines, for benchmarks).
+    timed: bool,
     /// None for a fresh instance; the controller sets it once a decision is carried out.
     pub synced: Option<Synced>,
 }
@@ -78,6 +80,7 @@ impl EngineInstance {
         config: &str,
         limits: CallLimits,
         metered: bool,
+        timed: bool,
     ) -> Result<EngineInstance, EngineError> {
         let clock = CallClock::new(limits.timeout, limits.wall_timeout);
         let mut store = Store::new(engine, HostState::new(limits.memory_bytes, clock));
@@ -98,6 +101,7 @@ impl EngineInstance {
             Ok(bindings) => EngineInstance {
                 store,
                 bindings,
+                timed,
                 synced: None,
             },
             Err(e) => return Err(trap(&e, &store)),
@@ -116,8 +120,10 @@ impl EngineInstance {
         let state = self.store.data_mut();
         state.limiter.memory_denied = false;
         state.seed(seed);
-        let ticks = state.clock.start();
-        self.store.set_epoch_deadline(ticks);
+        if self.timed {
+            let ticks = state.clock.start();
+            self.store.set_epoch_deadline(ticks);
+        }
         match f(&self.bindings, &mut self.store) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(msg)) => Err(EngineError::Rejected(cut(msg))),

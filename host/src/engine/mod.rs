@@ -235,10 +235,15 @@ impl EngineHost {
     /// Deletes the kept engines (bytes and compiled code) whose sha256 is not in `used`, and
     /// forgets them. Returns how many were deleted.
     pub fn forget_unused(&self, used: &HashSet<String>) -> Result<usize> {
-        self.loaded.lock().unwrap().retain(|sha, _| used.contains(sha));
+        self.loaded
+            .lock()
+            .unwrap()
+            .retain(|sha, _| used.contains(sha));
         let mut deleted = 0;
         for dir in [&self.blobs_dir, &self.cache_dir] {
-            for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            for entry in
+                std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?
+            {
                 let path = entry?.path();
                 let name = path.file_name().unwrap_or_default().to_string_lossy();
                 let sha: String = name.chars().take_while(char::is_ascii_hexdigit).collect();
@@ -328,7 +333,8 @@ impl EngineHost {
         config: &str,
         limits: CallLimits,
     ) -> Result<EngineInstance, EngineError> {
-        EngineInstance::new(&self.engine, loaded, config, limits, self.options.metered)
+        let o = &self.options;
+        EngineInstance::new(&self.engine, loaded, config, limits, o.metered, o.deadlines)
     }
 }
 

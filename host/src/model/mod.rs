@@ -183,11 +183,26 @@ impl EngineLimits {
             Ok(())
         };
         within("timeout_ms", self.timeout_ms, 1, 60_000)?;
-        within("wall_timeout_ms", self.wall_timeout_ms, self.timeout_ms, 600_000)?;
+        within(
+            "wall_timeout_ms",
+            self.wall_timeout_ms,
+            self.timeout_ms,
+            600_000,
+        )?;
         within("memory_mib", self.memory_mib, 1, 4096)?;
-        within("max_decision_bytes", self.max_decision_bytes, 1024, 64 << 20)?;
+        within(
+            "max_decision_bytes",
+            self.max_decision_bytes,
+            1024,
+            64 << 20,
+        )?;
         within("fault_window", self.fault_window, 1, 1000)?;
-        within("quarantine_after", self.quarantine_after, 1, self.fault_window)?;
+        within(
+            "quarantine_after",
+            self.quarantine_after,
+            1,
+            self.fault_window,
+        )?;
         Ok(())
     }
 }

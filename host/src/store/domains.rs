@@ -209,9 +209,8 @@ impl Store {
     /// The sha256 of every engine a domain runs or may roll back to.
     pub fn engine_shas(&self) -> Result<std::collections::HashSet<String>> {
         self.with_conn(|c| {
-            let mut stmt = c.prepare(
-                "SELECT sha FROM engine_versions UNION SELECT engine_sha FROM domains",
-            )?;
+            let mut stmt =
+                c.prepare("SELECT sha FROM engine_versions UNION SELECT engine_sha FROM domains")?;
             let rows = stmt.query_map([], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -289,7 +288,11 @@ impl Store {
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO launches (launch_id, domain, vars) VALUES (?1, ?2, ?3)",
                 )?
-                .execute(params![l.launch_id, domain, serde_json::to_string(&l.vars)?])?;
+                .execute(params![
+                    l.launch_id,
+                    domain,
+                    serde_json::to_string(&l.vars)?
+                ])?;
                 let seq = append_event(
                     tx,
                     Some(domain),

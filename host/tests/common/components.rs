@@ -30,7 +30,9 @@ pub fn engine_component(version: &str, extra: &str) -> Vec<u8> {
                 (local.get $at))
             (func (export "initialize") (param i32 i32) (result i32) (i32.const 64))
             (func (export "reconfigure") (param i32 i32) (result i32) (i32.const 64))
-            (func (export "decide") (param i32) (result i32) (i32.const 128))
+            (func (export "decide")
+                (param f64 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
+                (i32.const 128))
             (func (export "dying"))
             {extra}
         )"#

@@ -159,6 +159,12 @@ impl Epu {
         self.spawn_daemon(self.command().arg("daemon"))
     }
 
+    /// Starts `epu ARGS` (a daemon command, such as `daemon --listen …`) and waits until it
+    /// answers.
+    pub fn spawn_with(&self, args: &[&str]) -> std::process::Child {
+        self.spawn_daemon(self.command().args(args))
+    }
+
     /// Spawns a daemon command and waits until it answers.
     fn spawn_daemon(&self, command: &mut Command) -> std::process::Child {
         let child = command.stderr(std::process::Stdio::null()).spawn().unwrap();

@@ -162,7 +162,10 @@ mod engine {
             *MEMO_BYTES.lock().unwrap() = n;
         }
         for export in ["decide", "initialize", "reconfigure", "dying"] {
-            if config.replace(' ', "").contains(&format!("\"sleep_in\":\"{export}\"")) {
+            if config
+                .replace(' ', "")
+                .contains(&format!("\"sleep_in\":\"{export}\""))
+            {
                 *SLEEP_IN.lock().unwrap() = export;
             }
         }
@@ -343,14 +346,19 @@ mod engine {
                 }];
             }
             "big-error" => return Some(Err("e".repeat(2 << 20))),
-            "flaky" if decides % 2 == 0 => return Some(Err("flaky: failing every other decide".into())),
+            "flaky" if decides % 2 == 0 => {
+                return Some(Err("flaky: failing every other decide".into()))
+            }
             "fresh-then-trap" if decides > 1 => panic!("faulty engine: trapping after one decide"),
             "random" => {
                 let n = crate::random_u64::draw();
                 d.memo = Some(format!("drew={n}").into_bytes());
             }
             "escape" => {
-                log(LogLevel::Warn, "\u{1b}[2J\u{1b}[Hscreen cleared\n0 engine-fault forged");
+                log(
+                    LogLevel::Warn,
+                    "\u{1b}[2J\u{1b}[Hscreen cleared\n0 engine-fault forged",
+                );
                 return Some(Err("\u{1b}[31mred\u{1b}[0m\r\nforged line".into()));
             }
             _ => return None,
