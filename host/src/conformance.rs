@@ -161,7 +161,7 @@ fn explain(e: &EngineError, limits: &EngineLimits) -> String {
         EngineError::Trap(TrapKind::Timeout, msg) => {
             let why = msg.lines().next().unwrap_or_default();
             format!(
-                "ran past its time limits ({} ms of CPU, {} ms of wall-clock time): {why}",
+                "ran past its time budget of {} ms of CPU time (wall-clock backstop {} ms): {why}",
                 limits.timeout_ms, limits.wall_timeout_ms
             )
         }

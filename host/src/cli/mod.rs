@@ -278,7 +278,8 @@ struct LimitArgs {
     /// (default 3).
     #[arg(long)]
     quarantine_after: Option<u32>,
-    /// How many of the latest engine calls the fault count looks at (default 10).
+    /// How many of the latest engine calls the fault count looks at (default: the larger of
+    /// 10 and --quarantine-after).
     #[arg(long)]
     fault_window: Option<u32>,
     /// What a quarantined domain does: hold (launch and destroy nothing) or preserve (keep
@@ -292,7 +293,7 @@ impl LimitArgs {
         let mut l = crate::model::EngineLimits::default();
         l.timeout_ms = self.timeout_ms.unwrap_or(l.timeout_ms);
         l.wall_timeout_ms = self.wall_timeout_ms.unwrap_or(l.wall_timeout_ms);
-        l.fault_window = self.fault_window.unwrap_or(l.fault_window);
+        l.fault_window = self.fault_window;
         l.memory_mib = self.memory_mib.unwrap_or(l.memory_mib);
         l.max_decision_bytes = self.max_decision_bytes.unwrap_or(l.max_decision_bytes);
         l.quarantine_after = self.quarantine_after.unwrap_or(l.quarantine_after);

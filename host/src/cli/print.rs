@@ -83,11 +83,14 @@ pub fn status(v: &Value) {
             instances.len()
         );
         let l = &d["limits"];
+        let after = l["quarantine_after"].as_u64().unwrap_or(0);
+        let window = l["fault_window"].as_u64().unwrap_or(after.max(10));
         println!(
-            "  limits: {} ms, {} MiB, quarantine after {} faults, fallback {}",
+            "  limits: {} ms CPU ({} ms wall) a call, {} MiB, quarantine after {after} faults in \
+             {window} calls, fallback {}",
             l["timeout_ms"],
+            l["wall_timeout_ms"],
             l["memory_mib"],
-            l["quarantine_after"],
             s(l, "fallback")
         );
         for sensor in d["sensors"].as_array().into_iter().flatten() {

@@ -123,7 +123,7 @@ impl Controller {
             );
         }
         let limits = &self.spec.limits;
-        let in_window = self.faults.window.push(true, limits.fault_window as usize);
+        let in_window = self.faults.window.push(true, limits.window() as usize);
         {
             let mut st = self.status.lock().unwrap();
             st.last_fault = Some(fault.message);
@@ -139,7 +139,7 @@ impl Controller {
 
     /// Marks a good engine call.
     pub(super) fn no_fault(&mut self) {
-        let size = self.spec.limits.fault_window as usize;
+        let size = self.spec.limits.window() as usize;
         let in_window = self.faults.window.push(false, size);
         let mut st = self.status.lock().unwrap();
         st.last_fault = None;

@@ -402,8 +402,9 @@ fn contract_version(engine: &wasmtime::Engine, component: &Component) -> Result<
     match versions.as_slice() {
         [v] if v == CONTRACT_VERSION => Ok(v.clone()),
         [] => bail!(
-            "the component declares no epu:engine version (it imports no epu:engine interface): \
-             build it against wit/engine.wit (epu:engine@{CONTRACT_VERSION})"
+            "the component does not implement the epu:engine/engine world: it declares no \
+             epu:engine version (no epu:engine interface among its imports and exports); build \
+             it against wit/engine.wit (epu:engine@{CONTRACT_VERSION})"
         ),
         [v] => bail!(
             "the component was built for epu:engine@{v}, and this epu runs \

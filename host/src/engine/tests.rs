@@ -157,6 +157,7 @@ fn non_components_and_other_worlds_are_refused() {
     assert!(core.contains("core WebAssembly module"), "{core}");
     let empty = format!("{:#}", host.add(b"\0asm\x0d\0\x01\0").err().unwrap());
     assert!(empty.contains("declares no epu:engine version"), "{empty}");
+    assert!(empty.contains("does not implement"), "{empty}");
     for kept in ["engines", "cache"] {
         let files = std::fs::read_dir(dir.path().join(kept)).unwrap().count();
         assert_eq!(files, 0, "{kept}: a refused engine left files");

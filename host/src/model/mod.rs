@@ -153,8 +153,10 @@ pub struct EngineLimits {
     /// Faults within the last `fault_window` engine calls after which the engine is
     /// quarantined.
     pub quarantine_after: u32,
-    /// How many of the latest engine calls the fault count looks at.
-    pub fault_window: u32,
+    /// How many of the latest engine calls the fault count looks at; by default the larger
+    /// of 10 and `quarantine_after`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault_window: Option<u32>,
     pub fallback: Fallback,
 }
 
@@ -166,13 +168,19 @@ impl Default for EngineLimits {
             memory_mib: 64,
             max_decision_bytes: 1 << 20,
             quarantine_after: 3,
-            fault_window: 10,
+            fault_window: None,
             fallback: Fallback::Hold,
         }
     }
 }
 
 impl EngineLimits {
+    /// The calls the fault count looks at.
+    pub fn window(&self) -> u32 {
+        self.fault_window
+            .unwrap_or_else(|| self.quarantine_after.max(10))
+    }
+
     /// Checks every limit against its range; the error names the key and the range.
     pub fn check(&self) -> anyhow::Result<()> {
         let within = |key: &str, value: u32, lo: u32, hi: u32| {
@@ -196,12 +204,12 @@ impl EngineLimits {
             1024,
             64 << 20,
         )?;
-        within("fault_window", self.fault_window, 1, 1000)?;
+        within("quarantine_after", self.quarantine_after, 1, 100_000)?;
         within(
-            "quarantine_after",
+            "fault_window",
+            self.window(),
             self.quarantine_after,
-            1,
-            self.fault_window,
+            100_000,
         )?;
         Ok(())
     }
