@@ -79,7 +79,7 @@ impl HostState {
     /// Restarts the instance's random stream from `seed`: a call given the same seed and the
     /// same input makes the same draws.
     pub fn seed(&mut self, seed: u64) {
-        *self.rng.0.lock().unwrap() = rand::rngs::StdRng::seed_from_u64(seed);
+        self.rng.0.lock().unwrap().pending = Some(seed);
     }
 }
 
@@ -97,26 +97,39 @@ pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
 }
 
 /// The random stream of an instance, shared by WASI's secure and insecure generators and
-/// reseeded before every call. (Engines get replayable draws, not secrets.)
-#[derive(Clone)]
-struct SeededRng(Arc<Mutex<rand::rngs::StdRng>>);
+/// reseeded for every call. (Engines get replayable draws, not secrets.) A seed is applied at
+/// the call's first draw, so a call that draws nothing costs nothing.
+#[derive(Clone, Default)]
+struct SeededRng(Arc<Mutex<Stream>>);
 
-impl Default for SeededRng {
-    fn default() -> Self {
-        SeededRng(Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(0))))
+#[derive(Default)]
+struct Stream {
+    /// The seed of the current call, until its first draw.
+    pending: Option<u64>,
+    rng: Option<rand::rngs::StdRng>,
+}
+
+impl SeededRng {
+    fn with<T>(&self, f: impl FnOnce(&mut rand::rngs::StdRng) -> T) -> T {
+        let mut s = self.0.lock().unwrap();
+        if let Some(seed) = s.pending.take() {
+            s.rng = Some(rand::rngs::StdRng::seed_from_u64(seed));
+        }
+        f(s.rng
+            .get_or_insert_with(|| rand::rngs::StdRng::seed_from_u64(0)))
     }
 }
 
 impl TryRng for SeededRng {
     type Error = Infallible;
     fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        self.0.lock().unwrap().try_next_u32()
+        self.with(|r| r.try_next_u32())
     }
     fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        self.0.lock().unwrap().try_next_u64()
+        self.with(|r| r.try_next_u64())
     }
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        self.0.lock().unwrap().try_fill_bytes(dst)
+        self.with(|r| r.try_fill_bytes(dst))
     }
 }
 
