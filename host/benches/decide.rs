@@ -1,6 +1,7 @@
 //! Decide cost of the bundled engines (npreserving, queuelen): the wasm component through the
 //! sandbox against the same decision logic compiled natively, at several pool sizes; and the
-//! cost of the per-call time budget (epoch deadlines), as wasm with it ÷ wasm without it.
+//! cost of the per-call time accounting (the CPU-time budget and the wall-clock backstop on
+//! epoch deadlines), as wasm with it ÷ wasm without it, in the same run.
 //! Set EPU_BENCH_SIZES (default 10,100,1000,10000).
 //!
 //! Each size is timed on three snapshots, all of a stable pool of running instances:
@@ -32,7 +33,7 @@ use support::{env_counts, Report};
 const SIZES: &[usize] = &[10, 100, 1000, 10_000];
 
 /// What a snapshot carries: see the module comment.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Change,
     Pulse,
@@ -239,6 +240,11 @@ fn main() {
                     pct(&c.unlimited, 0.5),
                     pct(&c.wasm, 0.5) / pct(&c.unlimited, 0.5)
                 );
+                let accounting = pct(&c.wasm, 0.5) / pct(&c.unlimited, 0.5);
+                if kind == Kind::Change {
+                    let metric = format!("time accounting, with ÷ without, {name}, {n}");
+                    report.at_most(&metric, accounting, "×", 1.1);
+                }
                 let metric = format!("decide wasm ÷ native, {name}, {n} instances");
                 match (kind, n) {
                     (Kind::Change, 100) => report.at_most(&metric, ratio, "×", 2.0),

@@ -82,10 +82,8 @@ impl Recording {
             && decision.destroy.is_empty()
             && decision.memo.is_none()
             && decision.status == last.status;
-        if !quiet || snapshot.full {
-            if !self.push(snapshot, decision, seed) {
-                return true;
-            }
+        if (!quiet || snapshot.full) && !self.push(snapshot, decision, seed) {
+            return true;
         }
         self.current.len() >= STRETCH
     }

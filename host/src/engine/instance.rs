@@ -146,11 +146,6 @@ impl EngineInstance {
         let _ = self.call(0, |b, s| b.call_dying(s).map(Ok::<(), String>));
     }
 
-    /// The CPU time the last call used (or the current one so far).
-    pub fn cpu_time(&self) -> Duration {
-        self.store.data().clock.cpu_used()
-    }
-
     /// The fuel burnt so far, if the host is [metered](super::EngineHost::metered).
     pub fn fuel(&self) -> Option<u64> {
         self.store.get_fuel().ok().map(|left| u64::MAX - left)

@@ -346,7 +346,7 @@ mod engine {
                 }];
             }
             "big-error" => return Some(Err("e".repeat(2 << 20))),
-            "flaky" if decides % 2 == 0 => {
+            "flaky" if decides.is_multiple_of(2) => {
                 return Some(Err("flaky: failing every other decide".into()))
             }
             "fresh-then-trap" if decides > 1 => panic!("faulty engine: trapping after one decide"),
