@@ -34,14 +34,7 @@ fn add(
 }
 
 fn domain(epu: &Epu, name: &str) -> Value {
-    let status = epu.status();
-    status["domains"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
+    epu.domain(name)
 }
 
 fn decides(epu: &Epu, name: &str) -> u64 {

@@ -31,14 +31,7 @@ fn add(epu: &Epu, domain: &str, engine: &str, config: &[&str]) {
 }
 
 fn domain(epu: &Epu, name: &str) -> Value {
-    let status = epu.status();
-    status["domains"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
+    epu.domain(name)
 }
 
 fn events(epu: &Epu, domain: &str) -> String {

@@ -98,6 +98,16 @@ impl Epu {
         serde_json::from_str(&self.ok(&["status", "--json"])).expect("status JSON")
     }
 
+    /// Domain `name` as `epu status --json` shows it (null if there is none).
+    pub fn domain(&self, name: &str) -> Value {
+        let status = self.status();
+        let domains = status["domains"].as_array().cloned().unwrap_or_default();
+        domains
+            .into_iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or(Value::Null)
+    }
+
     /// The sensor `name` of `domain` as `epu status --json` shows it (null if there is none).
     pub fn sensor(&self, domain: &str, name: &str) -> Value {
         let status = self.status();
