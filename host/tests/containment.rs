@@ -61,6 +61,8 @@ struct Healthy {
     names: Vec<String>,
     start: Vec<u64>,
     since: Instant,
+    /// The daemon's RSS once they run, in MiB.
+    rss: f64,
 }
 
 impl Healthy {
@@ -78,6 +80,7 @@ impl Healthy {
             names,
             start,
             since: Instant::now(),
+            rss: rss_mib(epu),
         }
     }
 
@@ -111,6 +114,36 @@ fn commands_answer(epu: &Epu, hostile: &str) {
     answers_within(epu, 15.0, &["reconfigure", hostile, "n=0"]);
 }
 
+/// What every hostile engine must leave true, checked while it runs: its fault is recorded
+/// with its kind, the healthy domains kept their cadence, the daemon's RSS grew by less than
+/// `grow_mib`, and status, reconfigure and domain remove answer within a few seconds.
+fn contained(epu: &Epu, healthy: &Healthy, hostile: &str, kind: &str, grow_mib: f64) {
+    let d = domain(epu, hostile);
+    assert_eq!(d["controller"]["last_fault_kind"], kind, "{d}");
+    let recorded = faults_of(epu, hostile);
+    assert!(
+        recorded.iter().any(|f| f["detail"]["kind"] == kind),
+        "no {kind} fault recorded for {hostile}"
+    );
+    healthy.kept_cadence(epu);
+    let rss = rss_mib(epu);
+    assert!(
+        rss < healthy.rss + grow_mib,
+        "{hostile}: RSS went from {:.0} to {rss:.0} MiB",
+        healthy.rss
+    );
+    commands_answer(epu, hostile);
+    let out = answers_within(epu, 10.0, &["domain", "remove", hostile]);
+    assert!(out.status.success(), "{out:?}");
+    eprintln!("{hostile}: {kind}, RSS {:.0} -> {rss:.0} MiB", healthy.rss);
+}
+
+/// `epu terminate` answers and succeeds while hostile engines run.
+fn terminate_answers(epu: &Epu) {
+    let out = answers_within(epu, 15.0, &["terminate"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// The events of a domain as JSON lines.
 fn events(epu: &Epu, name: &str) -> Vec<Value> {
     epu.ok(&["events", "--json", "--domain", name])
@@ -140,7 +173,6 @@ fn an_engine_that_sleeps_is_stopped_in_every_export_and_every_command_answers() 
     let epu = Epu::new();
     let _daemon = epu.daemon();
     let healthy = Healthy::add(&epu);
-    let rss_before = rss_mib(&epu);
 
     // In decide: each call traps at once, and three faults quarantine it.
     let out = add(&epu, "sleeper", &faulty(), &["mode=sleep"], &[]);
@@ -156,7 +188,6 @@ fn an_engine_that_sleeps_is_stopped_in_every_export_and_every_command_answers() 
         "{d}"
     );
     eprintln!("a sleeping decide was quarantined in {took:.2} s");
-    commands_answer(&epu, "sleeper");
 
     // In initialize: `domain add` is refused at once, naming the cause.
     let out = answers_within(
@@ -232,15 +263,9 @@ fn an_engine_that_sleeps_is_stopped_in_every_export_and_every_command_answers() 
     assert!(out.status.success(), "{out:?}");
     let out = answers_within(&epu, 10.0, &["domain", "remove", "dying"]);
     assert!(out.status.success(), "{out:?}");
-    answers_within(&epu, 10.0, &["domain", "remove", "sleeper"]);
 
-    healthy.kept_cadence(&epu);
-    let rss = rss_mib(&epu);
-    assert!(
-        rss < rss_before + 64.0,
-        "RSS went from {rss_before:.0} to {rss:.0} MiB"
-    );
-    eprintln!("daemon RSS {rss_before:.0} -> {rss:.0} MiB");
+    contained(&epu, &healthy, "sleeper", "trap", 64.0);
+    terminate_answers(&epu);
 }
 
 #[test]
@@ -294,7 +319,7 @@ fn a_busy_host_does_not_make_a_healthy_engine_time_out() {
             "-c",
             "preserve_n=0",
             "--timeout-ms",
-            "2",
+            "10",
             "--pulse-ms",
             "20",
             "--",
@@ -325,8 +350,8 @@ fn a_busy_host_does_not_make_a_healthy_engine_time_out() {
 fn memory_is_capped_over_all_memories_and_tables_together() {
     let epu = Epu::new();
     let _daemon = epu.daemon();
+    let healthy = Healthy::add(&epu);
     let dir = tempfile::tempdir().unwrap();
-    let rss_before = rss_mib(&epu);
     for (name, bytes) in [
         ("memories", components::many_memories()),
         ("tables", components::many_tables()),
@@ -344,17 +369,14 @@ fn memory_is_capped_over_all_memories_and_tables_together() {
             text.contains("initialize") && text.contains("memory cap"),
             "{text}"
         );
-        // With a cap that holds them, they are accepted, and the peak counts them all.
+        // With a cap that holds them, they are accepted; their decides return errors. The
+        // memories are reserved, never touched, and the tables are 480 MB that the cap allowed.
         let out = add(&epu, name, &path, &[], &["--memory-mib", "1024"]);
         assert!(out.status.success(), "{name}: {out:?}");
+        quarantined_within(&epu, name, 10);
+        contained(&epu, &healthy, name, "error", 600.0);
     }
-    let rss = rss_mib(&epu);
-    eprintln!("daemon RSS {rss_before:.0} -> {rss:.0} MiB");
-    // 8 × 60 MiB of memories are reserved, never touched: they cost no resident memory.
-    assert!(
-        rss < rss_before + 600.0,
-        "RSS {rss_before:.0} -> {rss:.0} MiB"
-    );
+    terminate_answers(&epu);
 }
 
 #[test]
@@ -362,7 +384,6 @@ fn what_an_engine_makes_the_daemon_keep_is_bounded() {
     let epu = Epu::new();
     let _daemon = epu.daemon();
     let healthy = Healthy::add(&epu);
-    let rss_before = rss_mib(&epu);
     // A 1 MB memo on every decide, at once: the recording stays within its 4 MiB.
     let out = add(&epu, "memo", &faulty(), &["mode=memo-bomb"], &[]);
     assert!(out.status.success(), "{out:?}");
@@ -406,7 +427,6 @@ fn what_an_engine_makes_the_daemon_keep_is_bounded() {
         &["--quarantine-after", "1000", "--fault-window", "1000"],
     );
     assert!(out.status.success(), "{out:?}");
-    commands_answer(&epu, "error");
     std::thread::sleep(Duration::from_secs(5));
     let d = domain(&epu, "noisy");
     let counted = d["controller"]["faults"]["error"].as_u64().unwrap();
@@ -419,13 +439,7 @@ fn what_an_engine_makes_the_daemon_keep_is_bounded() {
 
     let memo = domain(&epu, "memo");
     assert!(decides(&epu, "memo") > 50, "{memo}");
-    healthy.kept_cadence(&epu);
-    let rss = rss_mib(&epu);
-    eprintln!("daemon RSS {rss_before:.0} -> {rss:.0} MiB; {counted} faults, {written} written");
-    assert!(
-        rss < rss_before + 100.0,
-        "RSS went from {rss_before:.0} to {rss:.0} MiB"
-    );
+    eprintln!("noisy: {counted} faults, {written} fault events written");
     let db = std::fs::metadata(epu.state_dir().join("epu.db"))
         .unwrap()
         .len();
@@ -442,13 +456,31 @@ fn what_an_engine_makes_the_daemon_keep_is_bounded() {
     ]);
     let size = std::fs::metadata(&exported).unwrap().len();
     assert!(size < 24 << 20, "the recording exported {size} bytes");
+    for (name, kind) in [
+        ("empty", "invalid-decision"),
+        ("vars", "invalid-decision"),
+        ("error", "error"),
+        ("noisy", "error"),
+    ] {
+        contained(&epu, &healthy, name, kind, 100.0);
+    }
+    // The memo bomb never faults; it is held to the same bounds.
+    commands_answer(&epu, "memo");
+    let rss = rss_mib(&epu);
+    assert!(
+        rss < healthy.rss + 100.0,
+        "RSS {:.0} -> {rss:.0}",
+        healthy.rss
+    );
+    terminate_answers(&epu);
 }
 
 #[test]
 fn faulting_on_every_other_call_or_after_each_fresh_start_is_quarantined() {
     let epu = Epu::new();
     let _daemon = epu.daemon();
-    for mode in ["flaky", "fresh-then-trap"] {
+    let healthy = Healthy::add(&epu);
+    for (mode, kind) in [("flaky", "error"), ("fresh-then-trap", "trap")] {
         let config = format!("mode={mode}");
         let out = add(&epu, mode, &faulty(), &[&config], &[]);
         assert!(out.status.success(), "{out:?}");
@@ -462,7 +494,9 @@ fn faulting_on_every_other_call_or_after_each_fresh_start_is_quarantined() {
             .sum();
         assert_eq!(total, 3, "quarantined at its third fault: {d}");
         eprintln!("{mode}: quarantined after {total} faults in {took:.2} s");
+        contained(&epu, &healthy, mode, kind, 64.0);
     }
+    terminate_answers(&epu);
 }
 
 #[test]
@@ -593,6 +627,7 @@ fn big_components_are_capped_compiled_outside_the_lock_and_refused_bytes_leave_n
 fn engine_text_cannot_drive_the_terminal() {
     let epu = Epu::new();
     let _daemon = epu.daemon();
+    let healthy = Healthy::add(&epu);
     let out = add(&epu, "esc", &faulty(), &["mode=escape"], &[]);
     assert!(out.status.success(), "{out:?}");
     quarantined_within(&epu, "esc", 10);
@@ -612,6 +647,8 @@ fn engine_text_cannot_drive_the_terminal() {
     // JSON keeps the text as it was.
     let raw = epu.ok(&["events", "--json", "--domain", "esc"]);
     assert!(raw.contains("\\u001b[2J"), "{raw}");
+    contained(&epu, &healthy, "esc", "error", 64.0);
+    terminate_answers(&epu);
 }
 
 #[test]

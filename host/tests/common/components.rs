@@ -18,15 +18,19 @@ pub fn engine_component(version: &str, extra: &str) -> Vec<u8> {
     let world = resolve.select_world(&[pkg], Some("engine")).unwrap();
     let wat = format!(
         r#"(module
-            (memory (export "memory") 1)
+            (memory (export "memory") 16)
             (global $next (mut i32) (i32.const 1024))
             (data (i32.const 64) "\00\00\00\00\00\00\00\00\00\00\00\00")
             (data (i32.const 128) "\01\00\00\00\c0\00\00\00\04\00\00\00")
             (data (i32.const 192) "stub")
             (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
                 (local $at i32)
-                (local.set $at (global.get $next))
-                (global.set $next (i32.add (global.get $next) (i32.add (local.get 3) (i32.const 8))))
+                ;; a bump allocator: the next free byte, rounded up to the alignment asked for
+                (local.set $at
+                    (i32.and
+                        (i32.add (global.get $next) (i32.sub (local.get 2) (i32.const 1)))
+                        (i32.sub (i32.const 0) (local.get 2))))
+                (global.set $next (i32.add (local.get $at) (local.get 3)))
                 (local.get $at))
             (func (export "initialize") (param i32 i32) (result i32) (i32.const 64))
             (func (export "reconfigure") (param i32 i32) (result i32) (i32.const 64))
