@@ -1,7 +1,8 @@
 //! Decide cost of the bundled engines (npreserving, queuelen): the wasm component through the
 //! sandbox against the same decision logic compiled natively, at several pool sizes; and the
-//! cost of the per-call time accounting (the CPU-time budget and the wall-clock backstop on
-//! epoch deadlines), as wasm with it ÷ wasm without it, in the same run.
+//! cost of the per-call time limits, in the same run: the CPU-time accounting (budget and
+//! wall-clock backstop) ÷ epoch deadlines alone (how calls were timed before it), and epoch
+//! deadlines alone ÷ no limit at all.
 //! Set EPU_BENCH_SIZES (default 10,100,1000,10000).
 //!
 //! Each size is timed on three snapshots, all of a stable pool of running instances:
@@ -119,11 +120,13 @@ macro_rules! queue_reading {
     };
 }
 
-/// p50 of wasm, native and wasm without the time budget, in µs.
+/// Per-call times of wasm, native, wasm without any time limit, and wasm with epoch
+/// deadlines but no CPU-time accounting (how calls were timed before it).
 struct Costs {
     wasm: Vec<Duration>,
     native: Vec<Duration>,
     unlimited: Vec<Duration>,
+    epochs_only: Vec<Duration>,
 }
 
 /// Times one engine's decide: the bundled component through the sandbox, the same component
@@ -141,6 +144,12 @@ fn measure(
     let loaded = engines.add(bundled::get(name).unwrap()).unwrap();
     let free = EngineHost::with_deadlines(dir.path(), false).unwrap();
     let free_loaded = free.add(bundled::get(name).unwrap()).unwrap();
+    let epochs_only = epu::engine::HostOptions {
+        accounting: false,
+        ..Default::default()
+    };
+    let epochs = EngineHost::with_options(dir.path(), epochs_only).unwrap();
+    let epochs_loaded = epochs.add(bundled::get(name).unwrap()).unwrap();
     let limits = (&epu::model::EngineLimits::default()).into();
     let mut inst = engines.instantiate(&loaded, config, limits).unwrap();
     inst.decide(first, 0).unwrap();
@@ -153,11 +162,17 @@ fn measure(
     let unlimited = sample(BUDGET, || {
         unlimited_inst.decide(snap, 0).unwrap();
     });
+    let mut epochs_inst = epochs.instantiate(&epochs_loaded, config, limits).unwrap();
+    epochs_inst.decide(first, 0).unwrap();
+    let epochs_only = sample(BUDGET, || {
+        epochs_inst.decide(snap, 0).unwrap();
+    });
     let native = sample(BUDGET, &mut native);
     Costs {
         wasm,
         native,
         unlimited,
+        epochs_only,
     }
 }
 
@@ -240,10 +255,13 @@ fn main() {
                     pct(&c.unlimited, 0.5),
                     pct(&c.wasm, 0.5) / pct(&c.unlimited, 0.5)
                 );
-                let accounting = pct(&c.wasm, 0.5) / pct(&c.unlimited, 0.5);
                 if kind == Kind::Change {
-                    let metric = format!("time accounting, with ÷ without, {name}, {n}");
+                    let accounting = pct(&c.wasm, 0.5) / pct(&c.epochs_only, 0.5);
+                    let metric = format!("CPU-time accounting ÷ epochs alone, {name}, {n}");
                     report.at_most(&metric, accounting, "×", 1.1);
+                    let epochs = pct(&c.epochs_only, 0.5) / pct(&c.unlimited, 0.5);
+                    let metric = format!("epochs alone ÷ no limit, {name}, {n}");
+                    report.info(&metric, epochs, "×");
                 }
                 let metric = format!("decide wasm ÷ native, {name}, {n} instances");
                 match (kind, n) {

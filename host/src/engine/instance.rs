@@ -7,6 +7,9 @@ use super::LoadedEngine;
 use std::time::Duration;
 use wasmtime::{Store, UpdateDeadline};
 
+/// The epoch deadline of a call that is not timed: far enough never to come.
+const UNTIMED_TICKS: u64 = u64::MAX / 2;
+
 /// How a call failed, when the instance cannot be used again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -120,10 +123,12 @@ impl EngineInstance {
         let state = self.store.data_mut();
         state.limiter.memory_denied = false;
         state.seed(seed);
-        if self.timed {
-            let ticks = state.clock.start();
-            self.store.set_epoch_deadline(ticks);
-        }
+        let ticks = if self.timed {
+            state.clock.start()
+        } else {
+            UNTIMED_TICKS
+        };
+        self.store.set_epoch_deadline(ticks);
         match f(&self.bindings, &mut self.store) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(msg)) => Err(EngineError::Rejected(cut(msg))),
