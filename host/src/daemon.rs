@@ -4,7 +4,7 @@
 use crate::controller::{self, ControllerHandle, ControllerStatus, Services, Wakeups};
 use crate::engine::{CallLimits, EngineHost};
 use crate::health::HealthMonitor;
-use crate::model::{check_domain_name, DomainSpec, EngineLimits, InstanceState};
+use crate::model::{DomainSpec, EngineLimits, InstanceState};
 use crate::provisioner::Provisioner;
 use crate::sensors::{PushError, SensorBoard, SensorStatus};
 use crate::store::{EngineVersion, InstanceRecord, Store};
@@ -71,6 +71,44 @@ pub struct DaemonOptions {
     pub metrics_open: bool,
     /// The largest engine component accepted, in bytes (default 64 MiB).
     pub max_engine_bytes: Option<u64>,
+    /// The most TCP connections served at once (default [`DEFAULT_MAX_CONNECTIONS`]).
+    pub max_connections: Option<usize>,
+}
+
+/// The most TCP API connections served at once unless configured.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// The fds kept for everything but API connections: the store, the listeners, worker logs
+/// and watchers, engines' compile cache, sensors.
+pub const FD_RESERVE: u64 = 1024;
+
+/// Raises the fd soft limit to the hard one, and returns how many TCP connections fit
+/// beside [`FD_RESERVE`] and the unix socket's connections.
+fn fd_budget(wanted: usize) -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!("raising the fd limit from {soft} to {hard}: {e}");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
+    };
+    let room = soft
+        .saturating_sub(FD_RESERVE)
+        .saturating_sub(crate::api::UNIX_MAX_CONNECTIONS as u64);
+    let max = wanted
+        .min(usize::try_from(room).unwrap_or(usize::MAX))
+        .max(16);
+    if max < wanted {
+        tracing::warn!(
+            "the fd limit ({soft}) leaves room for {max} TCP connections, not {wanted}: \
+             raise it (ulimit -n) for more"
+        );
+    }
+    max
 }
 
 pub struct Daemon {
@@ -81,6 +119,10 @@ pub struct Daemon {
     pub tcp: std::sync::Mutex<Option<std::net::TcpListener>>,
     /// Whether `/metrics` on TCP needs no token.
     pub metrics_open: bool,
+    /// The most TCP connections served at once.
+    pub tcp_max_connections: usize,
+    /// Rate-limits the log lines of refused TCP requests.
+    pub refusals: crate::api::auth::RefusalLog,
     pub services: Arc<Services>,
     pub health: Arc<HealthMonitor>,
     controllers: tokio::sync::Mutex<BTreeMap<String, ControllerHandle>>,
@@ -91,6 +133,11 @@ pub struct Daemon {
     _lock: Flock<File>,
 }
 
+/// The store flag of a daemon whose terminate is under way.
+const TERMINATING: &str = "terminating";
+/// How long a terminate waits for the state dir's last processes to die once killed.
+const REAP_WAIT: Duration = Duration::from_secs(10);
+
 /// How long to wait for the lock of a daemon that is already dead but still exiting (a killed
 /// process keeps its files until its last thread is gone, which a slow disk can delay).
 const DYING_HOLDER_WAIT: Duration = Duration::from_secs(15);
@@ -98,13 +145,18 @@ const DYING_HOLDER_WAIT: Duration = Duration::from_secs(15);
 /// Takes the state dir's lock, or says which daemon holds it.
 fn lock_state_dir(dir: &Path) -> Result<Flock<File>> {
     let path = dir.join("daemon.lock");
-    let mut file = File::options()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        File::options()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&path)
+            .with_context(|| format!("opening {} (a symlink is refused)", path.display()))?
+    };
     let deadline = std::time::Instant::now() + DYING_HOLDER_WAIT;
     let mut lock = loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -129,22 +181,11 @@ fn lock_state_dir(dir: &Path) -> Result<Flock<File>> {
     Ok(lock)
 }
 
-/// Creates the state dir (mode 0700) if needed and returns its absolute path.
-pub fn prepare_state_dir(dir: &Path) -> Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating state dir {}", dir.display()))?;
-    dir.canonicalize()
-        .with_context(|| format!("resolving {}", dir.display()))
-}
-
 impl Daemon {
     /// Opens the state dir, recovers workers, and starts a controller for every domain.
     pub async fn start(state_dir: &Path, options: DaemonOptions) -> Result<Arc<Daemon>> {
-        let state_dir = prepare_state_dir(state_dir)?;
+        crate::statedir::private_umask();
+        let state_dir = crate::statedir::prepare(state_dir)?;
         let lock = lock_state_dir(&state_dir)?;
         let store = Arc::new(Store::open(&state_dir.join("epu.db"))?);
         let engine_options = crate::engine::HostOptions {
@@ -167,7 +208,10 @@ impl Daemon {
                     .with_context(|| format!("listening on {addr}"))?;
                 l.set_nonblocking(true)?;
                 let local = l.local_addr()?;
-                std::fs::write(state_dir.join("listen.addr"), format!("{local}\n"))?;
+                crate::statedir::write_private(
+                    &state_dir.join("listen.addr"),
+                    &format!("{local}\n"),
+                )?;
                 Some(l)
             }
             None => {
@@ -186,7 +230,12 @@ impl Daemon {
             tokens.clone(),
             heartbeat_url,
         )?);
-        let health = Arc::new(HealthMonitor::new(store.clone(), wakeups.clone()));
+        let zombies = provisioner.clone();
+        let health = Arc::new(HealthMonitor::new(
+            store.clone(),
+            wakeups.clone(),
+            Box::new(move |inst| zombies.kill_zombie(inst)),
+        ));
         let sensors = Arc::new(SensorBoard::new(store.clone(), wakeups.clone()));
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let writes = metrics.store_write_seconds.clone();
@@ -205,6 +254,10 @@ impl Daemon {
             tokens,
             tcp: std::sync::Mutex::new(tcp),
             metrics_open: options.metrics_open,
+            tcp_max_connections: fd_budget(
+                options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            ),
+            refusals: Default::default(),
             services,
             health: health.clone(),
             controllers: Default::default(),
@@ -218,10 +271,31 @@ impl Daemon {
             "daemon-started",
             serde_json::json!({"pid": std::process::id()}),
         )?;
-        daemon.services.provisioner.recover()?;
-        crate::runs::recover(&daemon.services.store)?;
-        for record in daemon.services.store.domains()? {
+        let store = daemon.services.store.clone();
+        let held = store.held_domains()?;
+        for (name, why) in &held {
+            tracing::error!("holding domain '{name}': {why}");
+            let detail = serde_json::json!({"error": why});
+            store.event(Some(name), None, "domain-held", detail)?;
+        }
+        let held: Vec<String> = held.into_iter().map(|(n, _)| n).collect();
+        daemon.services.provisioner.recover(&held)?;
+        let unfinished = crate::runs::recover(&store)?;
+        let terminating = store.flag(TERMINATING)?;
+        let removing = store.removing_domains()?;
+        let mut finish = Vec::new();
+        for record in store.domains()? {
             let name = record.spec.name.clone();
+            let in_terminating_run = record
+                .spec
+                .run
+                .as_ref()
+                .is_some_and(|r| unfinished.contains(r));
+            if terminating || in_terminating_run || removing.contains(&name) {
+                // Its removal was under way: finish it, and launch nothing.
+                finish.push(name);
+                continue;
+            }
             let engines = daemon.services.engines.clone();
             let sha = record.engine_sha.clone();
             let loaded = tokio::task::spawn_blocking(move || engines.load(&sha)).await?;
@@ -249,7 +323,49 @@ impl Daemon {
         std::fs::create_dir_all(&plugins_dir)
             .with_context(|| format!("creating the plugins dir {}", plugins_dir.display()))?;
         tokio::spawn(crate::dropin::watch(daemon.clone(), plugins_dir));
+        if terminating || !unfinished.is_empty() || !finish.is_empty() {
+            tokio::spawn(
+                daemon
+                    .clone()
+                    .finish_removals(terminating, unfinished, finish),
+            );
+        }
         Ok(daemon)
+    }
+
+    /// Finishes what a crash cut short: a terminate of the whole daemon, the terminates of
+    /// runs, and the removals of domains. Each goes on from where it was, launching nothing.
+    async fn finish_removals(
+        self: Arc<Self>,
+        terminating: bool,
+        runs: Vec<String>,
+        domains: Vec<String>,
+    ) {
+        let result = async {
+            if terminating {
+                tracing::info!("finishing the terminate a restart interrupted");
+                return self.terminate().await;
+            }
+            for run in &runs {
+                tracing::info!("finishing the terminate of run '{run}'");
+                self.terminate_run(run).await?;
+            }
+            for name in &domains {
+                if self.services.store.domain(name)?.is_some() {
+                    tracing::info!("finishing the removal of domain '{name}'");
+                    self.remove_domain(name).await?;
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = result.await {
+            tracing::error!("finishing an interrupted terminate or removal: {e:#}");
+            let detail = serde_json::json!({"error": format!("{e:#}")});
+            let _ = self
+                .services
+                .store
+                .event(None, None, "finish-failed", detail);
+        }
     }
 
     /// Asks the daemon to stop serving; its workers keep running.
@@ -266,23 +382,21 @@ impl Daemon {
     /// Validates and creates a domain: the engine must load, implement the world and accept
     /// the config before anything is stored. Compiling and initializing take no lock.
     pub async fn add_domain(&self, mut spec: DomainSpec) -> Result<(), OpError> {
-        check_domain_name(&spec.name).map_err(|e| OpError::Invalid(e.to_string()))?;
-        spec.limits
-            .check()
-            .map_err(|e| OpError::Invalid(e.to_string()))?;
+        spec.check()
+            .map_err(|e| OpError::Invalid(format!("{e:#}")))?;
         self.services
             .provisioner
             .check(&spec)
             .await
             .map_err(OpError::Invalid)?;
-        crate::sensors::check_all(&spec.sensors).map_err(|e| OpError::Invalid(e.to_string()))?;
-        if self.services.store.domain(&spec.name)?.is_some() {
+        if self.exists(&spec.name)? {
             return Err(domain_exists(&spec.name));
         }
         let engines = self.services.engines.clone();
         let engine_spec = spec.engine.clone();
         let config = Value::Object(spec.config.clone()).to_string();
         let limits = spec.limits.clone();
+        let max_instances = spec.max_instances;
         let (loaded, instance) = tokio::task::spawn_blocking(move || {
             let max = engines.max_engine_bytes();
             let bytes = EngineHost::read_engine(&engine_spec, Path::new("."), max)
@@ -290,19 +404,32 @@ impl Daemon {
             let loaded = engines
                 .prepare(&bytes)
                 .map_err(|e| OpError::Invalid(format!("engine '{engine_spec}': {e:#}")))?;
-            let instance = engines
-                .instantiate(&loaded, &config, CallLimits::from(&limits))
-                .map_err(|e| {
-                    OpError::Invalid(format!("engine '{engine_spec}' rejected the config: {e}"))
-                })?;
+            let instantiate = || {
+                engines
+                    .instantiate(&loaded, &config, CallLimits::from(&limits))
+                    .map_err(|e| {
+                        OpError::Invalid(format!("engine '{engine_spec}' rejected the config: {e}"))
+                    })
+            };
+            let instance = instantiate()?;
+            // A bundled engine decides as its config says, so a trial decide on the empty
+            // domain (by an instance of its own: the domain's starts fresh) tells a config
+            // that asks for what the daemon would refuse, such as more than max_instances.
+            // A user's engine that decides so is a faulting engine: the sandbox contains it
+            // and counts it toward quarantine, as it does any engine after its start.
+            if crate::engine::bundled::get(&engine_spec).is_some() {
+                let snap = controller::empty_snapshot();
+                let mut trial = instantiate()?;
+                controller::trial_decide(&mut trial, &snap, &[], max_instances, &limits)
+                    .map_err(|e| OpError::Invalid(format!("engine '{engine_spec}': {e}")))?;
+            }
             Ok::<_, OpError>((loaded, instance))
         })
         .await
         .map_err(|e| OpError::Internal(e.into()))??;
         spec.engine = crate::engine::engine_name(&spec.engine);
         let mut controllers = self.controllers.lock().await;
-        if controllers.contains_key(&spec.name) || self.services.store.domain(&spec.name)?.is_some()
-        {
+        if controllers.contains_key(&spec.name) || self.exists(&spec.name)? {
             return Err(domain_exists(&spec.name));
         }
         self.services.engines.keep(&loaded)?;
@@ -328,13 +455,19 @@ impl Daemon {
             .ok_or_else(|| unknown_domain(name))
     }
 
+    /// Whether a domain of that name is stored, held or not.
+    fn exists(&self, name: &str) -> Result<bool> {
+        let store = &self.services.store;
+        Ok(store.domain(name)?.is_some() || store.held_domains()?.iter().any(|(n, _)| n == name))
+    }
+
     /// Removes a domain: stops its controller, destroys its workers and waits for them to go.
+    /// The removal is recorded first, so a crash in the middle is finished at the next start.
     pub async fn remove_domain(&self, name: &str) -> Result<(), OpError> {
-        let record = self
-            .services
-            .store
-            .domain(name)?
-            .ok_or_else(|| unknown_domain(name))?;
+        let Some(record) = self.services.store.domain(name)? else {
+            return self.remove_held(name).await;
+        };
+        self.services.store.set_removing(name)?;
         let handle = self.controllers.lock().await.remove(name);
         if let Some(handle) = handle {
             handle.stop().await;
@@ -342,6 +475,37 @@ impl Daemon {
         self.destroy_all(&record.spec).await?;
         self.services.provisioner.detach(name);
         self.services.store.delete_domain(name)?;
+        Ok(())
+    }
+
+    /// Removes a held domain (one whose stored spec is bad): its workers get SIGTERM, then
+    /// SIGKILL after the default grace, and its record goes.
+    async fn remove_held(&self, name: &str) -> Result<(), OpError> {
+        let store = &self.services.store;
+        if !store.held_domains()?.iter().any(|(n, _)| n == name) {
+            return Err(unknown_domain(name));
+        }
+        store.set_removing(name)?;
+        let live = store.live_instances(Some(name))?;
+        let workers: Vec<(i32, u64)> = live.iter().filter_map(|i| i.pid.zip(i.pid_start)).collect();
+        use crate::provisioner::process::{liveness, signal_worker, Liveness};
+        use nix::sys::signal::Signal;
+        for &(pid, start) in &workers {
+            signal_worker(pid, start, Signal::SIGTERM);
+        }
+        let grace = Duration::from_secs_f64(crate::model::default_grace());
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline
+            && workers
+                .iter()
+                .any(|&(p, s)| liveness(p, s) != Liveness::Gone)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for &(pid, start) in &workers {
+            signal_worker(pid, start, Signal::SIGKILL);
+        }
+        store.delete_domain(name)?;
         Ok(())
     }
 
@@ -355,11 +519,13 @@ impl Daemon {
             }
         }
         let wait = match &spec.deployable {
-            crate::model::Deployable::Process(p) => p.grace_seconds.max(0.0) + 10.0,
+            crate::model::Deployable::Process(p) => {
+                crate::provisioner::grace(p).as_secs_f64() + 10.0
+            }
             // A cloud may take minutes to report an instance terminated.
             crate::model::Deployable::Ec2(e) => 300.0 + e.poll_ms as f64 / 1000.0,
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
+        let deadline = tokio::time::Instant::now() + crate::model::secs(wait);
         loop {
             let left = store.live_instances(Some(domain))?;
             if left.is_empty() {
@@ -382,6 +548,9 @@ impl Daemon {
     /// every other domain (destroying its workers), then asks the daemon to stop.
     pub async fn terminate(&self) -> Result<(), OpError> {
         let _ops = self.run_ops.lock().await;
+        // Recorded first: a crash in the middle leaves the daemon terminating, and the next
+        // start finishes the terminate instead of launching anything.
+        self.services.store.set_flag(TERMINATING, true)?;
         for run in self.services.store.runs()? {
             if run.state != crate::store::RunState::Terminated {
                 self.terminate_run_locked(&run.name).await?;
@@ -394,14 +563,53 @@ impl Daemon {
             .into_iter()
             .map(|d| d.spec.name)
             .collect();
-        for name in names {
+        let held = self.services.store.held_domains()?;
+        for name in names.into_iter().chain(held.into_iter().map(|(n, _)| n)) {
             self.remove_domain(&name).await?;
         }
+        self.reap_everything().await?;
+        self.services.store.set_flag(TERMINATING, false)?;
         self.services
             .store
             .event(None, None, "terminated", Value::Null)?;
         self.request_shutdown();
         Ok(())
+    }
+
+    /// Kills every process of the state dir that is left (a worker's or a service's child
+    /// that outlived it), and succeeds only once none is.
+    async fn reap_everything(&self) -> Result<(), OpError> {
+        use crate::provisioner::process;
+        let left = || {
+            let mut pids: Vec<i32> = process::scan_worker_processes(&self.state_dir)
+                .into_iter()
+                .chain(process::scan_services(&self.state_dir))
+                .map(|(pid, _, _)| pid)
+                .collect();
+            pids.sort_unstable();
+            pids
+        };
+        let deadline = tokio::time::Instant::now() + REAP_WAIT;
+        loop {
+            let pids = left();
+            if pids.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(OpError::Conflict(format!(
+                    "{} process(es) of this state dir would not die: pids {pids:?}",
+                    pids.len()
+                )));
+            }
+            for &pid in &pids {
+                process::kill(pid);
+            }
+            let detail = serde_json::json!({"pids": pids});
+            self.services
+                .store
+                .event(None, None, "leftovers-killed", detail)?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Applies a config change to a domain's engine; returns the new config version.
@@ -566,11 +774,12 @@ impl Daemon {
     /// Every domain with its instances (or just one domain).
     pub async fn status(&self, only: Option<&str>) -> Result<Vec<DomainStatus>, OpError> {
         let records = match only {
-            Some(name) => vec![self
-                .services
-                .store
-                .domain(name)?
-                .ok_or_else(|| unknown_domain(name))?],
+            Some(name) => match self.services.store.domain(name)? {
+                Some(r) => vec![r],
+                // A held domain has no status but its place in the status's `held`.
+                None if self.exists(name)? => vec![],
+                None => return Err(unknown_domain(name)),
+            },
             None => self.services.store.domains()?,
         };
         let controllers = self.controllers.lock().await;

@@ -395,7 +395,7 @@ where
 
 /// A Unix time as UTC `YYYY-MM-DD HH:MM:SS`.
 fn clock(t: f64) -> String {
-    let secs = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t.max(0.0));
+    let secs = std::time::UNIX_EPOCH + crate::model::secs(t);
     humantime::format_rfc3339_seconds(secs)
         .to_string()
         .replace('T', " ")

@@ -1,6 +1,6 @@
 //! Health from heartbeats: a worker reports `ok` or `process-error`; a worker that stays silent
 //! past its timeouts turns `missing`; one that still reports after it was destroyed is a
-//! `zombie`. Every change wakes the domain's controller.
+//! `zombie`, and is killed. Every change wakes the domain's controller.
 //!
 //! Silence is timed on the monotonic clock, so a wall-clock jump (NTP, a VM resumed, an
 //! operator's `date -s`) neither marks every worker missing nor hides a silent one. The store
@@ -8,7 +8,7 @@
 
 use crate::controller::Wakeups;
 use crate::model::{now, Health, InstanceState};
-use crate::store::{StateUpdate, Store};
+use crate::store::{InstanceRecord, StateUpdate, Store};
 use anyhow::Result;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -34,19 +34,25 @@ pub enum HeartbeatError {
     Store(#[from] anyhow::Error),
 }
 
+/// What ends a zombie (the provisioner's [`kill_zombie`](crate::provisioner::Provisioner::kill_zombie)).
+pub type ZombieKiller = Box<dyn Fn(&InstanceRecord) + Send + Sync>;
+
 pub struct HealthMonitor {
     store: Arc<Store>,
     wakeups: Arc<Wakeups>,
+    kill_zombie: ZombieKiller,
     /// When each watched worker was last heard from, or first watched by this daemon (which
     /// heard nothing while it was down).
     heard: Mutex<HashMap<String, Instant>>,
 }
 
 impl HealthMonitor {
-    pub fn new(store: Arc<Store>, wakeups: Arc<Wakeups>) -> Self {
+    /// `kill_zombie` is called on every heartbeat of a zombie.
+    pub fn new(store: Arc<Store>, wakeups: Arc<Wakeups>, kill_zombie: ZombieKiller) -> Self {
         HealthMonitor {
             store,
             wakeups,
+            kill_zombie,
             heard: Mutex::new(HashMap::new()),
         }
     }
@@ -69,6 +75,7 @@ impl HealthMonitor {
             let zombie_after = self.zombie_timeout(&inst.domain);
             if t - inst.state_time > zombie_after {
                 changed |= self.store.set_health(node_id, Health::Zombie)?.is_some();
+                (self.kill_zombie)(&inst);
             }
         } else {
             if inst.state < InstanceState::Running {

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`model`]: instance states, health, domain specs.
 //! - [`store`]: the SQLite store, the one source of truth.
+//! - [`statedir`]: the state dir kept private: its checks and how its files are opened.
 //! - [`engine`]: loads and sandboxes WebAssembly decision engines.
 //! - [`controller`]: one controller per domain, run by the decide threads, that decides and
 //!   carries decisions out.
@@ -37,6 +38,7 @@ pub mod provisioner;
 pub mod runs;
 pub mod scenario;
 pub mod sensors;
+pub mod statedir;
 pub mod store;
 
 /// How many cases a property test runs: `default`, or `PROPTEST_CASES` when set (a longer

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub dry_run_destroys: IntCounterVec,
     pub store_write_seconds: Histogram,
     pub api_requests: IntCounterVec,
+    /// TCP API requests refused for their token, by reason.
+    pub api_refused: IntCounterVec,
     instances: IntGaugeVec,
     health: IntGaugeVec,
     desired: IntGaugeVec,
@@ -129,6 +131,12 @@ impl Metrics {
                 "epu_api_requests_total",
                 "API requests, by route and status.",
                 &["route", "status"],
+            ),
+            api_refused: counter(
+                &r,
+                "epu_api_refused_total",
+                "TCP API requests refused for want of a valid token, by reason.",
+                &["reason"],
             ),
             instances: gauge(
                 &r,

@@ -94,13 +94,20 @@ fn the_tcp_api_refuses_missing_wrong_and_foreign_tokens_and_bad_bodies() {
         assert!(error["error"].is_string(), "{method} {path}: {body}");
     }
 
-    // Every refusal is an event; the daemon still serves, and nothing changed.
-    let refused = epu
+    // Every refusal is counted, none is stored; the daemon still serves, and nothing changed.
+    let stored = epu
         .ok(&["events", "--json"])
         .lines()
         .filter(|l| l.contains("\"api-refused\""))
         .count();
-    assert_eq!(refused, 5);
+    assert_eq!(stored, 0);
+    let (_, metrics) = http::request(&addr, "GET", "/metrics", Some(admin), "");
+    let refused: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("epu_api_refused_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(refused, 5.0, "{metrics}");
     assert!(is_alive(a.pid.unwrap()) && is_alive(b.pid.unwrap()));
     assert_eq!(epu.wait_running("pool", 2).len(), 2);
 }

@@ -90,7 +90,12 @@ fn engine_errors_and_invalid_decisions_are_refused_without_effect() {
         "engine-fault/error"
     )
     .is_empty()));
-    epu.ok(&["reconfigure", "f", "mode=foreign"]);
+    // A config whose decision the daemon would refuse is refused by reconfigure's canary;
+    // an engine that decides so from the start is refused at every decide.
+    let err = epu.fails(&["reconfigure", "f", "mode=foreign"]);
+    assert!(err.contains("canary"), "{err}");
+    epu.ok(&["domain", "remove", "f"]);
+    add_faulty(&epu, "foreign");
     assert!(wait_for(Duration::from_secs(10), || !events_of_kind(
         &epu,
         "engine-fault/invalid-decision"
@@ -129,6 +134,7 @@ fn decisions_from_a_fuzzed_engine_never_break_the_domain_bounds() {
             "0.1",
         ],
     );
+    // The fuzz mode behaves on each instance's first decide, so the canary passes it.
     epu.ok(&["reconfigure", "f", "mode=fuzz", "seed=1"]);
     // Refusals are counted in the status (their events are rate-limited).
     let decisions = |epu: &Epu| {

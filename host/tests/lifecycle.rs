@@ -350,7 +350,14 @@ fn terminate_after_a_daemon_crash_still_stops_every_worker() {
 fn crash_looping_workers_are_relaunched_with_backoff() {
     let epu = Epu::new();
     let mut daemon = epu.start_daemon();
-    for (name, command) in [("crashy", "/bin/false"), ("missing", "/nonexistent/worker")] {
+    // A program that exists when the domain is added (a missing one is refused then), and
+    // is gone by its first launch.
+    let vanishing = epu.dir.path().join("vanishing.sh");
+    std::fs::write(&vanishing, "#!/bin/sh\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&vanishing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let missing = vanishing.to_str().unwrap();
+    for (name, command) in [("crashy", "/bin/false"), ("missing", missing)] {
         epu.ok(&[
             "domain",
             "add",
@@ -358,10 +365,14 @@ fn crash_looping_workers_are_relaunched_with_backoff() {
             "--engine",
             "npreserving",
             "-c",
-            "preserve_n=2",
+            "preserve_n=0",
             "--",
             command,
         ]);
+    }
+    std::fs::remove_file(&vanishing).unwrap();
+    for name in ["crashy", "missing"] {
+        epu.ok(&["reconfigure", name, "preserve_n=2"]);
     }
     std::thread::sleep(Duration::from_secs(3));
     for name in ["crashy", "missing"] {

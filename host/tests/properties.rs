@@ -330,7 +330,9 @@ thread_local! {
     /// The bundled engines, compiled once per test thread.
     static ENGINES: (tempfile::TempDir, EngineHost, Vec<std::sync::Arc<epu::engine::LoadedEngine>>) = {
         let dir = tempfile::tempdir().unwrap();
-        let state = epu::daemon::prepare_state_dir(dir.path()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let state = epu::statedir::prepare(dir.path()).unwrap();
         let host = EngineHost::new(&state).unwrap();
         let engines = ["npreserving", "queuelen"]
             .iter()

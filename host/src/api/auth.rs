@@ -5,9 +5,10 @@
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The env var that gives the admin token instead of the generated one.
 pub const TOKEN_VAR: &str = "EPU_API_TOKEN";
@@ -18,29 +19,66 @@ pub struct Tokens {
     secret: String,
 }
 
+/// The shortest token a state dir file may hold.
+pub const MIN_FILE_TOKEN: usize = 32;
+
 /// Reads a state dir file holding a token, creating it (mode 0600) with a random one first if
-/// it is missing.
+/// it is missing. A symlink, a file other users can read, or a token shorter than
+/// [`MIN_FILE_TOKEN`] is refused, never replaced.
 fn load_or_create(path: &Path) -> Result<String> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        let token = text.trim().to_string();
-        if token.len() >= 32 {
+    match crate::statedir::open_private(path, false) {
+        Ok(mut f) => {
+            let mut text = String::new();
+            f.read_to_string(&mut text)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let token = text.trim().to_string();
+            anyhow::ensure!(
+                token.len() >= MIN_FILE_TOKEN,
+                "{} holds a token of {} characters; it needs at least {MIN_FILE_TOKEN} \
+                 (delete the file to have a new one made)",
+                path.display(),
+                token.len()
+            );
             return Ok(token);
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("opening {}", path.display()))),
     }
     let token = format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let mut f = std::fs::File::options()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
+    let mut f = crate::statedir::open_private(path, true)
         .with_context(|| format!("creating {}", path.display()))?;
     writeln!(f, "{token}")?;
     Ok(token)
+}
+
+/// How often refused TCP requests are logged at most.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Rate-limits the log lines of refused requests.
+#[derive(Default)]
+pub struct RefusalLog(Mutex<(Option<Instant>, u64)>);
+
+impl RefusalLog {
+    /// Whether to log this refusal; if so, with how many were left unlogged since the last.
+    pub fn log_now(&self) -> Option<u64> {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match g.0 {
+            Some(last) if now.duration_since(last) < REFUSAL_LOG_EVERY => {
+                g.1 += 1;
+                None
+            }
+            _ => {
+                let suppressed = std::mem::take(&mut g.1);
+                g.0 = Some(now);
+                Some(suppressed)
+            }
+        }
+    }
 }
 
 impl Tokens {

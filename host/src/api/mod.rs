@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod dashboard;
+mod server;
 
 use crate::daemon::{Daemon, OpError};
 use crate::health::{HeartbeatError, Reported};
@@ -55,6 +56,10 @@ impl From<anyhow::Error> for ApiError {
 
 /// The largest request body the TCP listener accepts.
 const MAX_BODY: usize = 64 * 1024;
+/// How long a client may take to send a request's body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most connections the unix socket serves at once.
+pub const UNIX_MAX_CONNECTIONS: usize = 256;
 
 /// A JSON body whose every rejection is a `{"error"}` answer: 413 for a body over the limit,
 /// 400 for anything else (malformed JSON, wrong fields, no content type).
@@ -64,7 +69,12 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
+        let read = tokio::time::timeout(BODY_TIMEOUT, Json::<T>::from_request(req, state));
+        let Ok(body) = read.await else {
+            let why = format!("the body took over {} s to arrive", BODY_TIMEOUT.as_secs());
+            return Err(ApiError(StatusCode::REQUEST_TIMEOUT, why));
+        };
+        match body {
             Ok(Json(v)) => Ok(ApiJson(v)),
             Err(r) => {
                 let code = match r.status() {
@@ -112,7 +122,29 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             count_request,
         ))
         .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::middleware::map_response(guard_headers))
         .with_state(daemon)
+}
+
+/// Headers that keep a browser from framing the API's pages or running what they did not
+/// ship: the dashboard loads only its own script and style.
+async fn guard_headers(mut res: Response) -> Response {
+    use axum::http::header::{
+        HeaderValue, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+        X_FRAME_OPTIONS,
+    };
+    let h = res.headers_mut();
+    h.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; \
+             base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    res
 }
 
 /// Makes every refusal a JSON `{"error"}`, including those of axum's own extractors and router
@@ -160,9 +192,10 @@ pub async fn serve(daemon: Arc<Daemon>) -> Result<()> {
         .with_context(|| format!("listening on {}", path.display()))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     let d = daemon.clone();
-    axum::serve(listener, router(daemon))
-        .with_graceful_shutdown(async move { d.stopping().await })
-        .await?;
+    server::serve(listener, router(daemon), UNIX_MAX_CONNECTIONS, async move {
+        d.stopping().await
+    })
+    .await;
     let _ = std::fs::remove_file(&path);
     if let Some(server) = tcp_server {
         server.await??;
@@ -181,12 +214,8 @@ async fn serve_tcp(daemon: Arc<Daemon>, listener: std::net::TcpListener) -> Resu
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY));
     let d = daemon.clone();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { d.stopping().await })
-    .await?;
+    let max = daemon.tcp_max_connections;
+    server::serve(listener, app, max, async move { d.stopping().await }).await;
     Ok(())
 }
 
@@ -206,8 +235,8 @@ async fn require_token(
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_string());
+        .and_then(bearer)
+        .map(str::to_string);
     let path = req.uri().path().to_string();
     let open = path == "/healthz"
         || path == "/readyz"
@@ -225,11 +254,28 @@ async fn require_token(
     }
 }
 
-/// A 401, recorded as an event.
+/// The token of an `Authorization: Bearer TOKEN` header (the scheme in any case, as RFC 7235
+/// has it).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// A 401. Refusals are counted in `epu_api_refused_total` and logged at most once per
+/// [`auth::REFUSAL_LOG_EVERY`]; nothing of the request is stored.
 fn refuse(d: &Daemon, peer: std::net::SocketAddr, path: &str, why: &str) -> ApiError {
-    let detail = json!({"peer": peer.to_string(), "path": path, "reason": why});
-    if let Err(e) = d.services.store.event(None, None, "api-refused", detail) {
-        tracing::error!("recording an api-refused event: {e:#}");
+    d.services
+        .metrics
+        .api_refused
+        .with_label_values(&[why])
+        .inc();
+    if let Some(more) = d.refusals.log_now() {
+        let path: String = path.chars().take(80).collect();
+        tracing::warn!(%peer, path = %path.escape_debug(), reason = why, suppressed = more,
+            "refused a TCP API request");
     }
     ApiError(StatusCode::UNAUTHORIZED, format!("refused: {why}"))
 }
@@ -241,7 +287,15 @@ struct StatusQuery {
 
 async fn status(State(d): Shared, Query(q): Query<StatusQuery>) -> Reply {
     let domains = d.status(q.domain.as_deref()).await?;
-    Ok(Json(json!({ "domains": domains })))
+    let store = &d.services.store;
+    let mut held = Vec::new();
+    for (name, error) in store.held_domains()? {
+        if q.domain.as_ref().is_none_or(|only| *only == name) {
+            let instances = store.live_instances(Some(&name))?.len();
+            held.push(json!({"name": name, "error": error, "instances": instances}));
+        }
+    }
+    Ok(Json(json!({ "domains": domains, "held": held })))
 }
 
 async fn add_domain(State(d): Shared, ApiJson(spec): ApiJson<DomainSpec>) -> Reply {
@@ -256,6 +310,7 @@ async fn remove_domain(State(d): Shared, Path(name): Path<String>) -> Reply {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ReconfigureBody {
     config: Map<String, Value>,
 }
@@ -270,6 +325,7 @@ async fn reconfigure(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SwapBody {
     /// A bundled engine's name or the path of a `.wasm` file on the daemon's machine.
     engine: String,
@@ -310,6 +366,7 @@ async fn scenario(State(d): Shared, Path(name): Path<String>) -> Reply {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ReadingBody {
     value: f64,
 }
@@ -326,6 +383,7 @@ async fn push_reading(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct HeartbeatBody {
     node_id: String,
     #[serde(default = "ok")]
@@ -410,6 +468,7 @@ async fn terminate(State(d): Shared) -> Reply {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BootBody {
     /// The plan's directory or file, an absolute path on the daemon's machine.
     plan: std::path::PathBuf,

@@ -111,14 +111,13 @@ pub async fn run(
 }
 
 /// Starts `epu daemon` in its own process group with its output in `daemon.log`, and waits
-/// until it answers.
+/// until it answers, or until it exits 0 (a daemon that finished an interrupted terminate
+/// stops by itself).
 pub(super) async fn start_detached(state_dir: &Path, client: &Client) -> Result<()> {
-    let state_dir = crate::daemon::prepare_state_dir(state_dir)?;
+    let state_dir = crate::statedir::prepare(state_dir)?;
     let log_path = state_dir.join("daemon.log");
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(&log_path)?;
+    let log = crate::statedir::open_append(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .arg("--state-dir")
         .arg(&state_dir)
@@ -135,6 +134,10 @@ pub(super) async fn start_detached(state_dir: &Path, client: &Client) -> Result<
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
+            if status.success() {
+                // It stopped by itself: it finished a terminate that a crash interrupted.
+                return Ok(());
+            }
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(5).collect();
             bail!(

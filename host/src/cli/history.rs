@@ -91,7 +91,7 @@ pub fn list(state_dir: &Path, as_json: bool) -> Result<()> {
 }
 
 fn clock(t: f64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t.max(0.0));
+    let t = std::time::UNIX_EPOCH + crate::model::secs(t);
     humantime::format_rfc3339_seconds(t).to_string()
 }
 

@@ -181,6 +181,10 @@ struct DaemonArgs {
     /// The largest engine component accepted, in MiB (default 64; 1 to 1024).
     #[arg(long, env = "EPU_MAX_ENGINE_MIB", value_parser = clap::value_parser!(u64).range(1..=1024))]
     max_engine_mib: Option<u64>,
+    /// The most TCP API connections served at once (default 512; 1 to 65536). Fewer when
+    /// the fd limit does not leave room for them beside the daemon's own reserve.
+    #[arg(long, env = "EPU_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_connections: Option<u32>,
 }
 
 impl DaemonArgs {
@@ -190,6 +194,7 @@ impl DaemonArgs {
             listen: self.listen,
             metrics_open: self.metrics_open,
             max_engine_bytes: self.max_engine_mib.map(|m| m << 20),
+            max_connections: self.max_connections.map(|n| n as usize),
         }
     }
 }
@@ -325,16 +330,16 @@ enum DomainCommand {
         #[arg(long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
         /// Seconds between SIGTERM and SIGKILL on destroy.
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = 5.0, value_parser = finite)]
         grace: f64,
         /// Seconds a started worker may take to send its first heartbeat (default 300).
-        #[arg(long)]
+        #[arg(long, value_parser = finite)]
         boot_timeout: Option<f64>,
         /// Seconds of heartbeat silence before a worker is missing (default 120).
-        #[arg(long)]
+        #[arg(long, value_parser = finite)]
         missing_timeout: Option<f64>,
         /// Seconds after a destroy from which a heartbeat marks a zombie (default 120).
-        #[arg(long)]
+        #[arg(long, value_parser = finite)]
         zombie_timeout: Option<f64>,
         #[command(flatten)]
         limits: LimitArgs,
@@ -367,6 +372,15 @@ fn default_state_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(|| PathBuf::from("."));
     base.join("epu")
+}
+
+/// A finite number: JSON has no inf or nan, and no setting takes them.
+fn finite(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(v) => Err(format!("{v} is not a finite number")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Parses `KEY=VALUE` settings into a JSON object; a value that is valid JSON is taken as
@@ -690,6 +704,13 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 }
                 // A daemon that died leaves its workers running: start one to adopt them.
                 foreground::start_detached(&state_dir, &client).await?;
+                if !client.is_up().await {
+                    println!(
+                        "terminated: the daemon finished the terminate a crash had cut short, \
+                         and has stopped"
+                    );
+                    return Ok(());
+                }
             }
             client.post("/v1/terminate", &json!({})).await?;
             println!("terminated: every worker is gone and the daemon has stopped");
@@ -803,7 +824,7 @@ async fn check_engine(
 ) -> Result<()> {
     let max = crate::engine::DEFAULT_MAX_ENGINE_BYTES;
     let bytes = crate::engine::EngineHost::read_engine(&engine, Path::new("."), max)?;
-    let dir = crate::daemon::prepare_state_dir(state_dir)?;
+    let dir = crate::statedir::prepare(state_dir)?;
     let report =
         tokio::task::spawn_blocking(move || crate::conformance::check(&bytes, &dir, &options))
             .await??;
@@ -829,7 +850,7 @@ async fn test_engine(
     let loaded = crate::scenario::Scenario::load(&scenario)?;
     let max = crate::engine::DEFAULT_MAX_ENGINE_BYTES;
     let bytes = crate::engine::EngineHost::read_engine(&engine, Path::new("."), max)?;
-    let dir = crate::daemon::prepare_state_dir(state_dir)?;
+    let dir = crate::statedir::prepare(state_dir)?;
     let results = tokio::task::spawn_blocking(move || -> Result<_> {
         let host = crate::engine::EngineHost::new(&dir)?;
         let component = host.prepare(&bytes)?;

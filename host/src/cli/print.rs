@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use std::borrow::Cow;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 /// Text made safe for a terminal, on one line: control characters (newlines and escape
 /// sequences among them) and invisible direction overrides are written as escapes, `\n`,
@@ -61,8 +61,20 @@ fn pairs(v: &Value) -> String {
 /// Prints `epu status` for people.
 pub fn status(v: &Value) {
     let domains = v["domains"].as_array().cloned().unwrap_or_default();
+    let held = v["held"].as_array().cloned().unwrap_or_default();
+    for h in &held {
+        println!(
+            "domain {}  HELD: its stored spec is bad ({}); {} live instance(s) left as they are; \
+             `epu domain remove` removes it",
+            s(h, "name"),
+            clean(h["error"].as_str().unwrap_or("-")),
+            h["instances"].as_u64().unwrap_or(0)
+        );
+    }
     if domains.is_empty() {
-        println!("no domains");
+        if held.is_empty() {
+            println!("no domains");
+        }
         return;
     }
     let now = crate::model::now();
@@ -159,7 +171,7 @@ fn sensor_line(sensor: &Value, now: f64) {
 
 /// Prints one event for people.
 pub fn event(e: &Value) {
-    let t = UNIX_EPOCH + Duration::from_secs_f64(e["time"].as_f64().unwrap_or(0.0).max(0.0));
+    let t = UNIX_EPOCH + crate::model::secs(e["time"].as_f64().unwrap_or(0.0));
     let detail = match &e["detail"] {
         Value::Null => String::new(),
         d @ Value::Object(_) => pairs(d),
@@ -179,7 +191,7 @@ pub fn event(e: &Value) {
 /// Prints `epu engine history` for people.
 pub fn engine_history(versions: &Value) {
     for v in versions.as_array().into_iter().flatten() {
-        let t = UNIX_EPOCH + Duration::from_secs_f64(v["time"].as_f64().unwrap_or(0.0).max(0.0));
+        let t = UNIX_EPOCH + crate::model::secs(v["time"].as_f64().unwrap_or(0.0));
         println!(
             "v{:<4} {} {:<16} sha256:{}",
             v["version"].as_i64().unwrap_or(0),

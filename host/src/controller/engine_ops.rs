@@ -3,9 +3,11 @@
 
 use super::cycle::View;
 use super::faults::{Fault, FaultKind};
-use super::{decision, Controller};
-use crate::engine::bindings::LogLevel;
+use super::{decision, snapshot, Controller};
+use crate::engine::bindings::{LogLevel, Snapshot};
 use crate::engine::{CallLimits, EngineError, EngineInstance, LoadedEngine};
+use crate::model::EngineLimits;
+use crate::store::InstanceRecord;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -57,10 +59,21 @@ impl Controller {
         }
     }
 
+    /// Applies a config change. The merged config first goes to a trial instance that makes
+    /// a trial decide on the live snapshot, as a swap's canary does: a config the engine
+    /// refuses, or whose decision the daemon would refuse, is refused before anything is
+    /// stored. Then the live instance gets the change.
     pub(super) fn reconfigure(&mut self, change: Map<String, Value>) -> Result<i64, String> {
         let text = Value::Object(change.clone()).to_string();
         let mut merged = self.spec.config.clone();
         merged.extend(change.clone());
+        if let Err(why) = self.canary(&self.loaded.clone(), &merged) {
+            self.event(
+                "reconfigure-rejected",
+                json!({"change": change, "error": why}),
+            );
+            return Err(why);
+        }
         let result = if self.instance.is_some() {
             self.with_engine(move |e| e.reconfigure(&text))
         } else {
@@ -112,40 +125,11 @@ impl Controller {
             );
             Err(why)
         };
-        let view: View = match self.view() {
-            Ok(v) => v,
-            Err(e) => return Err(format!("reading the store: {e:#}")),
-        };
-        // The canary's decision is not carried out, so the new instance stays fresh: its first
-        // real decide gets a full snapshot too.
-        let (snap, _) = view.snapshot(None);
-        let live = &view.read.live;
-        let config = new_config.as_ref().unwrap_or(&self.spec.config);
-        let config = Value::Object(config.clone()).to_string();
-        let limits = CallLimits::from(&self.spec.limits);
-        let trial = self
-            .services
-            .engines
-            .instantiate(&loaded, &config, limits)
-            .map_err(|e| format!("initialize failed: {e}"))
-            .and_then(|mut inst| {
-                let decision = inst
-                    .decide(&snap, rand::random())
-                    .map_err(|e| format!("canary decide failed: {e}"))?;
-                Ok((inst, decision))
-            });
-        let (new_instance, canary) = match trial {
-            Ok(v) => v,
+        let config = new_config.as_ref().unwrap_or(&self.spec.config).clone();
+        let new_instance = match self.canary(&loaded, &config) {
+            Ok(i) => i,
             Err(why) => return refuse(self, why),
         };
-        if let Err(e) = decision::check(
-            &canary,
-            live,
-            self.spec.max_instances,
-            self.spec.limits.max_decision_bytes,
-        ) {
-            return refuse(self, format!("canary decision refused: {e}"));
-        }
         if let Err(e) = self.services.engines.keep(&loaded) {
             return refuse(self, format!("keeping the engine in the state dir: {e:#}"));
         }
@@ -186,6 +170,37 @@ impl Controller {
         Ok(version)
     }
 
+    /// A fresh instance of `loaded` initialized with `config`, once it has made a canary
+    /// decide on the live snapshot that the daemon would accept. The canary's decision is
+    /// not carried out, so the instance stays fresh: its first real decide gets a full
+    /// snapshot too.
+    fn canary(
+        &mut self,
+        loaded: &Arc<LoadedEngine>,
+        config: &Map<String, Value>,
+    ) -> Result<EngineInstance, String> {
+        let view: View = self
+            .view()
+            .map_err(|e| format!("reading the store: {e:#}"))?;
+        let (snap, _) = view.snapshot(None);
+        let config = Value::Object(config.clone()).to_string();
+        let limits = CallLimits::from(&self.spec.limits);
+        let mut inst = self
+            .services
+            .engines
+            .instantiate(loaded, &config, limits)
+            .map_err(|e| format!("initialize failed: {e}"))?;
+        trial_decide(
+            &mut inst,
+            &snap,
+            &view.read.live,
+            self.spec.max_instances,
+            &self.spec.limits,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(inst)
+    }
+
     /// After a change of engine or config, what was recorded no longer replays: start anew
     /// from the next snapshot, which is made full.
     fn restart_recording(&mut self) {
@@ -194,4 +209,43 @@ impl Controller {
             instance.synced = None;
         }
     }
+}
+
+/// Why a trial decide failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrialError {
+    /// The engine trapped or returned an error.
+    #[error("canary decide failed: {0}")]
+    Failed(String),
+    /// The daemon would refuse the decision.
+    #[error("canary decision refused: {0}")]
+    Refused(decision::InvalidDecision),
+}
+
+/// Makes a trial decide of `inst` on `snap` and checks the decision as a real one would be
+/// against the domain's `live` instances; nothing is carried out.
+pub fn trial_decide(
+    inst: &mut EngineInstance,
+    snap: &Snapshot,
+    live: &[InstanceRecord],
+    max_instances: u32,
+    limits: &EngineLimits,
+) -> Result<(), TrialError> {
+    let decision = inst
+        .decide(snap, rand::random())
+        .map_err(|e| TrialError::Failed(e.to_string()))?;
+    decision::check(&decision, live, max_instances, limits.max_decision_bytes)
+        .map_err(TrialError::Refused)
+}
+
+/// The snapshot of a domain that has nothing yet: no instances, readings or memo.
+pub fn empty_snapshot() -> Snapshot {
+    let view = snapshot::DomainView {
+        records: &[],
+        last_seq: 0,
+        seen_seq: 0,
+        sensors: &[],
+        memo: &[],
+    };
+    snapshot::build(view, None, crate::model::now()).0
 }

@@ -38,6 +38,7 @@ use threads::{Msg, Route};
 use tokio::sync::oneshot;
 
 pub use cycle::engine_status_name;
+pub use engine_ops::{empty_snapshot, trial_decide, TrialError};
 pub use faults::FaultKind;
 pub use threads::DecideThreads;
 

@@ -19,6 +19,19 @@ pub struct ProcessDeployable {
     /// Seconds between SIGTERM and SIGKILL when an instance is destroyed.
     #[serde(default = "default_grace")]
     pub grace_seconds: f64,
+    /// The daemon's env vars a worker gets (when the daemon has them). A worker gets nothing
+    /// else of the daemon's environment: only these, the `EPU_*` vars and `env`.
+    #[serde(default = "default_inherit_env")]
+    pub inherit_env: Vec<String>,
+}
+
+/// The daemon's env vars a worker gets unless its deployable names others.
+pub fn default_inherit_env() -> Vec<String> {
+    [
+        "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// The default seconds between SIGTERM and SIGKILL.

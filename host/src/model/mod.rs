@@ -1,8 +1,12 @@
 //! The words of the domain model shared by every module: instance states, health, domain specs.
 
+mod check;
 mod deployable;
 
-pub use deployable::{default_grace, Deployable, Ec2Deployable, ProcessDeployable};
+pub use check::{within, within_f64, GRACE_RANGE, MAX_INSTANCES_CAP, PULSE_MS_RANGE};
+pub use deployable::{
+    default_grace, default_inherit_env, Deployable, Ec2Deployable, ProcessDeployable,
+};
 use serde::{Deserialize, Serialize};
 
 /// Ordered instance states. They only move forward: an update to an earlier state is dropped.
@@ -183,40 +187,33 @@ impl EngineLimits {
 
     /// Checks every limit against its range; the error names the key and the range.
     pub fn check(&self) -> anyhow::Result<()> {
-        let within = |key: &str, value: u32, lo: u32, hi: u32| {
-            anyhow::ensure!(
-                (lo..=hi).contains(&value),
-                "limits.{key} must be from {lo} to {hi}, got {value}"
-            );
-            Ok(())
-        };
-        within("timeout_ms", self.timeout_ms, 1, 60_000)?;
+        within("limits.timeout_ms", self.timeout_ms, 1, 60_000)?;
         within(
-            "wall_timeout_ms",
+            "limits.wall_timeout_ms",
             self.wall_timeout_ms,
             self.timeout_ms,
             600_000,
         )?;
-        within("memory_mib", self.memory_mib, 1, 4096)?;
+        within("limits.memory_mib", self.memory_mib, 1, 4096)?;
         within(
-            "max_decision_bytes",
+            "limits.max_decision_bytes",
             self.max_decision_bytes,
             1024,
             64 << 20,
         )?;
-        within("quarantine_after", self.quarantine_after, 1, 100_000)?;
+        within("limits.quarantine_after", self.quarantine_after, 1, 100_000)?;
         within(
-            "fault_window",
+            "limits.fault_window",
             self.window(),
             self.quarantine_after,
             100_000,
-        )?;
-        Ok(())
+        )
     }
 }
 
 /// Everything needed to create a domain, as given by a plan or `epu domain add`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DomainSpec {
     pub name: String,
     /// A bundled engine's name, or the path of a `.wasm` component.
@@ -259,6 +256,18 @@ pub fn check_domain_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Seconds as a duration, for a value that may be out of range (a time read back from the
+/// store, say): negative and NaN are 0, and anything past [`MAX_SECS`] (or infinite) is
+/// [`MAX_SECS`]. Never a panic, unlike `Duration::from_secs_f64`.
+pub fn secs(value: f64) -> std::time::Duration {
+    let v = if value.is_nan() { 0.0 } else { value };
+    std::time::Duration::from_secs_f64(v.clamp(0.0, MAX_SECS))
+}
+
+/// The largest duration [`secs`] gives: about 317 years, which a `SystemTime` from the epoch
+/// and an `Instant` from now both hold.
+pub const MAX_SECS: f64 = 1e10;
+
 /// Seconds since the Unix epoch, from the wall clock.
 pub fn now() -> f64 {
     std::time::SystemTime::now()
@@ -283,6 +292,14 @@ mod tests {
         for h in Health::ALL {
             assert_eq!(Health::parse(h.as_str()), Some(h));
         }
+    }
+
+    #[test]
+    fn seconds_never_panic() {
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300, -5.0] {
+            let _ = std::time::UNIX_EPOCH + secs(v);
+        }
+        assert_eq!(secs(1.5).as_millis(), 1500);
     }
 
     #[test]

@@ -10,10 +10,10 @@ pub mod template;
 
 use crate::engine::bundled;
 use crate::model::{
-    check_domain_name, Deployable, DomainSpec, Ec2Deployable, EngineLimits, HealthSettings,
-    ProcessDeployable, DEFAULT_MAX_INSTANCES, DEFAULT_PULSE_MS,
+    check_domain_name, within, within_f64, Deployable, DomainSpec, Ec2Deployable, EngineLimits,
+    HealthSettings, ProcessDeployable, DEFAULT_MAX_INSTANCES, DEFAULT_PULSE_MS, GRACE_RANGE,
 };
-use crate::sensors::{self, SensorSpec};
+use crate::sensors::SensorSpec;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -103,6 +103,9 @@ pub struct ServiceSpec {
     /// Seconds between SIGTERM and SIGKILL when the service's process is stopped.
     #[serde(default = "crate::model::default_grace")]
     pub grace_seconds: f64,
+    /// The daemon's env vars the service's programs get (see the process deployable's).
+    #[serde(default = "crate::model::default_inherit_env")]
+    pub inherit_env: Vec<String>,
 }
 
 /// How a service's readiness is checked: `command` must exit 0 within `timeout_seconds`; it
@@ -216,12 +219,15 @@ pub fn load(path: &Path) -> Result<Plan> {
     let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
     let text =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let parsed: PlanFile =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let src = Source {
         file: &file,
         text: &text,
     };
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    refuse_non_finite(&src, &table)?;
+    let parsed: PlanFile =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     check_name(&parsed.name)
         .map_err(|e| src.err(&(0..text.len()), "name", format!("name: {e}")))?;
     if parsed.levels.is_empty() && parsed.domains.is_empty() {
@@ -355,9 +361,6 @@ pub fn load(path: &Path) -> Result<Plan> {
                 ))
             }
         };
-        d.limits
-            .check()
-            .map_err(|e| at("[domain.limits]", e.to_string()))?;
         let mut sensors = d.sensors;
         for s in &mut sensors {
             if let SensorSpec::Command { command, cwd, .. } = s {
@@ -378,14 +381,19 @@ pub fn load(path: &Path) -> Result<Plan> {
             sensors,
             dry_run: d.dry_run,
         };
+        // Sensors are checked once their references are filled, at boot.
         let refs = template::refs_in(&serde_json::to_value(&spec)?)
             .map_err(|e| at("${", e.to_string()))?;
+        let sensors_later = refs.iter().any(|(key, _)| key.starts_with("sensors"));
+        let mut checked = spec.clone();
+        if sensors_later {
+            checked.sensors.clear();
+        }
+        checked
+            .check()
+            .map_err(|e| at(&needle_of(&e.to_string()), e.to_string()))?;
         for (key, r) in &refs {
             check_ref(r, None, &level_of).map_err(|e| at(&r.to_string(), format!("{key}: {e}")))?;
-        }
-        // Sensors are checked once their references are filled, at boot.
-        if refs.iter().all(|(key, _)| !key.starts_with("sensors")) {
-            sensors::check_all(&spec.sensors).map_err(|e| at("sensor", e.to_string()))?;
         }
         domains.push(spec);
     }
@@ -395,6 +403,48 @@ pub fn load(path: &Path) -> Result<Plan> {
         levels,
         domains,
     })
+}
+
+/// The text to find the line of a check's error by: the last part of the key it names
+/// (`grace_seconds` of "grace_seconds must be …", `boot_timeout` of "health.boot_timeout …").
+fn needle_of(error: &str) -> String {
+    let key = error.split([' ', ':']).next().unwrap_or_default();
+    let last = key.rsplit('.').next().unwrap_or(key);
+    match last {
+        "sensor" => "sensor".into(),
+        k => k.to_string(),
+    }
+}
+
+/// Refuses `inf` and `nan` anywhere in a plan: JSON has no such numbers, and no setting takes
+/// them. The error names the key and its line.
+fn refuse_non_finite(src: &Source, table: &toml::Table) -> Result<()> {
+    fn walk(path: &str, v: &toml::Value) -> Option<String> {
+        match v {
+            toml::Value::Float(f) if !f.is_finite() => Some(path.to_string()),
+            toml::Value::Array(a) => a.iter().find_map(|x| walk(path, x)),
+            toml::Value::Table(t) => t.iter().find_map(|(k, x)| walk(k, x)),
+            _ => None,
+        }
+    }
+    for (k, v) in table {
+        if let Some(key) = walk(k, v) {
+            let at = src
+                .text
+                .lines()
+                .position(|l| {
+                    let l = l.trim_start();
+                    l.starts_with(&key) && (l.contains("inf") || l.contains("nan"))
+                })
+                .map_or(0, |i| src.text.lines().take(i).map(|l| l.len() + 1).sum());
+            return Err(src.err(
+                &(at..src.text.len()),
+                "",
+                format!("{key}: inf and nan are not allowed: give a finite number"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a run or service name: it is used in paths and env vars.
@@ -429,27 +479,31 @@ fn check_service(dir: &Path, s: &mut ServiceSpec) -> Result<(), ServiceError> {
         let needle = ready.command.first().cloned().unwrap_or("ready".into());
         resolve_command(dir, &mut ready.command, &mut c)
             .map_err(|e| fail(&needle, format!("ready.command: {e}")))?;
-        if ready.timeout_seconds.is_nan() || ready.timeout_seconds <= 0.0 {
-            return Err(fail(
-                "timeout_seconds",
-                "ready.timeout_seconds must be above 0".into(),
-            ));
-        }
-        if ready.retries == 0 {
-            return Err(fail("retries", "ready.retries must be at least 1".into()));
-        }
+        let range = |key: &str, r: Result<()>| r.map_err(|e| fail(key, e.to_string()));
+        range(
+            "timeout_seconds",
+            within_f64(
+                "ready.timeout_seconds",
+                ready.timeout_seconds,
+                (0.001, 86_400.0),
+            ),
+        )?;
+        range(
+            "retries",
+            within("ready.retries", ready.retries, 1, 1_000_000),
+        )?;
+        range(
+            "interval_ms",
+            within("ready.interval_ms", ready.interval_ms, 1, 3_600_000),
+        )?;
     }
     if let Some(term) = &mut s.terminate {
         let mut c = cwd.clone();
         let needle = term.first().cloned().unwrap_or("terminate".into());
         resolve_command(dir, term, &mut c).map_err(|e| fail(&needle, format!("terminate: {e}")))?;
     }
-    if s.grace_seconds.is_nan() || s.grace_seconds < 0.0 {
-        return Err(fail(
-            "grace_seconds",
-            "grace_seconds must not be negative".into(),
-        ));
-    }
+    within_f64("grace_seconds", s.grace_seconds, GRACE_RANGE)
+        .map_err(|e| fail("grace_seconds", e.to_string()))?;
     for key in &s.publishes {
         if key.is_empty() || key.contains(['.', '}', '$']) {
             return Err(fail(
@@ -577,6 +631,9 @@ mod tests {
         let f = dir.join("plan.toml");
         std::fs::write(&f, text).unwrap();
         std::fs::write(dir.join("w.sh"), "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let exec = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(dir.join("w.sh"), exec).unwrap();
         f
     }
 

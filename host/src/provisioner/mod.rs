@@ -16,11 +16,17 @@ use crate::model::{Deployable, DomainSpec, InstanceState, ProcessDeployable};
 use crate::store::{InstanceRecord, StateUpdate, Store};
 use anyhow::Result;
 use nix::sys::signal::Signal;
-use process::FoundWorker;
+use process::{FoundWorker, Liveness};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A deployable's grace, as a duration (a stored value out of range is clamped, never a
+/// panic).
+pub fn grace(p: &ProcessDeployable) -> Duration {
+    crate::model::secs(p.grace_seconds.min(crate::model::GRACE_RANGE.1))
+}
 
 /// How often adopted workers (not our children) are checked for exit.
 const ADOPTED_POLL: Duration = Duration::from_millis(200);
@@ -49,7 +55,7 @@ impl Provisioner {
         heartbeat_url: Option<String>,
     ) -> Result<Self> {
         let logs_dir = state_dir.join("logs");
-        std::fs::create_dir_all(&logs_dir)?;
+        crate::statedir::private_subdir(&logs_dir)?;
         Ok(Provisioner {
             #[cfg(feature = "ec2")]
             ec2: Arc::new(ec2::Ec2Driver::new(
@@ -117,9 +123,7 @@ impl Provisioner {
     /// Destroys an instance of `spec`'s domain.
     pub fn destroy(self: &Arc<Self>, inst: &InstanceRecord, spec: &DomainSpec) -> Result<()> {
         match &spec.deployable {
-            Deployable::Process(p) => {
-                self.destroy_process(inst, Duration::from_secs_f64(p.grace_seconds.max(0.0)))
-            }
+            Deployable::Process(p) => self.destroy_process(inst, grace(p)),
             #[cfg(feature = "ec2")]
             Deployable::Ec2(e) => {
                 self.ec2.destroy(inst, e);
@@ -161,7 +165,7 @@ impl Provisioner {
                         Ok(s) => s.to_string(),
                         Err(e) => format!("wait failed: {e}"),
                     };
-                    me.exited(&id, Some(spawned.pid), &how);
+                    me.exited(&id, Some((spawned.pid, spawned.start)), &how);
                 });
             }
             Err(e) => {
@@ -204,8 +208,9 @@ impl Provisioner {
         env
     }
 
-    /// Destroys a worker process: SIGTERM to its process group, then SIGKILL after `grace`.
-    /// Destroying an instance that is already terminating signals it again.
+    /// Destroys a worker process: SIGTERM to its process group, then SIGKILL after `grace`
+    /// to whatever of the group is left, its leader gone or not. Destroying an instance that
+    /// is already terminating signals it again.
     fn destroy_process(self: &Arc<Self>, inst: &InstanceRecord, grace: Duration) -> Result<()> {
         self.store
             .advance(&inst.id, InstanceState::Terminating, StateUpdate::default())?;
@@ -216,26 +221,71 @@ impl Provisioner {
             self.wakeups.wake(&inst.domain);
             return Ok(());
         };
-        if !process::is_alive(pid, start) {
-            self.exited(&inst.id, None, "already gone");
+        if process::liveness(pid, start) == Liveness::Gone {
+            self.exited(&inst.id, Some((pid, start)), "already gone");
             return Ok(());
         }
-        process::signal_group(pid, Signal::SIGTERM);
+        process::signal_worker(pid, start, Signal::SIGTERM);
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
-            if process::is_alive(pid, start) {
-                process::signal_group(pid, Signal::SIGKILL);
-            }
+            process::signal_worker(pid, start, Signal::SIGKILL);
         });
         Ok(())
     }
 
+    /// Kills every process of a worker (its group, and what carries its instance id): for a
+    /// worker that must not run on, such as a zombie. Returns how many were signalled.
+    pub fn kill_worker(&self, inst: &InstanceRecord) -> usize {
+        let mut killed = match (inst.pid, inst.pid_start) {
+            (Some(pid), Some(start)) => process::signal_worker(pid, start, Signal::SIGKILL),
+            _ => 0,
+        };
+        for (pid, _, _) in process::scan_worker_processes(&self.state_dir)
+            .into_iter()
+            .filter(|(_, _, id)| *id == inst.id)
+        {
+            process::kill(pid);
+            killed += 1;
+        }
+        killed
+    }
+
+    /// Ends a zombie, an instance that still reports after it was destroyed: its processes
+    /// are killed (an `ec2` instance is terminated again), and that is recorded. The engine
+    /// cannot do it: the instance has ended, so it is no longer the engine's to destroy.
+    pub fn kill_zombie(self: &Arc<Self>, inst: &InstanceRecord) {
+        let Ok(Some(domain)) = self.store.domain(&inst.domain) else {
+            return;
+        };
+        let detail = match &domain.spec.deployable {
+            Deployable::Process(_) => {
+                let killed = self.kill_worker(inst);
+                if killed == 0 {
+                    return;
+                }
+                serde_json::json!({"killed": killed, "pid": inst.pid})
+            }
+            #[cfg(feature = "ec2")]
+            Deployable::Ec2(e) => {
+                self.ec2.terminate_again(inst, e);
+                serde_json::json!({"cloud_id": inst.cloud_id})
+            }
+            #[cfg(not(feature = "ec2"))]
+            Deployable::Ec2(_) => return,
+        };
+        let event = self
+            .store
+            .event(Some(&inst.domain), Some(&inst.id), "zombie-killed", detail);
+        if let Err(e) = event {
+            tracing::error!("recording a zombie's end: {e:#}");
+        }
+    }
+
     /// A worker's process ended: terminated if it was being destroyed, failed otherwise.
-    /// `reaped` is the pid of a child we just reaped: what it left in its group is killed.
-    /// (For any other pid the group may be long gone and its number reused.)
-    fn exited(&self, id: &str, reaped: Option<i32>, how: &str) {
-        if let Some(pid) = reaped {
-            process::signal_group(pid, Signal::SIGKILL);
+    /// `worker` is its leader's pid and start time: what it left in its group is killed.
+    fn exited(&self, id: &str, worker: Option<(i32, u64)>, how: &str) {
+        if let Some((pid, start)) = worker {
+            process::signal_worker(pid, start, Signal::SIGKILL);
         }
         let Ok(Some(inst)) = self.store.instance(id) else {
             return;
@@ -255,12 +305,14 @@ impl Provisioner {
     }
 
     /// Re-attaches to the workers of the store after a restart. A live worker (same pid and
-    /// start time) is adopted; a vanished one is marked failed (or terminated, if it was being
-    /// destroyed); a launch that was recorded but never confirmed is matched through `/proc`;
-    /// a worker whose destroy the crash cut short is destroyed again.
-    /// Workers from this state dir that the store does not know are killed. (The instances
-    /// of `ec2` domains are recovered by their domain's poller.)
-    pub fn recover(self: &Arc<Self>) -> Result<()> {
+    /// start time, or one `/proc` cannot tell about) is adopted; a vanished one is marked
+    /// failed (or terminated, if it was being destroyed) and what it left in its group is
+    /// killed; a launch that was recorded but never confirmed is matched through `/proc`; a
+    /// worker whose destroy the crash cut short is destroyed again. Every process from this
+    /// state dir whose instance is not live in the store is killed. Instances of `held`
+    /// domains (whose stored spec is bad) are left as they are. (The instances of `ec2`
+    /// domains are recovered by their domain's poller.)
+    pub fn recover(self: &Arc<Self>, held: &[String]) -> Result<()> {
         let found = process::scan_workers(&self.state_dir);
         let by_id: HashMap<&str, &FoundWorker> =
             found.iter().map(|w| (w.instance_id.as_str(), w)).collect();
@@ -269,19 +321,22 @@ impl Provisioner {
             .domains()?
             .into_iter()
             .filter_map(|d| match d.spec.deployable {
-                Deployable::Process(p) => Some((
-                    d.spec.name,
-                    Duration::from_secs_f64(p.grace_seconds.max(0.0)),
-                )),
+                Deployable::Process(p) => Some((d.spec.name, grace(&p))),
                 _ => None,
             })
             .collect();
-        let mut live = self.store.live_instances(None)?;
-        live.retain(|i| graces.contains_key(&i.domain));
-        for inst in &live {
+        let all_live = self.store.live_instances(None)?;
+        let live: Vec<&InstanceRecord> = all_live
+            .iter()
+            .filter(|i| graces.contains_key(&i.domain) && !held.contains(&i.domain))
+            .collect();
+        for inst in live {
             let worker = match (inst.pid, inst.pid_start) {
-                (Some(pid), Some(start)) if process::is_alive(pid, start) => Some((pid, start)),
-                (Some(_), _) => None,
+                (Some(pid), Some(start)) => match process::liveness(pid, start) {
+                    Liveness::Gone => None,
+                    _ => Some((pid, start)),
+                },
+                (Some(_), None) => None,
                 (None, _) => by_id.get(inst.id.as_str()).map(|w| (w.pid, w.start)),
             };
             match worker {
@@ -313,33 +368,52 @@ impl Provisioner {
                     self.store
                         .advance(&inst.id, InstanceState::Failed, StateUpdate::error(why))?;
                 }
-                None => self.exited(&inst.id, None, "gone while the daemon was down"),
+                None => self.exited(
+                    &inst.id,
+                    inst.pid.zip(inst.pid_start),
+                    "gone while the daemon was down",
+                ),
             }
         }
+        self.kill_strays()?;
+        Ok(())
+    }
+
+    /// Kills every process from this state dir whose instance is not live in the store: what
+    /// a dead worker left behind, wherever it moved, as long as it kept its environment.
+    /// Returns how many were killed.
+    pub fn kill_strays(&self) -> Result<usize> {
+        // Processes first: a worker's launch is recorded before it is spawned, so every
+        // process found has its instance in the store read after.
+        let found = process::scan_worker_processes(&self.state_dir);
+        let live = self.store.live_instances(None)?;
         let known: std::collections::HashSet<&str> = live.iter().map(|i| i.id.as_str()).collect();
-        for stray in found
-            .iter()
-            .filter(|w| !known.contains(w.instance_id.as_str()))
-        {
-            process::signal_group(stray.pid, Signal::SIGKILL);
+        let mut killed = 0;
+        for (pid, _, id) in found {
+            if known.contains(id.as_str()) {
+                continue;
+            }
+            process::kill(pid);
+            killed += 1;
             self.store.event(
                 None,
-                Some(&stray.instance_id),
+                Some(&id),
                 "stray-killed",
-                serde_json::json!({"pid": stray.pid}),
+                serde_json::json!({"pid": pid}),
             )?;
         }
-        Ok(())
+        Ok(killed)
     }
 
     /// Watches a worker that is not our child by polling `/proc`.
     fn watch_adopted(self: &Arc<Self>, id: String, pid: i32, start: u64) {
         let me = self.clone();
         tokio::spawn(async move {
-            while process::is_alive(pid, start) {
+            // Unknown (an unreadable `/proc`) is not an end: look again.
+            while process::liveness(pid, start) != Liveness::Gone {
                 tokio::time::sleep(ADOPTED_POLL).await;
             }
-            me.exited(&id, None, "adopted worker ended");
+            me.exited(&id, Some((pid, start)), "adopted worker ended");
         });
     }
 }

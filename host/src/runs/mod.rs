@@ -9,7 +9,6 @@ use crate::plan::{self, template, Plan, ServiceSpec};
 use crate::provisioner::process;
 use crate::store::{RunState, ServiceRecord, Store};
 use anyhow::Result;
-use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use service::ServiceContext;
 use std::path::Path;
@@ -20,11 +19,16 @@ fn unknown_run(name: &str) -> OpError {
     OpError::NotFound(format!("unknown run '{name}'"))
 }
 
-/// After a restart: a run that was booting or terminating when the daemon stopped is marked
-/// failed. Its services are left as they are; `epu terminate RUN` or a new boot stops them.
-pub fn recover(store: &Store) -> Result<()> {
+/// After a restart: a run that was booting when the daemon stopped is marked failed (its
+/// services are left as they are; `epu terminate RUN` or a new boot stops them). A run that
+/// was terminating stays so: the names returned are finished by the daemon.
+pub fn recover(store: &Store) -> Result<Vec<String>> {
+    let mut terminating = Vec::new();
     for run in store.runs()? {
-        if matches!(run.state, RunState::Booting | RunState::Terminating) {
+        if run.state == RunState::Terminating {
+            // Its terminate goes on at start, and nothing of it launches meanwhile.
+            terminating.push(run.name);
+        } else if run.state == RunState::Booting {
             let why = format!(
                 "the daemon stopped while the run was {}",
                 run.state.as_str()
@@ -38,7 +42,7 @@ pub fn recover(store: &Store) -> Result<()> {
             )?;
         }
     }
-    Ok(())
+    Ok(terminating)
 }
 
 impl Daemon {
@@ -439,10 +443,11 @@ impl Daemon {
             .filter(|i| i.state < InstanceState::Terminating)
             .map(|i| i.id)
             .collect();
-        for w in process::scan_workers(&self.state_dir) {
-            if !known.contains(&w.instance_id) {
-                process::signal_group(w.pid, Signal::SIGKILL);
-                killed.push(json!({"pid": w.pid, "worker": w.instance_id}));
+        // Every process a worker started, not only its leader: children outlive leaders.
+        for (pid, _, id) in process::scan_worker_processes(&self.state_dir) {
+            if !known.contains(&id) {
+                process::kill(pid);
+                killed.push(json!({"pid": pid, "worker": id}));
             }
         }
         for (pid, _, id) in process::scan_services(&self.state_dir) {

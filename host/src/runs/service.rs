@@ -74,6 +74,7 @@ impl ServiceContext {
             env: BTreeMap::new(),
             cwd: self.spec.cwd.clone(),
             grace_seconds: self.spec.grace_seconds,
+            inherit_env: self.spec.inherit_env.clone(),
         };
         process::spawn(&dep, &self.env(), &self.log_file())
     }
@@ -181,8 +182,8 @@ impl ServiceContext {
         if let Some((pid, start)) = process {
             if process::is_alive(pid, start) {
                 process::signal_group(pid, Signal::SIGTERM);
-                let deadline =
-                    Instant::now() + Duration::from_secs_f64(self.spec.grace_seconds.max(0.0));
+                let deadline = Instant::now()
+                    + crate::model::secs(self.spec.grace_seconds.min(crate::model::GRACE_RANGE.1));
                 while process::is_alive(pid, start) && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -238,7 +239,7 @@ impl ServiceContext {
             .spawn()
             .map_err(|e| format!("cannot run {program}: {e}"))?;
         let pid = child.id().map(|p| p as i32);
-        let timeout = Duration::from_secs_f64(timeout_seconds);
+        let timeout = crate::model::secs(timeout_seconds);
         match tokio::time::timeout(timeout, child.wait_with_output()).await {
             Ok(Ok(out)) => {
                 let mut text = String::from_utf8_lossy(&out.stdout).into_owned();

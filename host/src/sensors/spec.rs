@@ -131,14 +131,14 @@ impl SensorSpec {
                 );
                 check_interval(name, *interval_ms)?;
                 ensure!(
-                    *timeout_ms >= 10,
-                    "sensor '{name}': timeout_ms must be at least 10"
+                    (10..=3_600_000).contains(timeout_ms),
+                    "sensor '{name}': timeout_ms must be from 10 to 3600000, got {timeout_ms}"
                 );
             }
             Self::Pushed { stale_after_ms, .. } => {
                 ensure!(
-                    stale_after_ms.is_none_or(|ms| ms > 0),
-                    "sensor '{name}': stale_after_ms must be above 0"
+                    stale_after_ms.is_none_or(|ms| (1..=MAX_INTERVAL_MS).contains(&ms)),
+                    "sensor '{name}': stale_after_ms must be from 1 to {MAX_INTERVAL_MS}"
                 );
             }
         }
@@ -146,10 +146,13 @@ impl SensorSpec {
     }
 }
 
+/// The longest sensor interval or staleness: a day.
+const MAX_INTERVAL_MS: u32 = 86_400_000;
+
 fn check_interval(name: &str, ms: u32) -> Result<()> {
     ensure!(
-        ms >= 10,
-        "sensor '{name}': interval_ms must be at least 10, got {ms}"
+        (10..=MAX_INTERVAL_MS).contains(&ms),
+        "sensor '{name}': interval_ms must be from 10 to {MAX_INTERVAL_MS}, got {ms}"
     );
     Ok(())
 }

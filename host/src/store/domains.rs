@@ -67,12 +67,26 @@ impl Store {
         })
     }
 
+    /// Every domain whose stored spec reads back whole and within its ranges.
     pub fn domains(&self) -> Result<Vec<DomainRecord>> {
         self.query_domains(None)
     }
 
+    /// A domain, if it exists and its stored spec is good (see [`Store::held_domains`]).
     pub fn domain(&self, name: &str) -> Result<Option<DomainRecord>> {
         Ok(self.query_domains(Some(name))?.pop())
+    }
+
+    /// The domains whose stored spec does not read back or is out of range (written by an
+    /// older daemon, or edited by hand), with why. The daemon holds them: it starts no
+    /// controller for them and leaves their workers be, until they are removed.
+    pub fn held_domains(&self) -> Result<Vec<(String, String)>> {
+        self.with_conn(|c| {
+            Ok(read_domains_in(c, None)?
+                .into_iter()
+                .filter_map(|(name, r)| r.err().map(|e| (name, format!("{e:#}"))))
+                .collect())
+        })
     }
 
     fn query_domains(&self, name: Option<&str>) -> Result<Vec<DomainRecord>> {
@@ -126,6 +140,24 @@ impl Store {
                 .query_row(params![domain, version], |r| r.get(0))
                 .with_context(|| format!("config version {version} of '{domain}'"))?;
             Ok(serde_json::from_str(&text)?)
+        })
+    }
+
+    /// Marks a domain as being removed: from now on it launches nothing, and a restart
+    /// finishes its removal instead of starting its controller.
+    pub fn set_removing(&self, domain: &str) -> Result<()> {
+        self.with_domain_tx(domain, |tx| {
+            tx.execute("UPDATE domains SET removing = 1 WHERE name = ?1", [domain])?;
+            Ok(())
+        })
+    }
+
+    /// The domains being removed (see [`Store::set_removing`]).
+    pub fn removing_domains(&self) -> Result<Vec<String>> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached("SELECT name FROM domains WHERE removing = 1")?;
+            let names = stmt.query_map([], |r| r.get(0))?;
+            Ok(names.collect::<rusqlite::Result<_>>()?)
         })
     }
 
@@ -352,7 +384,20 @@ fn insert_config(
     Ok(version)
 }
 
+/// The domains (or one) whose stored spec is good.
 fn query_domains_in(c: &Connection, name: Option<&str>) -> Result<Vec<DomainRecord>> {
+    Ok(read_domains_in(c, name)?
+        .into_iter()
+        .filter_map(|(_, r)| r.ok())
+        .collect())
+}
+
+/// The domains (or one), each read and checked by itself: one bad row is that domain's
+/// error, not the whole read's.
+fn read_domains_in(
+    c: &Connection,
+    name: Option<&str>,
+) -> Result<Vec<(String, Result<DomainRecord>)>> {
     macro_rules! select {
         () => {
             "SELECT d.name, d.engine_name, d.engine_sha, d.deployable, d.health, \
@@ -376,6 +421,27 @@ fn query_domains_in(c: &Connection, name: Option<&str>) -> Result<Vec<DomainReco
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let name: String = r.get(0)?;
+        let record = read_domain_row(r, &name).and_then(|d| {
+            d.spec
+                .check_values()
+                .with_context(|| format!("stored spec of domain '{name}'"))?;
+            Ok(d)
+        });
+        out.push((name, record));
+    }
+    Ok(out)
+}
+
+/// One row of the domains query as a record.
+fn read_domain_row(r: &rusqlite::Row, name: &str) -> Result<DomainRecord> {
+    let name = name.to_string();
+    {
+        // max_instances and pulse_ms are read as i64 so that a stored value out of u32's
+        // range is this domain's error, not a panic or the whole read's.
+        let int = |i: usize, what: &str| -> Result<u32> {
+            let v: i64 = r.get(i)?;
+            u32::try_from(v).with_context(|| format!("stored {what} of domain '{name}': {v}"))
+        };
         let json = |i: usize, what: &str| -> Result<String> {
             r.get::<_, String>(i)
                 .with_context(|| format!("stored {what} of domain '{name}'"))
@@ -392,7 +458,7 @@ fn query_domains_in(c: &Connection, name: Option<&str>) -> Result<Vec<DomainReco
             .with_context(|| format!("stored limits of domain '{name}'"))?;
         let sensors = serde_json::from_str(&json(15, "sensors")?)
             .with_context(|| format!("stored sensors of domain '{name}'"))?;
-        out.push(DomainRecord {
+        Ok(DomainRecord {
             engine_sha: r.get(2)?,
             config_version: r.get(8)?,
             memo: r.get(9)?,
@@ -404,15 +470,14 @@ fn query_domains_in(c: &Connection, name: Option<&str>) -> Result<Vec<DomainReco
                 config,
                 deployable,
                 health,
-                max_instances: r.get(5)?,
-                pulse_ms: r.get(6)?,
+                max_instances: int(5, "max_instances")?,
+                pulse_ms: int(6, "pulse_ms")?,
                 run: r.get(7)?,
                 limits,
                 sensors,
                 dry_run: r.get(16)?,
                 name,
             },
-        });
+        })
     }
-    Ok(out)
 }

@@ -263,6 +263,30 @@ impl Store {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         f(&conn)
     }
+
+    /// Sets or clears a daemon-wide flag that must outlive a crash (such as `terminating`).
+    pub fn set_flag(&self, name: &str, on: bool) -> Result<()> {
+        self.with_tx(|tx| {
+            if on {
+                tx.execute(
+                    "INSERT OR REPLACE INTO flags (name, time) VALUES (?1, ?2)",
+                    rusqlite::params![name, crate::model::now()],
+                )?;
+            } else {
+                tx.execute("DELETE FROM flags WHERE name = ?1", [name])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether a flag is set.
+    pub fn flag(&self, name: &str) -> Result<bool> {
+        self.with_conn(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT EXISTS(SELECT 1 FROM flags WHERE name = ?1)")?;
+            Ok(stmt.query_row([name], |r| r.get(0))?)
+        })
+    }
 }
 
 /// The sequence number of the newest event (0 when there is none).

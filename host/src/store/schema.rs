@@ -157,6 +157,13 @@ INSERT OR IGNORE INTO launches (launch_id, domain, vars)
 UPDATE instances SET vars = '';
 CREATE INDEX events_by_domain ON events (domain, seq);
 "#,
+    r#"
+ALTER TABLE domains ADD COLUMN removing INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE flags (
+    name TEXT PRIMARY KEY,
+    time REAL NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -13,6 +13,7 @@ fn spec(name: &str) -> DomainSpec {
             env: Default::default(),
             cwd: None,
             grace_seconds: 1.0,
+            inherit_env: crate::model::default_inherit_env(),
         }),
         health: HealthSettings::default(),
         max_instances: 10,

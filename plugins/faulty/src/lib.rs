@@ -12,9 +12,10 @@
 //! - `count`: keeps the config's `n` instances live, destroying the newest extras, and keeps
 //!   in its memo how many instances the domain has launched in all (`launched=N`), so a test
 //!   can hold the memo against the store's launch records.
-//! - `fuzz`: returns a random decision on every decide, from the config's `seed`: launches of
-//!   any count up to u32::MAX, destroys of live, repeated and foreign handles, memos and vars
-//!   of any size, any status and next decide.
+//! - `fuzz`: behaves on the first decide of each instance (so a canary passes it), then
+//!   returns a random decision on every decide, from the config's `seed`: launches of any
+//!   count up to u32::MAX, destroys of live, repeated and foreign handles, memos and vars of
+//!   any size, any status and next decide.
 //! - `sleep`: sleeps for an hour (a WASI clock wait) in the export the config's `sleep_in`
 //!   names: `decide` (the default), `initialize`, `reconfigure` or `dying`;
 //! - `memo-bomb`: returns a memo of `memo_bytes` (default 1,000,000) on every decide, and asks
@@ -404,7 +405,7 @@ mod engine {
                 }
                 match mode {
                     "count" => return Ok(count(&live, snapshot.memo.as_deref())),
-                    "fuzz" => return Ok(fuzz(&live)),
+                    "fuzz" if decides > 1 => return Ok(fuzz(&live)),
                     _ => {}
                 }
                 live.len()

@@ -212,6 +212,11 @@ impl Ec2Driver {
         self.terminate(inst.clone(), dep.clone());
     }
 
+    /// Terminates an instance again (a zombie: it still reports after its end).
+    pub fn terminate_again(self: &Arc<Self>, inst: &InstanceRecord, dep: &Ec2Deployable) {
+        self.terminate(inst.clone(), dep.clone());
+    }
+
     fn terminate(self: &Arc<Self>, inst: InstanceRecord, dep: Ec2Deployable) {
         let me = self.clone();
         tokio::spawn(async move {
