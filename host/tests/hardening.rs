@@ -17,26 +17,23 @@ use std::time::Duration;
 /// worker's environment, as children do.
 const LEAVES_A_CHILD: &str = "(trap '' TERM; exec sleep 1000) & wait";
 
+/// The args of `epu domain add NAME --engine npreserving OPTIONS -- COMMAND`.
+fn add_args<'a>(name: &'a str, options: &[&'a str], command: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["domain", "add", name, "--engine", "npreserving"];
+    args.extend(options);
+    args.push("--");
+    args.extend(command);
+    args
+}
+
 /// Adds a domain of `n` workers running `script` under `sh -c`, with a 1 s grace.
 fn add_script(epu: &Epu, name: &str, n: u32, script: &str) {
     let keep = format!("preserve_n={n}");
-    epu.ok(&[
-        "domain",
-        "add",
+    epu.ok(&add_args(
         name,
-        "--engine",
-        "npreserving",
-        "-c",
-        &keep,
-        "--pulse-ms",
-        "100",
-        "--grace",
-        "1",
-        "--",
-        "/bin/sh",
-        "-c",
-        script,
-    ]);
+        &["-c", &keep, "--pulse-ms", "100", "--grace", "1"],
+        &["/bin/sh", "-c", script],
+    ));
 }
 
 /// The processes of the state dir's workers, by instance id.
@@ -110,32 +107,12 @@ fn process_spec(name: &str, deployable: Value) -> Value {
 fn every_number_is_range_checked_at_every_entry() {
     let epu = Epu::new();
     let (_d, addr) = epu.listening_daemon("127.0.0.1:0");
-    let err = epu.fails(&[
-        "domain",
-        "add",
-        "d",
-        "--engine",
-        "npreserving",
-        "--grace",
-        "1e300",
-        "--",
-        "/bin/true",
-    ]);
+    let err = epu.fails(&add_args("d", &["--grace", "1e300"], &["/bin/true"]));
     assert!(
         err.contains("grace_seconds") && err.contains("3600"),
         "{err}"
     );
-    let err = epu.fails(&[
-        "domain",
-        "add",
-        "d",
-        "--engine",
-        "npreserving",
-        "--grace",
-        "inf",
-        "--",
-        "/bin/true",
-    ]);
+    let err = epu.fails(&add_args("d", &["--grace", "inf"], &["/bin/true"]));
     assert!(err.contains("not a finite number"), "{err}");
     let cases = [
         (json!({"pulse_ms": 0}), "pulse_ms"),
@@ -251,40 +228,32 @@ fn a_bad_stored_value_holds_its_domain_and_the_rest_starts() {
 fn a_config_whose_decision_would_be_refused_is_refused_at_add_and_reconfigure() {
     let epu = Epu::new();
     let _d = epu.daemon();
-    let err = epu.fails(&[
-        "domain",
-        "add",
+    let err = epu.fails(&add_args(
         "d",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=51",
-        "--max-instances",
-        "50",
-        "--pulse-ms",
-        "100",
-        "--",
-        "/bin/sleep",
-        "1000",
-    ]);
+        &[
+            "-c",
+            "preserve_n=51",
+            "--max-instances",
+            "50",
+            "--pulse-ms",
+            "100",
+        ],
+        &["/bin/sleep", "1000"],
+    ));
     assert!(err.contains("max_instances"), "{err}");
     assert!(epu.status()["domains"].as_array().unwrap().is_empty());
-    epu.ok(&[
-        "domain",
-        "add",
+    epu.ok(&add_args(
         "d",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=2",
-        "--max-instances",
-        "50",
-        "--pulse-ms",
-        "100",
-        "--",
-        "/bin/sleep",
-        "1000",
-    ]);
+        &[
+            "-c",
+            "preserve_n=2",
+            "--max-instances",
+            "50",
+            "--pulse-ms",
+            "100",
+        ],
+        &["/bin/sleep", "1000"],
+    ));
     wait_started(&epu, "d", 2);
     let err = epu.fails(&["reconfigure", "d", "preserve_n=51"]);
     assert!(err.contains("max_instances"), "{err}");
@@ -302,18 +271,13 @@ fn idle_and_slow_connections_neither_pile_up_nor_blind_the_daemon() {
         "ulimit -n 400 && exec {} daemon --listen 127.0.0.1:0",
         common::EPU
     );
-    let mut child = std::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&script)
-        .env("EPU_STATE_DIR", epu.state_dir())
-        .env_remove("EPU_NODE_ID")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_for(Duration::from_secs(20), || epu
-        .run(&["status"])
-        .status
-        .success()));
+    let mut child = epu.spawn_daemon(
+        std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .env("EPU_STATE_DIR", epu.state_dir())
+            .env_remove("EPU_NODE_ID"),
+    );
     let addr = std::fs::read_to_string(epu.state_dir().join("listen.addr")).unwrap();
     let addr = addr.trim().to_string();
     epu.add_sleepers("w", 6);
@@ -472,23 +436,11 @@ fn a_terminate_cut_short_by_a_crash_is_finished_without_launching() {
     let d = epu.daemon();
     // Workers that ignore SIGTERM: the terminate waits out their grace.
     let keep = "preserve_n=3";
-    epu.ok(&[
-        "domain",
-        "add",
+    epu.ok(&add_args(
         "d",
-        "--engine",
-        "npreserving",
-        "-c",
-        keep,
-        "--pulse-ms",
-        "100",
-        "--grace",
-        "3",
-        "--",
-        "/bin/sh",
-        "-c",
-        "trap '' TERM; while :; do sleep 0.1; done",
-    ]);
+        &["-c", keep, "--pulse-ms", "100", "--grace", "3"],
+        &["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"],
+    ));
     let inst = wait_started(&epu, "d", 3);
     let mut cli = epu.command().arg("terminate").spawn().unwrap();
     std::thread::sleep(Duration::from_millis(1000));
@@ -622,40 +574,24 @@ fn a_state_dir_open_to_others_or_with_planted_symlinks_is_refused() {
 #[test]
 fn workers_get_a_clean_environment() {
     let epu = Epu::new();
-    let child = epu
-        .command()
-        .arg("daemon")
-        .env("EPU_API_TOKEN", "a-secret-admin-token-of-the-daemon")
-        .env("AWS_SECRET_ACCESS_KEY", "daemon-credentials")
-        .env("SOMETHING_ELSE", "x")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = epu.spawn_daemon(
+        epu.command()
+            .arg("daemon")
+            .env("EPU_API_TOKEN", "a-secret-admin-token-of-the-daemon")
+            .env("AWS_SECRET_ACCESS_KEY", "daemon-credentials")
+            .env("SOMETHING_ELSE", "x"),
+    );
     let _guard = common::DaemonGuard {
         child,
         state_dir: epu.state_dir(),
     };
-    assert!(wait_for(Duration::from_secs(20), || epu
-        .run(&["status"])
-        .status
-        .success()));
     let out = epu.dir.path().join("env.txt");
     let script = format!("env > {}; exec sleep 1000", out.display());
-    epu.ok(&[
-        "domain",
-        "add",
+    epu.ok(&add_args(
         "d",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=1",
-        "--env",
-        "MINE=yes",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-    ]);
+        &["-c", "preserve_n=1", "--env", "MINE=yes"],
+        &["/bin/sh", "-c", &script],
+    ));
     assert!(wait_for(Duration::from_secs(10), || out.exists()
         && std::fs::read_to_string(&out)
             .unwrap()
@@ -678,23 +614,18 @@ fn a_zombie_is_killed_by_the_daemon() {
     let beat =
         "while :; do \"$EPU_BIN\" heartbeat \"$EPU_NODE_ID\" >/dev/null 2>&1; sleep 0.2; done";
     let script = format!("setsid sh -c '{beat}' & sleep 1; exit 0");
-    epu.ok(&[
-        "domain",
-        "add",
+    epu.ok(&add_args(
         "z",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=1",
-        "--pulse-ms",
-        "100",
-        "--zombie-timeout",
-        "0.2",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-    ]);
+        &[
+            "-c",
+            "preserve_n=1",
+            "--pulse-ms",
+            "100",
+            "--zombie-timeout",
+            "0.2",
+        ],
+        &["/bin/sh", "-c", &script],
+    ));
     let inst = wait_started(&epu, "z", 1);
     let id = inst[0].id.clone();
     let mut escaped = Vec::new();

@@ -176,7 +176,7 @@ impl Epu {
     }
 
     /// Spawns a daemon command and waits until it answers.
-    fn spawn_daemon(&self, command: &mut Command) -> std::process::Child {
+    pub fn spawn_daemon(&self, command: &mut Command) -> std::process::Child {
         let child = command.stderr(std::process::Stdio::null()).spawn().unwrap();
         let up = wait_for(Duration::from_secs(20), || {
             self.run(&["status"]).status.success()
