@@ -1,23 +1,28 @@
 //! The daemon: one per state dir. It opens the store, recovers workers and controllers after a
 //! restart, and offers the operations the API exposes.
 
+mod removal;
+mod startup;
+
+use removal::TERMINATING;
+use startup::{fd_budget, lock_state_dir};
+pub use startup::{DEFAULT_MAX_CONNECTIONS, FD_RESERVE};
+
 use crate::controller::{self, ControllerHandle, ControllerStatus, Services, Wakeups};
 use crate::engine::{CallLimits, EngineHost};
 use crate::health::HealthMonitor;
-use crate::model::{DomainSpec, EngineLimits, InstanceState};
+use crate::model::{DomainSpec, EngineLimits};
 use crate::provisioner::Provisioner;
 use crate::sensors::{PushError, SensorBoard, SensorStatus};
 use crate::store::{EngineVersion, InstanceRecord, Store};
 use anyhow::{Context, Result};
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// A failed operation, typed by what the caller should do about it.
@@ -75,42 +80,6 @@ pub struct DaemonOptions {
     pub max_connections: Option<usize>,
 }
 
-/// The most TCP API connections served at once unless configured.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
-/// The fds kept for everything but API connections: the store, the listeners, worker logs
-/// and watchers, engines' compile cache, sensors.
-pub const FD_RESERVE: u64 = 1024;
-
-/// Raises the fd soft limit to the hard one, and returns how many TCP connections fit
-/// beside [`FD_RESERVE`] and the unix socket's connections.
-fn fd_budget(wanted: usize) -> usize {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => hard,
-            Err(e) => {
-                tracing::warn!("raising the fd limit from {soft} to {hard}: {e}");
-                soft
-            }
-        },
-        Ok((soft, _)) => soft,
-        Err(_) => 1024,
-    };
-    let room = soft
-        .saturating_sub(FD_RESERVE)
-        .saturating_sub(crate::api::UNIX_MAX_CONNECTIONS as u64);
-    let max = wanted
-        .min(usize::try_from(room).unwrap_or(usize::MAX))
-        .max(16);
-    if max < wanted {
-        tracing::warn!(
-            "the fd limit ({soft}) leaves room for {max} TCP connections, not {wanted}: \
-             raise it (ulimit -n) for more"
-        );
-    }
-    max
-}
-
 pub struct Daemon {
     pub state_dir: PathBuf,
     /// The tokens of the TCP API.
@@ -131,54 +100,6 @@ pub struct Daemon {
     /// Becomes true when the daemon should stop serving.
     shutdown: watch::Sender<bool>,
     _lock: Flock<File>,
-}
-
-/// The store flag of a daemon whose terminate is under way.
-const TERMINATING: &str = "terminating";
-/// How long a terminate waits for the state dir's last processes to die once killed.
-const REAP_WAIT: Duration = Duration::from_secs(10);
-
-/// How long to wait for the lock of a daemon that is already dead but still exiting (a killed
-/// process keeps its files until its last thread is gone, which a slow disk can delay).
-const DYING_HOLDER_WAIT: Duration = Duration::from_secs(15);
-
-/// Takes the state dir's lock, or says which daemon holds it.
-fn lock_state_dir(dir: &Path) -> Result<Flock<File>> {
-    let path = dir.join("daemon.lock");
-    let mut file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        File::options()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-            .open(&path)
-            .with_context(|| format!("opening {} (a symlink is refused)", path.display()))?
-    };
-    let deadline = std::time::Instant::now() + DYING_HOLDER_WAIT;
-    let mut lock = loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => break lock,
-            Err((f, _)) => file = f,
-        }
-        let holder = std::fs::read_to_string(&path).unwrap_or_default();
-        let holder_pid = holder.trim().parse::<i32>().ok();
-        let holder_dead =
-            holder_pid.is_some_and(|p| crate::provisioner::process::start_time(p).is_none());
-        if !holder_dead || std::time::Instant::now() > deadline {
-            anyhow::bail!(
-                "another epu daemon is already running on {} (pid {})",
-                dir.display(),
-                holder.trim()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    lock.set_len(0)?;
-    write!(lock, "{}", std::process::id())?;
-    Ok(lock)
 }
 
 impl Daemon {
@@ -333,41 +254,6 @@ impl Daemon {
         Ok(daemon)
     }
 
-    /// Finishes what a crash cut short: a terminate of the whole daemon, the terminates of
-    /// runs, and the removals of domains. Each goes on from where it was, launching nothing.
-    async fn finish_removals(
-        self: Arc<Self>,
-        terminating: bool,
-        runs: Vec<String>,
-        domains: Vec<String>,
-    ) {
-        let result = async {
-            if terminating {
-                tracing::info!("finishing the terminate a restart interrupted");
-                return self.terminate().await;
-            }
-            for run in &runs {
-                tracing::info!("finishing the terminate of run '{run}'");
-                self.terminate_run(run).await?;
-            }
-            for name in &domains {
-                if self.services.store.domain(name)?.is_some() {
-                    tracing::info!("finishing the removal of domain '{name}'");
-                    self.remove_domain(name).await?;
-                }
-            }
-            Ok(())
-        };
-        if let Err(e) = result.await {
-            tracing::error!("finishing an interrupted terminate or removal: {e:#}");
-            let detail = serde_json::json!({"error": format!("{e:#}")});
-            let _ = self
-                .services
-                .store
-                .event(None, None, "finish-failed", detail);
-        }
-    }
-
     /// Asks the daemon to stop serving; its workers keep running.
     pub fn request_shutdown(&self) {
         self.shutdown.send_replace(true);
@@ -459,157 +345,6 @@ impl Daemon {
     fn exists(&self, name: &str) -> Result<bool> {
         let store = &self.services.store;
         Ok(store.domain(name)?.is_some() || store.held_domains()?.iter().any(|(n, _)| n == name))
-    }
-
-    /// Removes a domain: stops its controller, destroys its workers and waits for them to go.
-    /// The removal is recorded first, so a crash in the middle is finished at the next start.
-    pub async fn remove_domain(&self, name: &str) -> Result<(), OpError> {
-        let Some(record) = self.services.store.domain(name)? else {
-            return self.remove_held(name).await;
-        };
-        self.services.store.set_removing(name)?;
-        let handle = self.controllers.lock().await.remove(name);
-        if let Some(handle) = handle {
-            handle.stop().await;
-        }
-        self.destroy_all(&record.spec).await?;
-        self.services.provisioner.detach(name);
-        self.services.store.delete_domain(name)?;
-        Ok(())
-    }
-
-    /// Removes a held domain (one whose stored spec is bad): its workers get SIGTERM, then
-    /// SIGKILL after the default grace, and its record goes.
-    async fn remove_held(&self, name: &str) -> Result<(), OpError> {
-        let store = &self.services.store;
-        if !store.held_domains()?.iter().any(|(n, _)| n == name) {
-            return Err(unknown_domain(name));
-        }
-        store.set_removing(name)?;
-        let live = store.live_instances(Some(name))?;
-        let workers: Vec<(i32, u64)> = live.iter().filter_map(|i| i.pid.zip(i.pid_start)).collect();
-        use crate::provisioner::process::{liveness, signal_worker, Liveness};
-        use nix::sys::signal::Signal;
-        for &(pid, start) in &workers {
-            signal_worker(pid, start, Signal::SIGTERM);
-        }
-        let grace = Duration::from_secs_f64(crate::model::default_grace());
-        let deadline = tokio::time::Instant::now() + grace;
-        while tokio::time::Instant::now() < deadline
-            && workers
-                .iter()
-                .any(|&(p, s)| liveness(p, s) != Liveness::Gone)
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        for &(pid, start) in &workers {
-            signal_worker(pid, start, Signal::SIGKILL);
-        }
-        store.delete_domain(name)?;
-        Ok(())
-    }
-
-    /// Destroys every live instance of a domain and waits until none is left.
-    async fn destroy_all(&self, spec: &DomainSpec) -> Result<()> {
-        let store = &self.services.store;
-        let domain = spec.name.as_str();
-        for inst in store.live_instances(Some(domain))? {
-            if inst.state < InstanceState::Terminating {
-                self.services.provisioner.destroy(&inst, spec)?;
-            }
-        }
-        let wait = match &spec.deployable {
-            crate::model::Deployable::Process(p) => {
-                crate::provisioner::grace(p).as_secs_f64() + 10.0
-            }
-            // A cloud may take minutes to report an instance terminated.
-            crate::model::Deployable::Ec2(e) => 300.0 + e.poll_ms as f64 / 1000.0,
-        };
-        let deadline = tokio::time::Instant::now() + crate::model::secs(wait);
-        loop {
-            let left = store.live_instances(Some(domain))?;
-            if left.is_empty() {
-                return Ok(());
-            }
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "{} instance(s) of '{domain}' did not stop: {}",
-                left.len(),
-                left.iter()
-                    .map(|i| i.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Terminates every run that is not terminated yet (workers, then services), removes
-    /// every other domain (destroying its workers), then asks the daemon to stop.
-    pub async fn terminate(&self) -> Result<(), OpError> {
-        let _ops = self.run_ops.lock().await;
-        // Recorded first: a crash in the middle leaves the daemon terminating, and the next
-        // start finishes the terminate instead of launching anything.
-        self.services.store.set_flag(TERMINATING, true)?;
-        for run in self.services.store.runs()? {
-            if run.state != crate::store::RunState::Terminated {
-                self.terminate_run_locked(&run.name).await?;
-            }
-        }
-        let names: Vec<String> = self
-            .services
-            .store
-            .domains()?
-            .into_iter()
-            .map(|d| d.spec.name)
-            .collect();
-        let held = self.services.store.held_domains()?;
-        for name in names.into_iter().chain(held.into_iter().map(|(n, _)| n)) {
-            self.remove_domain(&name).await?;
-        }
-        self.reap_everything().await?;
-        self.services.store.set_flag(TERMINATING, false)?;
-        self.services
-            .store
-            .event(None, None, "terminated", Value::Null)?;
-        self.request_shutdown();
-        Ok(())
-    }
-
-    /// Kills every process of the state dir that is left (a worker's or a service's child
-    /// that outlived it), and succeeds only once none is.
-    async fn reap_everything(&self) -> Result<(), OpError> {
-        use crate::provisioner::process;
-        let left = || {
-            let mut pids: Vec<i32> = process::scan_worker_processes(&self.state_dir)
-                .into_iter()
-                .chain(process::scan_services(&self.state_dir))
-                .map(|(pid, _, _)| pid)
-                .collect();
-            pids.sort_unstable();
-            pids
-        };
-        let deadline = tokio::time::Instant::now() + REAP_WAIT;
-        loop {
-            let pids = left();
-            if pids.is_empty() {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(OpError::Conflict(format!(
-                    "{} process(es) of this state dir would not die: pids {pids:?}",
-                    pids.len()
-                )));
-            }
-            for &pid in &pids {
-                process::kill(pid);
-            }
-            let detail = serde_json::json!({"pids": pids});
-            self.services
-                .store
-                .event(None, None, "leftovers-killed", detail)?;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
     }
 
     /// Applies a config change to a domain's engine; returns the new config version.
