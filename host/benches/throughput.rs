@@ -43,7 +43,7 @@ fn plan(dir: &Path, n: usize, keep: usize, pulse_ms: u32) {
             "[[domain]]\nname = \"d-{i:05}\"\nengine = \"npreserving\"\npulse_ms = {pulse_ms}\n\
              config = {{ preserve_n = {keep} }}\n\
              process = {{ command = [\"sleep\", \"100000\"], grace_seconds = 0 }}\n\
-             health = {{ boot_timeout = 1e9 }}\n"
+             health = {{ boot_timeout = 1e6 }}\n"
         ));
     }
     std::fs::create_dir_all(dir).unwrap();
