@@ -65,10 +65,18 @@ impl std::fmt::Display for Overrun {
     }
 }
 
+/// How many times the per-call CPU budget instantiation and `initialize` may use, within the
+/// wall-clock backstop: an engine's first call (a Python guest's imports, a JS engine's
+/// startup) is heavier than any decide.
+pub const SETUP_FACTOR: u32 = 10;
+
 /// The accounting of the call in progress on one engine instance.
 #[derive(Clone, Debug)]
 pub struct CallClock {
+    /// The budget of the call in progress.
     cpu_budget: Duration,
+    /// The budget of each call after setup.
+    call_budget: Duration,
     wall_limit: Duration,
     started: Instant,
     /// The thread's CPU time at (or at most [`REFRESH`] before) the start.
@@ -81,6 +89,7 @@ impl CallClock {
     pub fn new(cpu_budget: Duration, wall_limit: Duration) -> CallClock {
         CallClock {
             cpu_budget,
+            call_budget: cpu_budget,
             wall_limit: wall_limit.max(cpu_budget),
             started: Instant::now(),
             started_cpu: Duration::ZERO,
@@ -90,6 +99,19 @@ impl CallClock {
 
     /// Starts a call; returns the epoch ticks until its first check.
     pub fn start(&mut self) -> u64 {
+        self.cpu_budget = self.call_budget;
+        self.begin()
+    }
+
+    /// Starts instantiation or `initialize`, whose budget is [`SETUP_FACTOR`] times a call's,
+    /// up to the wall-clock backstop (and never less than a call's).
+    pub fn start_setup(&mut self) -> u64 {
+        let setup = (self.call_budget * SETUP_FACTOR).min(self.wall_limit);
+        self.cpu_budget = setup.max(self.call_budget);
+        self.begin()
+    }
+
+    fn begin(&mut self) -> u64 {
         self.started = Instant::now();
         self.started_cpu = recent_cpu_time(self.started);
         self.overrun = None;
@@ -207,5 +229,23 @@ mod tests {
         let mut c = CallClock::new(Duration::from_millis(50), Duration::from_millis(1));
         c.start();
         assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn setup_gets_ten_budgets_within_the_backstop_and_calls_get_one() {
+        let mut c = CallClock::new(Duration::from_millis(5), Duration::from_secs(10));
+        c.start_setup();
+        spin(Duration::from_millis(20));
+        assert!(c.check().is_ok(), "20 ms of a 50 ms setup budget");
+        c.start();
+        spin(Duration::from_millis(20));
+        assert!(matches!(c.check(), Err(Overrun::Cpu { budget, .. }) if budget.as_millis() == 5));
+        let mut capped = CallClock::new(Duration::from_millis(5), Duration::from_millis(8));
+        capped.start_setup();
+        spin(Duration::from_millis(10));
+        assert!(
+            matches!(capped.check(), Err(Overrun::Cpu { budget, .. }) if budget.as_millis() == 8),
+            "the backstop caps the setup budget"
+        );
     }
 }

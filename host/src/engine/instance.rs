@@ -93,7 +93,7 @@ impl EngineInstance {
             Err(_) => Ok(UpdateDeadline::Interrupt),
         });
         // Instantiation runs the guest's start functions: they are timed like a call.
-        let ticks = store.data_mut().clock.start();
+        let ticks = store.data_mut().clock.start_setup();
         store.set_epoch_deadline(ticks);
         if metered {
             store
@@ -109,7 +109,7 @@ impl EngineInstance {
             },
             Err(e) => return Err(trap(&e, &store)),
         };
-        me.call(0, |b, s| b.call_initialize(s, config))?;
+        me.call_timed(0, true, |b, s| b.call_initialize(s, config))?;
         Ok(me)
     }
 
@@ -120,13 +120,23 @@ impl EngineInstance {
         seed: u64,
         f: impl FnOnce(&bindings::Engine, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
     ) -> Result<T, EngineError> {
+        self.call_timed(seed, false, f)
+    }
+
+    /// [`Self::call`], under the setup budget when `setup` (see [`CallClock::start_setup`]).
+    fn call_timed<T>(
+        &mut self,
+        seed: u64,
+        setup: bool,
+        f: impl FnOnce(&bindings::Engine, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, EngineError> {
         let state = self.store.data_mut();
         state.limiter.memory_denied = false;
         state.seed(seed);
-        let ticks = if self.timed {
-            state.clock.start()
-        } else {
-            UNTIMED_TICKS
+        let ticks = match (self.timed, setup) {
+            (false, _) => UNTIMED_TICKS,
+            (true, true) => state.clock.start_setup(),
+            (true, false) => state.clock.start(),
         };
         self.store.set_epoch_deadline(ticks);
         match f(&self.bindings, &mut self.store) {
