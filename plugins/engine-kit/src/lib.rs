@@ -10,7 +10,7 @@ pub mod component;
 pub mod domain;
 pub mod pool;
 pub use component::EngineConfig;
-pub use domain::{Domain, ReadingEntry};
+pub use domain::{DetailsEntry, Domain, Parts, ReadingEntry, SnapshotParts};
 pub use pool::{Pool, PoolEntry};
 
 use serde_json::{Map, Value};
@@ -60,6 +60,32 @@ pub fn string_map(key: &str, value: &Value) -> Result<Vec<(String, String)>, Str
         .collect()
 }
 
+/// A scalar as var text: a string as it is, a number or boolean as JSON writes it.
+pub fn scalar(key: &str, value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Ok(value.to_string()),
+        _ => Err(format!(
+            "{key} must be a string, number or boolean, got {value}"
+        )),
+    }
+}
+
+/// An object whose values are scalars, as vars (see [`scalar`]).
+pub fn scalar_map(key: &str, value: &Value) -> Result<Vec<(String, String)>, String> {
+    let map = value
+        .as_object()
+        .ok_or_else(|| format!("{key} must be an object, got {value}"))?;
+    map.iter()
+        .map(|(k, v)| Ok((k.clone(), scalar(&format!("{key}.{k}"), v)?)))
+        .collect()
+}
+
+/// The warning for a key of the original engine that has no meaning here.
+pub fn ignored_key(key: &str, why: &str) -> String {
+    format!("{key} is ignored: {why}")
+}
+
 /// A non-empty string.
 pub fn name(key: &str, value: &Value) -> Result<String, String> {
     match value.as_str() {
@@ -107,5 +133,16 @@ mod tests {
         assert!(object("[1]").unwrap_err().contains("JSON object"));
         assert!(object("{").unwrap_err().contains("not valid JSON"));
         assert!(unknown_key("x", &["a", "b"]).contains("a, b"));
+        assert_eq!(
+            scalar_map("u", &json!({"a": 1, "b": "x", "c": true})),
+            Ok(vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x".into()),
+                ("c".into(), "true".into())
+            ])
+        );
+        assert!(scalar_map("u", &json!({"a": [1]}))
+            .unwrap_err()
+            .contains("u.a must be"));
     }
 }

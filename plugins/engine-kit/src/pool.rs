@@ -7,6 +7,13 @@ pub trait PoolEntry: Clone {
     fn handle(&self) -> u64;
     /// Whether the instance has ended (terminated, failed or rejected).
     fn ended(&self) -> bool;
+    /// Whether it counts toward the pool: below `terminating`.
+    fn counts(&self) -> bool;
+    /// The original rule: running-failed, or a health other than ok/unknown, while it counts;
+    /// a zombie at any state.
+    fn unhealthy(&self) -> bool;
+    /// Whether it is running (or past it): it has reported in.
+    fn up(&self) -> bool;
 }
 
 /// The live instances, in handle order (oldest first).
@@ -73,6 +80,15 @@ mod tests {
         }
         fn ended(&self) -> bool {
             self.1
+        }
+        fn counts(&self) -> bool {
+            !self.1
+        }
+        fn unhealthy(&self) -> bool {
+            false
+        }
+        fn up(&self) -> bool {
+            true
         }
     }
 

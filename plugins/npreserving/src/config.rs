@@ -1,6 +1,9 @@
 //! Parsing and checking npreserving's config.
 
-use engine_kit::{boolean, non_negative_int, string_map};
+use engine_kit::{boolean, ignored_key, non_negative_int, scalar_map, string_map};
+
+/// A var list: (name, value) pairs.
+pub type Vars = Vec<(String, String)>;
 
 /// npreserving's settings.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -9,18 +12,26 @@ pub struct Config {
     /// Whether `preserve_n` was given at all (an unset N keeps 0 instances, with a warning).
     pub preserve_n_set: bool,
     pub devmode: bool,
-    pub provisioner_vars: Vec<(String, String)>,
+    pub provisioner_vars: Vars,
+    /// Each unique's key and its own vars, by key.
+    pub uniques: Vec<(String, Vars)>,
+    /// Keys of the original engine given here, which mean nothing to this one.
+    pub ignored: Vec<String>,
 }
 
 const KEYS: &[&str] = &[
     "preserve_n",
     "devmode_no_failure_compensation",
     "provisioner_vars",
+    "unique_instances",
 ];
 
+/// The original engine's placement keys: the domain's deployable decides where workers run.
+const PLACEMENT_KEYS: &[&str] = &["force_site", "epuworker_type", "epuworker_allocation"];
+
 impl Config {
-    /// Applies the JSON object `text` on top of `base`. Every key is checked before any applies,
-    /// so a rejected change leaves nothing half-applied.
+    /// Applies the JSON object `text` on top of `base`; each key given replaces its whole value.
+    /// The result is checked whole, so a rejected change leaves nothing half-applied.
     pub fn parse(text: &str, base: &Config) -> Result<Config, String> {
         let map = engine_kit::object(text)?;
         let mut config = base.clone();
@@ -32,11 +43,56 @@ impl Config {
                 }
                 "devmode_no_failure_compensation" => config.devmode = boolean(key, value)?,
                 "provisioner_vars" => config.provisioner_vars = string_map(key, value)?,
+                "unique_instances" => config.uniques = uniques(value)?,
+                k if PLACEMENT_KEYS.contains(&k) => {
+                    if !config.ignored.iter().any(|i| i == k) {
+                        config.ignored.push(k.to_string());
+                    }
+                }
                 other => return Err(engine_kit::unknown_key(other, KEYS)),
             }
         }
+        if config.uniques.len() > config.preserve_n as usize {
+            return Err(format!(
+                "unique_instances has {} uniques, more than preserve_n ({})",
+                config.uniques.len(),
+                config.preserve_n
+            ));
+        }
         Ok(config)
     }
+
+    /// The vars a unique is launched with: the provisioner vars, then its own over them.
+    pub fn unique_vars(&self, own: &Vars) -> Vars {
+        let mut vars: Vars = self
+            .provisioner_vars
+            .iter()
+            .filter(|(k, _)| !own.iter().any(|(o, _)| o == k))
+            .cloned()
+            .collect();
+        vars.extend(own.iter().cloned());
+        vars
+    }
+}
+
+/// `unique_instances`: an object of uniques, each an object of scalar vars.
+fn uniques(value: &serde_json::Value) -> Result<Vec<(String, Vars)>, String> {
+    let map = value.as_object().ok_or_else(|| {
+        format!(
+            "unique_instances must be an object of uniques, each an object of vars, got {value}"
+        )
+    })?;
+    map.iter()
+        .map(|(key, vars)| {
+            if key.is_empty() {
+                return Err("unique_instances: a unique's key must not be empty".to_string());
+            }
+            Ok((
+                key.clone(),
+                scalar_map(&format!("unique_instances.{key}"), vars)?,
+            ))
+        })
+        .collect()
 }
 
 impl engine_kit::EngineConfig for Config {
@@ -45,10 +101,15 @@ impl engine_kit::EngineConfig for Config {
     }
 
     fn warnings(&self) -> Vec<String> {
-        match self.preserve_n_set {
-            true => vec![],
-            false => vec!["preserve_n is not set: keeping 0 instances".into()],
+        let mut out: Vec<String> = self
+            .ignored
+            .iter()
+            .map(|k| ignored_key(k, "the domain's deployable decides where workers run"))
+            .collect();
+        if !self.preserve_n_set {
+            out.push("preserve_n is not set: keeping 0 instances".into());
         }
+        out
     }
 }
 
@@ -104,6 +165,43 @@ mod tests {
             .contains("unknown key"));
         assert!(parse("[1]").unwrap_err().contains("JSON object"));
         assert!(parse("{").unwrap_err().contains("not valid JSON"));
+    }
+
+    #[test]
+    fn uniques_are_checked_against_n_and_replaced_whole() {
+        let c = parse(r#"{"preserve_n": 2, "unique_instances": {"a": {"k": "1"}, "b": {"n": 2}}}"#)
+            .unwrap();
+        assert_eq!(
+            c.uniques,
+            vec![
+                ("a".into(), vec![("k".into(), "1".into())]),
+                ("b".into(), vec![("n".into(), "2".into())])
+            ]
+        );
+        let err = Config::parse(r#"{"preserve_n": 1}"#, &c).unwrap_err();
+        assert!(err.contains("more than preserve_n (1)"), "{err}");
+        let fewer = Config::parse(r#"{"unique_instances": {"b": {}}}"#, &c).unwrap();
+        assert_eq!(fewer.uniques, vec![("b".into(), vec![])]);
+        assert!(parse(r#"{"preserve_n": 1, "unique_instances": {"a": {}, "b": {}}}"#).is_err());
+        assert!(parse(r#"{"preserve_n": 1, "unique_instances": ["a"]}"#).is_err());
+        assert!(parse(r#"{"preserve_n": 1, "unique_instances": {"a": {"k": [1]}}}"#).is_err());
+    }
+
+    #[test]
+    fn a_unique_s_own_vars_win_over_the_provisioner_vars() {
+        let c = parse(r#"{"preserve_n": 1, "provisioner_vars": {"k": "p", "q": "p"}}"#).unwrap();
+        let vars = c.unique_vars(&vec![("k".into(), "u".into())]);
+        assert_eq!(
+            vars,
+            vec![("q".into(), "p".into()), ("k".into(), "u".into())]
+        );
+    }
+
+    #[test]
+    fn the_original_placement_keys_are_accepted_with_a_warning() {
+        use engine_kit::EngineConfig;
+        let c = parse(r#"{"preserve_n": 1, "force_site": "ec2-east"}"#).unwrap();
+        assert!(c.warnings()[0].contains("force_site is ignored"));
     }
 
     #[test]

@@ -26,12 +26,19 @@ pub mod policy;
 
 // `Snapshot`, `Decision` and `LogLevel` are already at the crate root (the world `use`s them).
 pub use epu::engine::types::{
-    EngineStatus, Health, Instance, InstanceState, Launch, SensorReading,
+    EngineStatus, Health, Instance, InstanceDetails, InstanceState, Launch, SensorReading,
 };
 
-engine_kit::entries!(Instance, InstanceState, SensorReading);
+engine_kit::entries!(
+    Instance,
+    InstanceState,
+    Health,
+    SensorReading,
+    InstanceDetails,
+    Snapshot
+);
 
 /// What the engine keeps of its domain between decides.
-pub type Domain = engine_kit::Domain<Instance, SensorReading>;
+pub type Domain = engine_kit::Domain<Instance, SensorReading, InstanceDetails>;
 
 engine_kit::export_engine!(QueueLen, config::Config, policy::decide);

@@ -1,19 +1,8 @@
 //! The queuelen decision: replace the unhealthy, keep the minimum, then follow the queue.
 
 use crate::config::Config;
-use crate::{Decision, Domain, EngineStatus, Health, Instance, InstanceState, Launch, Snapshot};
-
-/// An instance counts toward the pool while it is below `terminating`.
-fn counts(i: &Instance) -> bool {
-    i.state < InstanceState::Terminating
-}
-
-/// Running-failed, or a health other than ok/unknown; a zombie at any state.
-fn unhealthy(i: &Instance) -> bool {
-    let bad_health = !matches!(i.health, Health::Ok | Health::Unknown);
-    i.health == Health::Zombie
-        || (counts(i) && (i.state == InstanceState::RunningFailed || bad_health))
-}
+use crate::{Decision, Domain, EngineStatus, Instance, InstanceState, Launch, Snapshot};
+use engine_kit::{PoolEntry, SnapshotParts};
 
 /// The time of the reading the last scaling step was taken on, kept in the memo (an f64, little
 /// endian). A step needs a reading newer than that: decides come at once after every instance
@@ -24,12 +13,7 @@ fn last_step(memo: &[u8]) -> f64 {
 
 /// Applies the snapshot to what the engine keeps of its domain, then decides.
 pub fn decide(c: &Config, domain: &mut Domain, s: &Snapshot) -> Decision {
-    domain.apply(
-        s.full,
-        &s.instances,
-        s.sensors.as_deref(),
-        s.memo.as_deref(),
-    );
+    domain.apply(s.parts());
     let decision = decide_on(c, domain);
     domain.remember(decision.memo.as_deref());
     decision
@@ -42,9 +26,9 @@ fn decide_on(c: &Config, domain: &Domain) -> Decision {
     let mut pool: Vec<&Instance> = Vec::new();
     let mut settling = false;
     for i in domain.instances() {
-        if unhealthy(i) {
+        if i.unhealthy() {
             destroy.push(i.handle);
-        } else if counts(i) {
+        } else if i.counts() {
             settling |= i.state < InstanceState::Running;
             pool.push(i);
         }
@@ -54,18 +38,23 @@ fn decide_on(c: &Config, domain: &Domain) -> Decision {
     let reading = domain.reading(&c.sensor).filter(|r| !r.stale);
     let new_reading = reading.filter(|r| r.time > last_step(domain.memo()));
 
-    let mut launch = 0;
+    // Topping up to the minimum needs no reading; the step on a new reading comes in the same
+    // decide, counted from the topped-up pool, unless an instance is still coming up.
+    let mut launch = c.min_instances.saturating_sub(count);
+    let count = count + launch;
     let mut trim = Vec::new();
     // The reading a scaling step is taken on, which the memo then keeps.
     let mut step_on = None;
-    if count < c.min_instances {
-        launch = c.min_instances - count;
-    } else if let (false, Some(r)) = (settling, new_reading) {
+    if let (false, Some(r)) = (settling, new_reading) {
         let queue = r.value;
+        let mut stepped = false;
         if queue > f64::from(c.high_water) {
-            launch = c.scale_step.min(max.saturating_sub(count));
+            let n = c.scale_step.min(max.saturating_sub(count));
+            launch += n;
+            stepped = n > 0;
         } else if queue > 0.0 && count == 0 {
             launch = 1.min(max);
+            stepped = launch > 0;
         } else if queue < f64::from(c.low_water) && count > c.min_instances {
             // Never the last instance while work remains.
             let floor = if queue > 0.0 {
@@ -80,8 +69,9 @@ fn decide_on(c: &Config, domain: &Domain) -> Decision {
                     .then(b.handle.cmp(&a.handle))
             });
             trim = pool.iter().take(n).map(|i| i.handle).collect();
+            stepped = n > 0;
         }
-        if launch > 0 || !trim.is_empty() {
+        if stepped {
             step_on = Some(r.time);
         }
     }
@@ -113,7 +103,7 @@ fn decide_on(c: &Config, domain: &Domain) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SensorReading;
+    use crate::{Health, SensorReading};
 
     fn config(min: u32, max: Option<u32>, step: u32) -> Config {
         let mut c = Config::parse(
@@ -345,6 +335,29 @@ mod tests {
         let d = decide(&config(2, None, 1), &s);
         assert_eq!(launched(&d), 2);
         assert_eq!(d.memo, None);
+    }
+
+    #[test]
+    fn topping_up_and_a_step_up_come_in_one_decide() {
+        let d = decide(&config(2, None, 1), &at(vec![up(1, 1.0)], fresh(50.0)));
+        assert_eq!(launched(&d), 2, "one to the minimum, one for the queue");
+        assert!(d.memo.is_some(), "the step is remembered");
+        let d = decide(&config(2, Some(2), 1), &at(vec![], fresh(50.0)));
+        assert_eq!(launched(&d), 2, "the maximum holds the step back");
+        assert_eq!(d.memo, None, "no step, so none is remembered");
+        let s = at(
+            vec![
+                up(1, 1.0),
+                node(2, InstanceState::Pending, Health::Unknown, 2.0),
+            ],
+            fresh(50.0),
+        );
+        let d = decide(&config(3, None, 1), &s);
+        assert_eq!(
+            launched(&d),
+            1,
+            "an instance coming up holds the step, not the top-up"
+        );
     }
 
     #[test]
