@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Engines embedded in `epu`.
-const BUNDLED: &[&str] = &["npreserving", "queuelen"];
+const BUNDLED: &[&str] = &["npreserving", "queuelen", "sensor"];
 /// Engines built for the tests only.
 const TEST_ONLY: &[&str] = &["faulty"];
 /// Hostile test fixtures: `faulty` built with one feature each, as `hostile-<feature>.wasm`.

@@ -10,6 +10,10 @@ const BUNDLED: &[(&str, &[u8])] = &[
         "queuelen",
         include_bytes!(concat!(env!("OUT_DIR"), "/queuelen.wasm")),
     ),
+    (
+        "sensor",
+        include_bytes!(concat!(env!("OUT_DIR"), "/sensor.wasm")),
+    ),
 ];
 
 /// The component bytes of a bundled engine.

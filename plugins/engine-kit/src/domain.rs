@@ -173,6 +173,11 @@ impl<I: PoolEntry, S: ReadingEntry, D: DetailsEntry> Domain<I, S, D> {
         self.details.get(&handle)
     }
 
+    /// The latest reading of every sensor that has one.
+    pub fn readings(&self) -> &[S] {
+        &self.readings
+    }
+
     /// The latest reading of a sensor, if it has one.
     pub fn reading(&self, name: &str) -> Option<&S> {
         self.readings.iter().find(|r| r.name() == name)

@@ -41,6 +41,17 @@ pub fn non_negative_int(key: &str, value: &Value) -> Result<u32, String> {
     u32::try_from(n).map_err(|_| bad())
 }
 
+/// A finite number, given as a JSON number or a numeric string.
+pub fn number(key: &str, value: &Value) -> Result<f64, String> {
+    let n = match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    n.filter(|n| n.is_finite())
+        .ok_or_else(|| format!("{key} must be a number, got {value}"))
+}
+
 /// A boolean, given as JSON true/false or the strings "true"/"false".
 pub fn boolean(key: &str, value: &Value) -> Result<bool, String> {
     match value {
@@ -115,6 +126,23 @@ mod tests {
         ] {
             let err = non_negative_int("k", &bad).unwrap_err();
             assert!(err.contains("k must be a whole number"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn numbers_come_as_numbers_or_numeric_strings() {
+        assert_eq!(number("k", &json!(2.5)), Ok(2.5));
+        assert_eq!(number("k", &json!(" -3 ")), Ok(-3.0));
+        for bad in [
+            json!("x"),
+            json!("inf"),
+            json!("NaN"),
+            json!(true),
+            json!(null),
+        ] {
+            assert!(number("k", &bad)
+                .unwrap_err()
+                .contains("k must be a number"));
         }
     }
 
