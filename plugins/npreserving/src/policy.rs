@@ -449,7 +449,7 @@ mod tests {
         let mut out: Vec<Vars> = d
             .launches
             .iter()
-            .flat_map(|l| std::iter::repeat(l.vars.clone()).take(l.count as usize))
+            .flat_map(|l| std::iter::repeat_n(l.vars.clone(), l.count as usize))
             .collect();
         out.sort();
         out
