@@ -854,12 +854,7 @@ async fn test_engine(
     let results = tokio::task::spawn_blocking(move || -> Result<_> {
         let host = crate::engine::EngineHost::new(&dir)?;
         let component = host.prepare(&bytes)?;
-        let limits = (&crate::model::EngineLimits::default()).into();
-        let config = Value::Object(loaded.config.clone()).to_string();
-        let mut inst = host
-            .instantiate(&component, &config, limits)
-            .map_err(|e| anyhow::anyhow!("initialize: {e}"))?;
-        let results = crate::scenario::replay(&mut inst, &loaded)?;
+        let results = crate::scenario::run(&host, &component, &loaded)?;
         // The compiled code is kept for the next run only if the engine passed.
         if results.iter().all(|r| r.mismatches.is_empty()) {
             host.keep(&component)?;
