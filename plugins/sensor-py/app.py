@@ -1,7 +1,7 @@
 """sensor-py: the sensor engine as a WebAssembly component (see policy.py for what it does).
 
-It keeps what the daemon's delta snapshots tell it: the live instances, the latest reading of
-each sensor, and the memo.
+It keeps what the daemon's delta snapshots tell it: the live instances with their ids and
+vars, the latest reading of each sensor, and the memo.
 """
 
 import policy
@@ -16,18 +16,21 @@ ENDED = {"TERMINATED", "FAILED", "REJECTED"}
 class WitWorld(wit_world.WitWorld):
     config = None
     instances = {}
+    details = {}
     readings = {}
     memo = b""
 
     def initialize(self, config: str) -> None:
         try:
-            WitWorld.config = policy.parse_config(config)
+            WitWorld.config, ignored = policy.parse_config(config)
         except ValueError as e:
             raise Err(str(e))
+        for key in ignored:
+            wit_world.log(LogLevel.WARN, f"{key} is ignored: the domain's deployable decides where workers run")
 
     def reconfigure(self, config: str) -> None:
         try:
-            WitWorld.config = policy.parse_config(config, WitWorld.config)
+            WitWorld.config, _ = policy.parse_config(config, WitWorld.config)
         except ValueError as e:
             raise Err(str(e))
 
@@ -36,17 +39,21 @@ class WitWorld(wit_world.WitWorld):
             raise Err("decide called before initialize")
         if snapshot.full:
             WitWorld.instances = {}
+            WitWorld.details = {}
             WitWorld.readings = {}
             WitWorld.memo = snapshot.memo or b""
+        for d in snapshot.details or []:
+            WitWorld.details[d.handle] = (d.id, dict(d.vars))
         for i in snapshot.instances:
             if i.state.name in ENDED:
                 WitWorld.instances.pop(i.handle, None)
+                WitWorld.details.pop(i.handle, None)
             else:
-                WitWorld.instances[i.handle] = Seen(i)
+                WitWorld.instances[i.handle] = Seen(i, WitWorld.details.get(i.handle, ("", {})))
         for r in snapshot.sensors or []:
             WitWorld.readings[r.name] = r
         live = sorted(WitWorld.instances.values(), key=lambda i: i.handle)
-        launch, destroy, memo, status = policy.decide(
+        planned, destroy, memo, status = policy.decide(
             WitWorld.config, live, WitWorld.readings, WitWorld.memo, snapshot.now
         )
         if memo is not None:
@@ -55,7 +62,7 @@ class WitWorld(wit_world.WitWorld):
             after = policy.remembered(memo)[1]
             if before is not None and after != before:
                 wit_world.log(LogLevel.INFO, f"scaling from {before} to {after} instances")
-        launches = [Launch(count=launch, vars=[])] if launch else []
+        launches = [Launch(count=n, vars=list(vars.items())) for n, vars in planned]
         return Decision(
             launches=launches,
             destroy=destroy,
@@ -69,10 +76,11 @@ class WitWorld(wit_world.WitWorld):
 
 
 class Seen:
-    """An instance as policy.py reads it: states and health by name."""
+    """An instance as policy.py reads it: states and health by name, with its id and vars."""
 
-    def __init__(self, i):
+    def __init__(self, i, details):
         self.handle = i.handle
+        self.id, self.vars = details
         self.state = i.state.name
         self.state_time = i.state_time
         self.health = i.health.name
