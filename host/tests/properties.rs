@@ -379,12 +379,8 @@ proptest! {
                 prop_assert!(message.contains("scenario.toml"), "the error does not name the file: {}", message);
             }
             Ok(scenario) => ENGINES.with(|(_, host, engines)| {
-                let config = serde_json::Value::Object(scenario.config.clone()).to_string();
                 for engine in engines {
-                    let limits = (&epu::model::EngineLimits::default()).into();
-                    if let Ok(mut inst) = host.instantiate(engine, &config, limits) {
-                        let _ = epu::scenario::replay(&mut inst, &scenario);
-                    }
+                    let _ = epu::scenario::run(host, engine, &scenario);
                 }
             }),
         }
