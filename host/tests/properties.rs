@@ -334,7 +334,7 @@ thread_local! {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let state = epu::statedir::prepare(dir.path()).unwrap();
         let host = EngineHost::new(&state).unwrap();
-        let engines = ["npreserving", "queuelen"]
+        let engines = ["npreserving", "queuelen", "sensor"]
             .iter()
             .map(|e| host.add(&EngineHost::read_engine(e, Path::new("."), u64::MAX).unwrap()).unwrap())
             .collect();
