@@ -150,7 +150,7 @@ fn read_store(db: &std::path::Path) -> StoreView {
     }
     let mut q = tx
         .prepare(
-            "SELECT d.name, CAST(d.memo AS TEXT), c.config FROM domains d \
+            "SELECT d.name, CAST(d.memo AS BLOB), c.config FROM domains d \
              JOIN engine_configs c ON c.domain = d.name AND c.version = d.config_version",
         )
         .unwrap();
@@ -158,14 +158,16 @@ fn read_store(db: &std::path::Path) -> StoreView {
         .query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<Vec<u8>>>(1)?,
                 r.get::<_, String>(2)?,
             ))
         })
         .unwrap()
     {
         let (name, memo, config) = r.unwrap();
-        view.memos.insert(name.clone(), memo.unwrap_or_default());
+        // queuelen's memo is a little-endian f64, not text.
+        let memo = String::from_utf8_lossy(&memo.unwrap_or_default()).into_owned();
+        view.memos.insert(name.clone(), memo);
         view.configs
             .insert(name, serde_json::from_str(&config).unwrap());
     }

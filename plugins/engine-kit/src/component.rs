@@ -13,11 +13,35 @@ pub trait EngineConfig: Sized {
     }
 }
 
+/// Brings an engine crate's contract types to its root and defines its `Domain`, at the root of
+/// the crate that ran `wit_bindgen::generate!`: `engine_kit::engine_types!();`. `Snapshot`,
+/// `Decision` and `LogLevel` are there already (the world `use`s them).
+#[macro_export]
+macro_rules! engine_types {
+    () => {
+        pub use epu::engine::types::{
+            EngineStatus, Health, Instance, InstanceDetails, InstanceState, Launch, SensorReading,
+        };
+
+        $crate::entries!(
+            Instance,
+            InstanceState,
+            Health,
+            SensorReading,
+            InstanceDetails,
+            Snapshot
+        );
+
+        /// What the engine keeps of its domain between decides.
+        pub type Domain = $crate::Domain<Instance, SensorReading, InstanceDetails>;
+    };
+}
+
 /// Exports an engine as the `engine` world's component (on wasm32 only):
 /// `engine_kit::export_engine!(NPreserving, config::Config, policy::decide);`
 ///
-/// Invoke it at the root of the crate that ran `wit_bindgen::generate!`, beside a
-/// `Domain` type (`engine_kit::Domain` of the crate's records). `$config` implements
+/// Invoke it at the root of the crate that ran `wit_bindgen::generate!` and
+/// [`engine_types!`]. `$config` implements
 /// [`EngineConfig`]; `$decide(&config, &mut domain, &snapshot) -> Decision` applies the
 /// snapshot and decides.
 #[macro_export]

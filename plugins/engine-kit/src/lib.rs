@@ -15,6 +15,24 @@ pub use pool::{Pool, PoolEntry};
 
 use serde_json::{Map, Value};
 
+/// A var list: (name, value) pairs.
+pub type Vars = Vec<(String, String)>;
+
+/// Refuses a minimum above a maximum, naming both keys.
+pub fn min_within_max(
+    min_key: &str,
+    min: u32,
+    max_key: &str,
+    max: Option<u32>,
+) -> Result<(), String> {
+    match max {
+        Some(max) if min > max => Err(format!(
+            "{min_key} ({min}) must not be above {max_key} ({max})"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Parses a config text that must be a JSON object.
 pub fn object(text: &str) -> Result<Map<String, Value>, String> {
     let value: Value =

@@ -1,9 +1,7 @@
 //! Parsing and checking npreserving's config.
 
+pub use engine_kit::Vars;
 use engine_kit::{boolean, ignored_key, non_negative_int, scalar_map, string_map};
-
-/// A var list: (name, value) pairs.
-pub type Vars = Vec<(String, String)>;
 
 /// npreserving's settings.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -65,14 +65,12 @@ impl Config {
                 c.high_water, c.low_water
             ));
         }
-        if let Some(max) = c.max_instances {
-            if c.min_instances > max {
-                return Err(format!(
-                    "min_instances ({}) must not be above max_instances ({max})",
-                    c.min_instances
-                ));
-            }
-        }
+        engine_kit::min_within_max(
+            "min_instances",
+            c.min_instances,
+            "max_instances",
+            c.max_instances,
+        )?;
         if c.scale_step == 0 {
             return Err("scale_step must be at least 1".into());
         }

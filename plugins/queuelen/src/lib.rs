@@ -4,8 +4,9 @@
 //! - `queuelen_high_water` and `queuelen_low_water` (required, high > low), `min_instances`
 //!   (default 0), `max_instances` (optional), `scale_step` (default 1), `sensor` (the reading
 //!   to follow, default `queue-length`), `provisioner_vars` (vars for every launch).
-//! - Each decide destroys unhealthy instances, then tops up to the minimum. While an instance
-//!   is still coming up it does nothing more.
+//! - Each decide destroys unhealthy instances, then tops up to the minimum, and in the same
+//!   decide takes its step on a new reading, as the original did, unless an instance is still
+//!   coming up.
 //! - Above high water, or with work and no instance, it launches; below low water it removes
 //!   the newest instance while above the minimum, but never the last one while work remains.
 //! - One scaling step (±1, or ±`scale_step`) per new reading: decides also come at once after
@@ -24,21 +25,6 @@ wit_bindgen::generate!({ world: "engine", path: "../../wit" });
 pub mod config;
 pub mod policy;
 
-// `Snapshot`, `Decision` and `LogLevel` are already at the crate root (the world `use`s them).
-pub use epu::engine::types::{
-    EngineStatus, Health, Instance, InstanceDetails, InstanceState, Launch, SensorReading,
-};
-
-engine_kit::entries!(
-    Instance,
-    InstanceState,
-    Health,
-    SensorReading,
-    InstanceDetails,
-    Snapshot
-);
-
-/// What the engine keeps of its domain between decides.
-pub type Domain = engine_kit::Domain<Instance, SensorReading, InstanceDetails>;
+engine_kit::engine_types!();
 
 engine_kit::export_engine!(QueueLen, config::Config, policy::decide);

@@ -1,10 +1,10 @@
 //! Parsing and checking the sensor engine's config.
 
-use engine_kit::{ignored_key, name, non_negative_int, number, scalar, string_map, unknown_key};
+use engine_kit::{
+    ignored_key, min_within_max, name, non_negative_int, number, scalar, string_map, unknown_key,
+    Vars,
+};
 use serde_json::Value;
-
-/// A var list: (name, value) pairs.
-pub type Vars = Vec<(String, String)>;
 
 /// How the readings of the metric are reduced to one value.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -160,14 +160,7 @@ impl Config {
                 c.down_threshold, c.up_threshold
             ));
         }
-        if let Some(max) = c.max {
-            if c.min > max {
-                return Err(format!(
-                    "minimum_vms ({}) must not be above maximum_vms ({max})",
-                    c.min
-                ));
-            }
-        }
+        min_within_max("minimum_vms", c.min, "maximum_vms", c.max)?;
         if !c.unique_values.is_empty() && c.unique_key.is_none() {
             return Err("unique_values needs unique_key, the var that carries the value".into());
         }

@@ -24,21 +24,6 @@ wit_bindgen::generate!({ world: "engine", path: "../../wit" });
 pub mod config;
 pub mod policy;
 
-// `Snapshot`, `Decision` and `LogLevel` are already at the crate root (the world `use`s them).
-pub use epu::engine::types::{
-    EngineStatus, Health, Instance, InstanceDetails, InstanceState, Launch, SensorReading,
-};
-
-engine_kit::entries!(
-    Instance,
-    InstanceState,
-    Health,
-    SensorReading,
-    InstanceDetails,
-    Snapshot
-);
-
-/// What the engine keeps of its domain between decides.
-pub type Domain = engine_kit::Domain<Instance, SensorReading, InstanceDetails>;
+engine_kit::engine_types!();
 
 engine_kit::export_engine!(Sensor, config::Config, policy::decide);

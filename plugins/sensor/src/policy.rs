@@ -1,9 +1,9 @@
 //! The sensor decision: replace the unhealthy, step the count the engine holds when the metric
 //! crosses a threshold, then launch or trim to it.
 
-use crate::config::{Config, Vars};
+use crate::config::Config;
 use crate::{Decision, Domain, EngineStatus, Instance, Launch, Snapshot};
-use engine_kit::{DetailsEntry, PoolEntry, ReadingEntry, SnapshotParts};
+use engine_kit::{DetailsEntry, PoolEntry, ReadingEntry, SnapshotParts, Vars};
 use serde_json::{json, Value};
 
 /// Applies the snapshot to what the engine keeps of its domain, then decides.
