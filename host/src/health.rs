@@ -6,7 +6,7 @@
 //! operator's `date -s`) neither marks every worker missing nor hides a silent one. The store
 //! keeps wall-clock times for people to read.
 
-use crate::controller::Wakeups;
+use crate::wakeups::Wakeups;
 use crate::model::{now, Health, InstanceState};
 use crate::store::{InstanceRecord, StateUpdate, Store};
 use anyhow::Result;

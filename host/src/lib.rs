@@ -40,6 +40,8 @@ pub mod scenario;
 pub mod sensors;
 pub mod statedir;
 pub mod store;
+pub mod tokens;
+pub mod wakeups;
 
 /// How many cases a property test runs: `default`, or `PROPTEST_CASES` when set (a longer
 /// fuzzing session: `PROPTEST_CASES=100000 cargo test -p epu proptest`).

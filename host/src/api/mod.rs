@@ -1,11 +1,10 @@
 //! The HTTP/JSON API on the state dir's unix socket (mode 0600): the CLI's and the workers'
 //! way into the daemon. With `--listen`, the same API is served on TCP too, behind tokens
-//! ([`auth`]) and a body size limit, for workers on other machines and remote tools.
+//! ([`crate::tokens`]) and a body size limit, for workers on other machines and remote tools.
 //!
 //! Errors are `{"error": "..."}` with 400 (bad input, malformed JSON), 401 (no or wrong
 //! token), 404 (unknown domain or node), 409 (conflict), 413 (body too large) or 500.
 
-pub mod auth;
 mod dashboard;
 mod server;
 
@@ -58,8 +57,7 @@ impl From<anyhow::Error> for ApiError {
 const MAX_BODY: usize = 64 * 1024;
 /// How long a client may take to send a request's body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most connections the unix socket serves at once.
-pub const UNIX_MAX_CONNECTIONS: usize = 256;
+pub use crate::daemon::UNIX_MAX_CONNECTIONS;
 
 /// A JSON body whose every rejection is a `{"error"}` answer: 413 for a body over the limit,
 /// 400 for anything else (malformed JSON, wrong fields, no content type).
@@ -265,7 +263,7 @@ fn bearer(value: &str) -> Option<&str> {
 }
 
 /// A 401. Refusals are counted in `epu_api_refused_total` and logged at most once per
-/// [`auth::REFUSAL_LOG_EVERY`]; nothing of the request is stored.
+/// [`crate::tokens::REFUSAL_LOG_EVERY`]; nothing of the request is stored.
 fn refuse(d: &Daemon, peer: std::net::SocketAddr, path: &str, why: &str) -> ApiError {
     d.services
         .metrics

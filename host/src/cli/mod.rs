@@ -402,7 +402,7 @@ fn parse_settings(items: &[String]) -> Result<Map<String, Value>> {
 
 /// Parses `epu domain add --sensor` (see its help) into a checked sensor spec. `command=` takes
 /// the rest of the text, commas included, and runs it with `sh -c` in `cwd`.
-fn parse_sensor(text: &str, cwd: &Path) -> Result<crate::sensors::SensorSpec> {
+fn parse_sensor(text: &str, cwd: &Path) -> Result<crate::model::sensor::SensorSpec> {
     let mut map = Map::new();
     let mut rest = text;
     while !rest.is_empty() {
@@ -426,9 +426,9 @@ fn parse_sensor(text: &str, cwd: &Path) -> Result<crate::sensors::SensorSpec> {
     if map.get("kind").and_then(Value::as_str) == Some("command") {
         map.insert("cwd".into(), json!(cwd));
     }
-    let spec: crate::sensors::SensorSpec = serde_json::from_value(Value::Object(map))
+    let spec: crate::model::sensor::SensorSpec = serde_json::from_value(Value::Object(map))
         .map_err(|e| anyhow::anyhow!("sensor '{text}': {e}"))?;
-    crate::sensors::check_all(std::slice::from_ref(&spec))?;
+    crate::model::sensor::check_all(std::slice::from_ref(&spec))?;
     Ok(spec)
 }
 
@@ -906,7 +906,7 @@ mod tests {
 
     #[test]
     fn sensor_specs_parse_from_the_command_line() {
-        use crate::sensors::SensorSpec;
+        use crate::model::sensor::SensorSpec;
         let cwd = Path::new("/tmp");
         let a = parse_sensor(
             "kind=amqp,name=q,url=amqp://127.0.0.1:5672/%2f,queue=work,interval_ms=200",

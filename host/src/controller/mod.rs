@@ -27,6 +27,7 @@ use crate::model::DomainSpec;
 use crate::provisioner::Provisioner;
 use crate::sensors::{self, Pollers, SensorBoard};
 use crate::store::Store;
+use crate::wakeups::Wakeups;
 use backoff::Backoff;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -51,29 +52,6 @@ pub struct Services {
     pub sensors: Arc<SensorBoard>,
     pub threads: DecideThreads,
     pub metrics: Arc<crate::metrics::Metrics>,
-}
-
-/// Wakes a domain's controller for an early decide. Wakes that arrive during a decide are
-/// kept, so a change is never missed.
-#[derive(Default)]
-pub struct Wakeups {
-    map: Mutex<HashMap<String, Route>>,
-}
-
-impl Wakeups {
-    pub fn wake(&self, domain: &str) {
-        if let Some(route) = self.map.lock().unwrap().get(domain) {
-            route.send(Msg::Wake);
-        }
-    }
-
-    fn register(&self, domain: &str, route: Route) {
-        self.map.lock().unwrap().insert(domain.to_string(), route);
-    }
-
-    fn unregister(&self, domain: &str) {
-        self.map.lock().unwrap().remove(domain);
-    }
 }
 
 /// What `epu status` shows of a controller.
@@ -244,7 +222,12 @@ pub fn start(
         _pollers: pollers,
     };
     let route = services.threads.place(controller);
-    services.wakeups.register(&name, route.clone());
+    let waker = route.clone();
+    services
+        .wakeups
+        .register(&name, Box::new(move || {
+            waker.send(Msg::Wake);
+        }));
     ControllerHandle {
         route,
         status,

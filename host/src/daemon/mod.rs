@@ -9,9 +9,10 @@ pub use status::DomainStatus;
 
 use removal::TERMINATING;
 use startup::{fd_budget, lock_state_dir};
-pub use startup::{DEFAULT_MAX_CONNECTIONS, FD_RESERVE};
+pub use startup::{DEFAULT_MAX_CONNECTIONS, FD_RESERVE, UNIX_MAX_CONNECTIONS};
 
-use crate::controller::{self, ControllerHandle, Services, Wakeups};
+use crate::controller::{self, ControllerHandle, Services};
+use crate::wakeups::Wakeups;
 use crate::engine::{CallLimits, EngineHost};
 use crate::health::HealthMonitor;
 use crate::model::DomainSpec;
@@ -67,7 +68,7 @@ pub struct DaemonOptions {
 pub struct Daemon {
     pub state_dir: PathBuf,
     /// The tokens of the TCP API.
-    pub tokens: Arc<crate::api::auth::Tokens>,
+    pub tokens: Arc<crate::tokens::Tokens>,
     /// The TCP listener, until the API server takes it.
     pub tcp: std::sync::Mutex<Option<std::net::TcpListener>>,
     /// Whether `/metrics` on TCP needs no token.
@@ -75,7 +76,7 @@ pub struct Daemon {
     /// The most TCP connections served at once.
     pub tcp_max_connections: usize,
     /// Rate-limits the log lines of refused TCP requests.
-    pub refusals: crate::api::auth::RefusalLog,
+    pub refusals: crate::tokens::RefusalLog,
     pub services: Arc<Services>,
     pub health: Arc<HealthMonitor>,
     controllers: tokio::sync::Mutex<BTreeMap<String, ControllerHandle>>,
@@ -106,7 +107,7 @@ impl Daemon {
             tracing::info!("deleted {deleted} unused engine file(s) from the state dir");
         }
         let wakeups = Arc::new(Wakeups::default());
-        let tokens = Arc::new(crate::api::auth::Tokens::load(&state_dir, None)?);
+        let tokens = Arc::new(crate::tokens::Tokens::load(&state_dir, None)?);
         let tcp = match &options.listen {
             Some(addr) => {
                 let l = std::net::TcpListener::bind(addr)

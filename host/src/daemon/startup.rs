@@ -9,6 +9,8 @@ use std::time::Duration;
 
 /// The most TCP API connections served at once unless configured.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// The most connections the unix socket serves at once.
+pub const UNIX_MAX_CONNECTIONS: usize = 256;
 
 /// The fds kept for everything but API connections: the store, the listeners, worker logs
 /// and watchers, engines' compile cache, sensors.
@@ -31,7 +33,7 @@ pub(super) fn fd_budget(wanted: usize) -> usize {
     };
     let room = soft
         .saturating_sub(FD_RESERVE)
-        .saturating_sub(crate::api::UNIX_MAX_CONNECTIONS as u64);
+        .saturating_sub(UNIX_MAX_CONNECTIONS as u64);
     let max = wanted
         .min(usize::try_from(room).unwrap_or(usize::MAX))
         .max(16);

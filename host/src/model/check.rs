@@ -63,7 +63,7 @@ impl DomainSpec {
         within("pulse_ms", self.pulse_ms, lo, hi)?;
         self.health.check()?;
         self.limits.check()?;
-        crate::sensors::check_all(&self.sensors)?;
+        super::sensor::check_all(&self.sensors)?;
         match &self.deployable {
             Deployable::Process(p) => p.check(),
             Deployable::Ec2(e) => e.check(),

@@ -2,6 +2,7 @@
 
 mod check;
 mod deployable;
+pub mod sensor;
 
 pub use check::{within, within_f64, GRACE_RANGE, MAX_INSTANCES_CAP, PULSE_MS_RANGE};
 pub use deployable::{
@@ -231,7 +232,7 @@ pub struct DomainSpec {
     pub limits: EngineLimits,
     /// The sensors whose readings the engine sees.
     #[serde(default)]
-    pub sensors: Vec<crate::sensors::SensorSpec>,
+    pub sensors: Vec<sensor::SensorSpec>,
     /// A dry run: the engine decides on real inputs and its decisions are recorded, but
     /// nothing is launched or destroyed.
     #[serde(default)]

@@ -10,8 +10,8 @@ pub mod ec2;
 pub mod process;
 mod reconcile;
 
-use crate::api::auth::Tokens;
-use crate::controller::Wakeups;
+use crate::tokens::Tokens;
+use crate::wakeups::Wakeups;
 use crate::model::{Deployable, DomainSpec, InstanceState, ProcessDeployable};
 use crate::store::{InstanceRecord, StateUpdate, Store};
 use anyhow::Result;

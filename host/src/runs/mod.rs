@@ -481,6 +481,6 @@ fn fill_domain(
     value = template::fill(&value, attrs, false)?;
     value["config"] = config;
     let filled: crate::model::DomainSpec = serde_json::from_value(value)?;
-    crate::sensors::check_all(&filled.sensors)?;
+    crate::model::sensor::check_all(&filled.sensors)?;
     Ok(filled)
 }

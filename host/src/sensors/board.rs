@@ -2,7 +2,7 @@
 //! controllers.
 
 use super::SensorSpec;
-use crate::controller::Wakeups;
+use crate::wakeups::Wakeups;
 use crate::engine::bindings::SensorReading;
 use crate::store::Store;
 use serde::Serialize;

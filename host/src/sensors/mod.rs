@@ -10,10 +10,9 @@
 mod amqp;
 mod board;
 mod command;
-mod spec;
 
 pub use board::{PushError, Reading, Readings, SensorBoard, SensorStatus};
-pub use spec::{check_all, redact, SensorSpec};
+pub use crate::model::sensor::{check_all, redact, SensorSpec};
 
 use crate::model::now;
 use std::path::PathBuf;

@@ -188,7 +188,7 @@ fn the_event_log_has_no_gaps_and_can_be_filtered() {
 fn sensors_and_pushed_readings_are_kept_until_the_domain_goes() {
     let (_dir, s) = store();
     let mut d = spec("q");
-    d.sensors = vec![crate::sensors::SensorSpec::Pushed {
+    d.sensors = vec![crate::model::sensor::SensorSpec::Pushed {
         name: "queue-length".into(),
         stale_after_ms: Some(500),
     }];

@@ -14,8 +14,8 @@
 
 pub mod cloud;
 
-use crate::api::auth::Tokens;
-use crate::controller::Wakeups;
+use crate::tokens::Tokens;
+use crate::wakeups::Wakeups;
 use crate::model::{now, DomainSpec, Ec2Deployable, InstanceState};
 use crate::store::{InstanceRecord, StateUpdate, Store};
 use aws_sdk_ec2::types::InstanceStateName;

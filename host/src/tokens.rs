@@ -1,7 +1,8 @@
-//! Tokens of the TCP API. The admin token (`<state dir>/api-token`, mode 0600, or configured)
-//! may do anything; a worker's token, derived from a secret kept in the state dir and the
-//! instance id, may only send that instance's heartbeats. The unix socket needs no token: its
-//! mode (0600) is its guard.
+//! Who may call the TCP API: its tokens, and the rate limit of the log of refused calls. The
+//! admin token (`<state dir>/api-token`, mode 0600, or configured) may do anything; a worker's
+//! token, derived from a secret kept in the state dir and the instance id, may only send that
+//! instance's heartbeats. The provisioner hands workers their tokens; the API checks them. The
+//! unix socket needs no token: its mode (0600) is its guard.
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
