@@ -6,9 +6,9 @@
 //! operator's `date -s`) neither marks every worker missing nor hides a silent one. The store
 //! keeps wall-clock times for people to read.
 
-use crate::wakeups::Wakeups;
 use crate::model::{now, Health, InstanceState};
 use crate::store::{InstanceRecord, StateUpdate, Store};
+use crate::wakeups::Wakeups;
 use anyhow::Result;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

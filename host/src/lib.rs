@@ -12,11 +12,10 @@
 //! - [`health`]: heartbeats and their timeouts.
 //! - [`sensors`]: the readings engines scale on (AMQP queue depth, commands, pushes).
 //! - [`plan`]: launch plans: bootlevels of services, and domains.
-//! - [`runs`]: booting, checking and terminating runs of plans, and cleaning up.
 //! - [`analysis`]: event-log analysis per domain; [`graph`] draws it.
 //! - [`scenario`]: `epu engine test`, scenario files replayed against an engine.
-//! - [`daemon`]: wires everything together and recovers after a restart.
-//! - [`dropin`]: the watched plugins directory for hot swaps.
+//! - [`daemon`]: wires everything together and recovers after a restart; its child modules run
+//!   the plans' runs (`daemon::runs`) and watch the plugins directory (`daemon::dropin`).
 //! - [`api`]: HTTP/JSON on a unix socket for the CLI and the workers, and on TCP behind tokens.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`cli`]: the `epu` command.
@@ -27,7 +26,6 @@ pub mod cli;
 pub mod conformance;
 pub mod controller;
 pub mod daemon;
-pub mod dropin;
 pub mod engine;
 pub mod graph;
 pub mod health;
@@ -35,7 +33,6 @@ pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod provisioner;
-pub mod runs;
 pub mod scenario;
 pub mod sensors;
 pub mod statedir;

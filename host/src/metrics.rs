@@ -1,10 +1,8 @@
-//! Prometheus metrics (`GET /metrics`, in the text exposition format, made by the
-//! `prometheus` crate). Counters and histograms are updated where things happen; gauges
-//! (instances, desired and actual counts, quarantine, sensors) are set from the daemon's
-//! status at each scrape, so a removed domain disappears from them.
+//! Prometheus metrics (made by the `prometheus` crate). Counters and histograms are updated
+//! where things happen; the [`Gauges`] (instances, desired and actual counts, quarantine,
+//! sensors) are set from the daemon's status at each scrape of `GET /metrics` (`api/metrics.rs`),
+//! so a removed domain disappears from them.
 
-use crate::daemon::DomainStatus;
-use crate::model::{Health, InstanceState};
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -40,14 +38,39 @@ pub struct Metrics {
     pub api_requests: IntCounterVec,
     /// TCP API requests refused for their token, by reason.
     pub api_refused: IntCounterVec,
-    instances: IntGaugeVec,
-    health: IntGaugeVec,
-    desired: IntGaugeVec,
-    actual: IntGaugeVec,
-    quarantined: IntGaugeVec,
-    dry_run: IntGaugeVec,
-    sensor_value: GaugeVec,
-    sensor_stale: IntGaugeVec,
+    pub gauges: Gauges,
+}
+
+/// The gauges set from the daemon's status at each scrape.
+pub struct Gauges {
+    /// Instances by domain and state (final states left out).
+    pub instances: IntGaugeVec,
+    /// Instances by domain and health.
+    pub health: IntGaugeVec,
+    pub desired: IntGaugeVec,
+    pub actual: IntGaugeVec,
+    pub quarantined: IntGaugeVec,
+    pub dry_run: IntGaugeVec,
+    pub sensor_value: GaugeVec,
+    pub sensor_stale: IntGaugeVec,
+}
+
+impl Gauges {
+    /// Clears every gauge, so that a domain or sensor that is gone disappears.
+    pub fn reset(&self) {
+        for g in [
+            &self.instances,
+            &self.health,
+            &self.desired,
+            &self.actual,
+            &self.quarantined,
+            &self.dry_run,
+            &self.sensor_stale,
+        ] {
+            g.reset();
+        }
+        self.sensor_value.reset();
+    }
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -138,44 +161,46 @@ impl Metrics {
                 "TCP API requests refused for want of a valid token, by reason.",
                 &["reason"],
             ),
-            instances: gauge(
-                &r,
-                "epu_instances",
-                "Live instances, by state.",
-                &["domain", "state"],
-            ),
-            health: gauge(
-                &r,
-                "epu_instances_by_health",
-                "Live instances, by health.",
-                &["domain", "health"],
-            ),
-            desired: gauge(
-                &r,
-                "epu_desired_instances",
-                "The count the engine's last decision aims at.",
-                d,
-            ),
-            actual: gauge(
-                &r,
-                "epu_actual_instances",
-                "Live instances that are not being destroyed.",
-                d,
-            ),
-            quarantined: gauge(
-                &r,
-                "epu_engine_quarantined",
-                "1 while the engine is quarantined.",
-                d,
-            ),
-            dry_run: gauge(&r, "epu_domain_dry_run", "1 for a dry-run domain.", d),
-            sensor_value,
-            sensor_stale: gauge(
-                &r,
-                "epu_sensor_stale",
-                "1 while a sensor's reading is stale.",
-                &["domain", "sensor"],
-            ),
+            gauges: Gauges {
+                instances: gauge(
+                    &r,
+                    "epu_instances",
+                    "Live instances, by state.",
+                    &["domain", "state"],
+                ),
+                health: gauge(
+                    &r,
+                    "epu_instances_by_health",
+                    "Live instances, by health.",
+                    &["domain", "health"],
+                ),
+                desired: gauge(
+                    &r,
+                    "epu_desired_instances",
+                    "The count the engine's last decision aims at.",
+                    d,
+                ),
+                actual: gauge(
+                    &r,
+                    "epu_actual_instances",
+                    "Live instances that are not being destroyed.",
+                    d,
+                ),
+                quarantined: gauge(
+                    &r,
+                    "epu_engine_quarantined",
+                    "1 while the engine is quarantined.",
+                    d,
+                ),
+                dry_run: gauge(&r, "epu_domain_dry_run", "1 for a dry-run domain.", d),
+                sensor_value,
+                sensor_stale: gauge(
+                    &r,
+                    "epu_sensor_stale",
+                    "1 while a sensor's reading is stale.",
+                    &["domain", "sensor"],
+                ),
+            },
             registry: r,
         }
     }
@@ -194,60 +219,8 @@ impl Metrics {
         }
     }
 
-    /// The exposition text, with the gauges set from `domains`.
-    pub fn render(&self, domains: &[DomainStatus]) -> String {
-        for g in [
-            &self.instances,
-            &self.health,
-            &self.desired,
-            &self.actual,
-            &self.quarantined,
-            &self.dry_run,
-            &self.sensor_stale,
-        ] {
-            g.reset();
-        }
-        self.sensor_value.reset();
-        for d in domains {
-            let name = d.name.as_str();
-            for s in InstanceState::ALL.iter().filter(|s| !s.is_final()) {
-                let n = d.instances.iter().filter(|i| i.state == *s).count();
-                self.instances
-                    .with_label_values(&[name, s.as_str()])
-                    .set(n as i64);
-            }
-            for h in Health::ALL {
-                let n = d.instances.iter().filter(|i| i.health == h).count();
-                self.health
-                    .with_label_values(&[name, h.as_str()])
-                    .set(n as i64);
-            }
-            let actual = d
-                .instances
-                .iter()
-                .filter(|i| i.state < InstanceState::Terminating)
-                .count();
-            self.actual.with_label_values(&[name]).set(actual as i64);
-            if let Some(desired) = d.controller.desired {
-                self.desired
-                    .with_label_values(&[name])
-                    .set(i64::from(desired));
-            }
-            self.quarantined
-                .with_label_values(&[name])
-                .set(i64::from(d.controller.quarantined));
-            self.dry_run
-                .with_label_values(&[name])
-                .set(i64::from(d.dry_run));
-            for s in &d.sensors {
-                if let Some(v) = s.value {
-                    self.sensor_value.with_label_values(&[name, &s.name]).set(v);
-                }
-                self.sensor_stale
-                    .with_label_values(&[name, &s.name])
-                    .set(i64::from(s.stale));
-            }
-        }
+    /// The exposition text of every metric.
+    pub fn encode(&self) -> String {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!("encoding metrics: {e}");

@@ -46,9 +46,12 @@ mod tests {
         let w = Wakeups::default();
         let woken = Arc::new(AtomicU32::new(0));
         let seen = woken.clone();
-        w.register("a", Box::new(move || {
-            seen.fetch_add(1, Ordering::SeqCst);
-        }));
+        w.register(
+            "a",
+            Box::new(move || {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
         w.wake("a");
         w.wake("b");
         w.unregister("a");

@@ -6,6 +6,7 @@
 //! token), 404 (unknown domain or node), 409 (conflict), 413 (body too large) or 500.
 
 mod dashboard;
+mod metrics;
 mod server;
 
 use crate::daemon::{Daemon, OpError};
@@ -112,7 +113,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/", get(dashboard::page))
         .route("/app.js", get(dashboard::script))
         .route("/style.css", get(dashboard::style))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -519,9 +520,9 @@ async fn count_request(State(d): Shared, req: Request, next: Next) -> Response {
 }
 
 /// Prometheus metrics, in the text exposition format.
-async fn metrics(State(d): Shared) -> Result<Response, ApiError> {
+async fn metrics_text(State(d): Shared) -> Result<Response, ApiError> {
     let domains = d.status(None).await?;
-    let text = d.services.metrics.render(&domains);
+    let text = metrics::render(&d.services.metrics, &domains);
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -223,11 +223,12 @@ pub fn start(
     };
     let route = services.threads.place(controller);
     let waker = route.clone();
-    services
-        .wakeups
-        .register(&name, Box::new(move || {
+    services.wakeups.register(
+        &name,
+        Box::new(move || {
             waker.send(Msg::Wake);
-        }));
+        }),
+    );
     ControllerHandle {
         route,
         status,

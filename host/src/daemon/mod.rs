@@ -1,7 +1,9 @@
 //! The daemon: one per state dir. It opens the store, recovers workers and controllers after a
 //! restart, and offers the operations the API exposes.
 
+pub mod dropin;
 mod removal;
+pub mod runs;
 mod startup;
 mod status;
 
@@ -12,13 +14,13 @@ use startup::{fd_budget, lock_state_dir};
 pub use startup::{DEFAULT_MAX_CONNECTIONS, FD_RESERVE, UNIX_MAX_CONNECTIONS};
 
 use crate::controller::{self, ControllerHandle, Services};
-use crate::wakeups::Wakeups;
 use crate::engine::{CallLimits, EngineHost};
 use crate::health::HealthMonitor;
 use crate::model::DomainSpec;
 use crate::provisioner::Provisioner;
 use crate::sensors::{PushError, SensorBoard};
 use crate::store::{EngineVersion, Store};
+use crate::wakeups::Wakeups;
 use anyhow::{Context, Result};
 use nix::fcntl::Flock;
 use serde_json::{Map, Value};
@@ -186,7 +188,7 @@ impl Daemon {
         }
         let held: Vec<String> = held.into_iter().map(|(n, _)| n).collect();
         daemon.services.provisioner.recover(&held)?;
-        let unfinished = crate::runs::recover(&store)?;
+        let unfinished = crate::daemon::runs::recover(&store)?;
         let terminating = store.flag(TERMINATING)?;
         let removing = store.removing_domains()?;
         let mut finish = Vec::new();
@@ -228,7 +230,7 @@ impl Daemon {
             .unwrap_or_else(|| daemon.state_dir.join("plugins"));
         std::fs::create_dir_all(&plugins_dir)
             .with_context(|| format!("creating the plugins dir {}", plugins_dir.display()))?;
-        tokio::spawn(crate::dropin::watch(daemon.clone(), plugins_dir));
+        tokio::spawn(crate::daemon::dropin::watch(daemon.clone(), plugins_dir));
         if terminating || !unfinished.is_empty() || !finish.is_empty() {
             tokio::spawn(
                 daemon

@@ -9,11 +9,11 @@
 pub mod template;
 
 use crate::engine::bundled;
+use crate::model::sensor::SensorSpec;
 use crate::model::{
     check_domain_name, within, within_f64, Deployable, DomainSpec, Ec2Deployable, EngineLimits,
     HealthSettings, ProcessDeployable, DEFAULT_MAX_INSTANCES, DEFAULT_PULSE_MS, GRACE_RANGE,
 };
-use crate::model::sensor::SensorSpec;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -10,10 +10,10 @@ pub mod ec2;
 pub mod process;
 mod reconcile;
 
-use crate::tokens::Tokens;
-use crate::wakeups::Wakeups;
 use crate::model::{Deployable, DomainSpec, InstanceState, ProcessDeployable};
 use crate::store::{InstanceRecord, StateUpdate, Store};
+use crate::tokens::Tokens;
+use crate::wakeups::Wakeups;
 use anyhow::Result;
 use nix::sys::signal::Signal;
 use process::{FoundWorker, Liveness};

@@ -2,9 +2,9 @@
 //! controllers.
 
 use super::SensorSpec;
-use crate::wakeups::Wakeups;
 use crate::engine::bindings::SensorReading;
 use crate::store::Store;
+use crate::wakeups::Wakeups;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};

@@ -11,8 +11,8 @@ mod amqp;
 mod board;
 mod command;
 
-pub use board::{PushError, Reading, Readings, SensorBoard, SensorStatus};
 pub use crate::model::sensor::{check_all, redact, SensorSpec};
+pub use board::{PushError, Reading, Readings, SensorBoard, SensorStatus};
 
 use crate::model::now;
 use std::path::PathBuf;

@@ -14,10 +14,10 @@
 
 pub mod cloud;
 
-use crate::tokens::Tokens;
-use crate::wakeups::Wakeups;
 use crate::model::{now, DomainSpec, Ec2Deployable, InstanceState};
 use crate::store::{InstanceRecord, StateUpdate, Store};
+use crate::tokens::Tokens;
+use crate::wakeups::Wakeups;
 use aws_sdk_ec2::types::InstanceStateName;
 use aws_sdk_ec2::Client;
 use cloud::{CloudError, CloudInstance, LaunchRequest, TAG_DOMAIN, TAG_INSTANCE};
