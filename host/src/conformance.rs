@@ -4,9 +4,9 @@
 //! restart), a reconfigure, steady decides, and dying. Every snapshot is built by the daemon's
 //! own snapshot code, and every decision is checked by the daemon's own rules.
 
-use crate::controller::{decision, snapshot};
+use crate::contract::{decision, snapshot, Synced};
 use crate::engine::bindings::Decision;
-use crate::engine::{CallLimits, EngineError, EngineHost, EngineInstance, Synced, TrapKind};
+use crate::engine::{CallLimits, EngineError, EngineHost, EngineInstance, TrapKind};
 use crate::model::{EngineLimits, Health, InstanceState};
 use crate::store::InstanceRecord;
 use serde::Serialize;

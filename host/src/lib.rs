@@ -5,6 +5,7 @@
 //! - [`store`]: the SQLite store, the one source of truth.
 //! - [`statedir`]: the state dir kept private: its checks and how its files are opened.
 //! - [`engine`]: loads and sandboxes WebAssembly decision engines.
+//! - [`contract`]: the host side of the engine contract: snapshots, decision checks, names.
 //! - [`controller`]: one controller per domain, run by the decide threads, that decides and
 //!   carries decisions out.
 //! - [`conformance`]: `epu engine check`, a built-in scenario for plugin authors.
@@ -24,6 +25,7 @@ pub mod analysis;
 pub mod api;
 pub mod cli;
 pub mod conformance;
+pub mod contract;
 pub mod controller;
 pub mod daemon;
 pub mod engine;

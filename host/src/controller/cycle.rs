@@ -2,9 +2,9 @@
 //! the decision, record it, and carry it out.
 
 use super::faults::{Fault, FaultKind};
-use super::{decision, short_id, snapshot, Controller};
+use super::{short_id, Controller};
+use crate::contract::{decision, engine_status_name, snapshot, Synced};
 use crate::engine::bindings::{Decision, EngineStatus, Launch, Snapshot};
-use crate::engine::Synced;
 use crate::model::{now, Fallback, InstanceState};
 use crate::sensors::Reading;
 use crate::store::{InstanceRecord, NewInstance};
@@ -68,16 +68,6 @@ impl View {
             memo: &self.read.memo,
         };
         snapshot::build(view, synced, self.now)
-    }
-}
-
-/// The kebab-case name of an engine status.
-pub fn engine_status_name(s: EngineStatus) -> &'static str {
-    match s {
-        EngineStatus::Pending => "pending",
-        EngineStatus::Stable => "stable",
-        EngineStatus::Unknown => "unknown",
-        EngineStatus::DevmodeFailed => "devmode-failed",
     }
 }
 

@@ -3,7 +3,8 @@
 
 use super::cycle::View;
 use super::faults::{Fault, FaultKind};
-use super::{decision, snapshot, Controller};
+use super::{Controller, LiveEngine};
+use crate::contract::{decision, snapshot};
 use crate::engine::bindings::{LogLevel, Snapshot};
 use crate::engine::{CallLimits, EngineError, EngineInstance, LoadedEngine};
 use crate::model::EngineLimits;
@@ -18,8 +19,8 @@ impl Controller {
         &mut self,
         f: impl FnOnce(&mut EngineInstance) -> Result<T, EngineError>,
     ) -> Result<T, Fault> {
-        let mut inst = match self.instance.take() {
-            Some(i) => i,
+        let mut live = match self.instance.take() {
+            Some(live) => live,
             None => {
                 let config = Value::Object(self.spec.config.clone()).to_string();
                 let limits = CallLimits::from(&self.spec.limits);
@@ -28,15 +29,15 @@ impl Controller {
                     .engines
                     .instantiate(&self.loaded, &config, limits)
                 {
-                    Ok(i) => i,
+                    Ok(i) => LiveEngine::fresh(i),
                     Err(e) => return Err(Fault::new(FaultKind::Init, e.to_string())),
                 }
             }
         };
-        let result = f(&mut inst);
-        let logs = inst.take_logs();
+        let result = f(&mut live.instance);
+        let logs = live.instance.take_logs();
         if !matches!(result, Err(EngineError::Trap(..))) {
-            self.instance = Some(inst);
+            self.instance = Some(live);
         }
         self.record_logs(logs);
         result.map_err(Fault::from_call)
@@ -144,8 +145,8 @@ impl Controller {
             Ok(v) => v,
             Err(e) => return refuse(self, format!("storing the swap: {e:#}")),
         };
-        if let Some(old) = self.instance.replace(new_instance) {
-            old.dying();
+        if let Some(old) = self.instance.replace(LiveEngine::fresh(new_instance)) {
+            old.instance.dying();
         }
         self.services
             .metrics

@@ -13,12 +13,10 @@
 
 mod backoff;
 mod cycle;
-pub(crate) mod decision;
 mod engine_ops;
 mod event_budget;
 mod faults;
 mod recording;
-pub(crate) mod snapshot;
 mod threads;
 
 use crate::engine::bindings::EngineStatus;
@@ -38,7 +36,6 @@ use std::time::Duration;
 use threads::{Msg, Route};
 use tokio::sync::oneshot;
 
-pub use cycle::engine_status_name;
 pub use engine_ops::{empty_snapshot, trial_decide, TrialError};
 pub use faults::FaultKind;
 pub use threads::DecideThreads;
@@ -201,7 +198,7 @@ pub fn start(
         services: services.clone(),
         spec: record.spec,
         loaded,
-        instance,
+        instance: instance.map(LiveEngine::fresh),
         status: status.clone(),
         last_status: None,
         backoff: Backoff::default(),
@@ -237,12 +234,28 @@ pub fn start(
     }
 }
 
+/// The controller's engine instance, and what its snapshots have told it.
+struct LiveEngine {
+    instance: EngineInstance,
+    /// None for a fresh instance; set once a decision is carried out.
+    synced: Option<crate::contract::Synced>,
+}
+
+impl LiveEngine {
+    fn fresh(instance: EngineInstance) -> LiveEngine {
+        LiveEngine {
+            instance,
+            synced: None,
+        }
+    }
+}
+
 struct Controller {
     services: Arc<Services>,
     spec: DomainSpec,
     loaded: Arc<LoadedEngine>,
     /// None after a trap or a rejected reconfigure; the next call makes a fresh one.
-    instance: Option<EngineInstance>,
+    instance: Option<LiveEngine>,
     status: Arc<Mutex<ControllerStatus>>,
     last_status: Option<EngineStatus>,
     backoff: Backoff,
@@ -303,8 +316,8 @@ impl Controller {
     fn stop(&mut self) {
         self.services.wakeups.unregister(&self.spec.name);
         self.services.sensors.forget(&self.spec.name);
-        if let Some(inst) = self.instance.take() {
-            inst.dying();
+        if let Some(live) = self.instance.take() {
+            live.instance.dying();
         }
     }
 

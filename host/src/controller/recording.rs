@@ -59,7 +59,9 @@ fn snapshot_bytes(s: &Snapshot) -> usize {
 }
 
 fn step_bytes(s: &Snapshot, d: &Decision) -> usize {
-    snapshot_bytes(s) + super::decision::size(d) as usize + std::mem::size_of::<Decision>()
+    snapshot_bytes(s)
+        + crate::contract::decision::size(d) as usize
+        + std::mem::size_of::<Decision>()
 }
 
 impl Recording {

@@ -54,26 +54,12 @@ impl From<&crate::model::EngineLimits> for CallLimits {
     }
 }
 
-/// How much of its domain an engine instance has been told, so that its next snapshot can be
-/// a delta.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Synced {
-    /// The newest event sequence number its snapshots covered.
-    pub seq: i64,
-    /// The largest instance handle whose details it got.
-    pub max_handle: u64,
-    /// The sensors whose reading it was last told is stale.
-    pub stale: Vec<String>,
-}
-
 /// An instantiated, initialized engine.
 pub struct EngineInstance {
     store: Store<HostState>,
     bindings: bindings::Engine,
     /// Whether calls are timed (off only on a host without deadlines, for benchmarks).
     timed: bool,
-    /// None for a fresh instance; the controller sets it once a decision is carried out.
-    pub synced: Option<Synced>,
 }
 
 impl EngineInstance {
@@ -105,7 +91,6 @@ impl EngineInstance {
                 store,
                 bindings,
                 timed,
-                synced: None,
             },
             Err(e) => return Err(trap(&e, &store)),
         };

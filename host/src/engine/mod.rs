@@ -13,7 +13,7 @@ mod instance;
 mod sandbox;
 
 pub use budget::EPOCH_TICK;
-pub use instance::{CallLimits, EngineError, EngineInstance, Synced, TrapKind};
+pub use instance::{CallLimits, EngineError, EngineInstance, TrapKind};
 pub use sandbox::{MAX_LOG_LINES, MAX_RANDOM_BYTES, MAX_RESOURCES, MAX_TEXT_BYTES};
 
 use anyhow::{bail, Context, Result};

@@ -11,7 +11,7 @@ pub fn from_recording(
     config: Map<String, Value>,
     recorded: &[crate::controller::RecordedStep],
 ) -> Scenario {
-    use crate::controller::snapshot::{model_health, model_state};
+    use crate::contract::{model_health, model_state};
     let steps = recorded
         .iter()
         .enumerate()
@@ -71,7 +71,7 @@ pub fn from_recording(
                     launch: Some(launched),
                     launch_vars,
                     destroy: Some(d.destroy.clone()),
-                    status: Some(crate::controller::engine_status_name(d.status).into()),
+                    status: Some(crate::contract::engine_status_name(d.status).into()),
                     memo: returned,
                     error: None,
                     reconfigure_error: None,

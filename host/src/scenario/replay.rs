@@ -128,7 +128,7 @@ fn snapshot(
     full: bool,
     mut told: BTreeSet<u64>,
 ) -> (wit::Snapshot, BTreeSet<u64>) {
-    use crate::controller::snapshot::{wit_health, wit_state};
+    use crate::contract::{wit_health, wit_state};
     let mut details = Vec::new();
     let mut readings: Vec<wit::SensorReading> = Vec::new();
     let instances = step
@@ -229,7 +229,7 @@ fn compare(expect: &Expect, d: &wit::Decision) -> Vec<String> {
         }
     }
     if let Some(want) = &expect.status {
-        let got = crate::controller::engine_status_name(d.status);
+        let got = crate::contract::engine_status_name(d.status);
         if want != got {
             out.push(format!("status: expected {want}, got {got}"));
         }

@@ -1,74 +1,21 @@
 //! Builds the engine's snapshot from the store's records and the sensor board: the whole domain
 //! for a fresh engine instance, and only what changed for one that has been told the rest.
 
+use super::mapping::{wit_health, wit_state};
 use crate::engine::bindings::{self as wit, Snapshot};
-use crate::engine::Synced;
-use crate::model::{Health, InstanceState};
 use crate::sensors::Reading;
 use crate::store::InstanceRecord;
 
-/// An instance state as the contract names it.
-pub fn wit_state(s: InstanceState) -> wit::InstanceState {
-    use wit::InstanceState as W;
-    match s {
-        InstanceState::Requesting => W::Requesting,
-        InstanceState::Requested => W::Requested,
-        InstanceState::ErrorRetrying => W::ErrorRetrying,
-        InstanceState::Pending => W::Pending,
-        InstanceState::Started => W::Started,
-        InstanceState::Running => W::Running,
-        InstanceState::RunningFailed => W::RunningFailed,
-        InstanceState::Terminating => W::Terminating,
-        InstanceState::Terminated => W::Terminated,
-        InstanceState::Failed => W::Failed,
-        InstanceState::Rejected => W::Rejected,
-    }
-}
-
-/// A health as the contract names it.
-pub fn wit_health(h: Health) -> wit::Health {
-    use wit::Health as W;
-    match h {
-        Health::Unknown => W::Unknown,
-        Health::Ok => W::Ok,
-        Health::ProcessError => W::ProcessError,
-        Health::MonitorError => W::MonitorError,
-        Health::Missing => W::Missing,
-        Health::Zombie => W::Zombie,
-        Health::OutOfContact => W::OutOfContact,
-    }
-}
-
-/// An instance state as the daemon names it (the inverse of [`wit_state`]).
-pub fn model_state(s: wit::InstanceState) -> InstanceState {
-    use wit::InstanceState as W;
-    match s {
-        W::Requesting => InstanceState::Requesting,
-        W::Requested => InstanceState::Requested,
-        W::ErrorRetrying => InstanceState::ErrorRetrying,
-        W::Pending => InstanceState::Pending,
-        W::Started => InstanceState::Started,
-        W::Running => InstanceState::Running,
-        W::RunningFailed => InstanceState::RunningFailed,
-        W::Terminating => InstanceState::Terminating,
-        W::Terminated => InstanceState::Terminated,
-        W::Failed => InstanceState::Failed,
-        W::Rejected => InstanceState::Rejected,
-    }
-}
-
-/// A health as the daemon names it (the inverse of [`wit_health`]).
-pub fn model_health(h: wit::Health) -> Health {
-    use wit::Health as W;
-    match h {
-        W::Unknown => Health::Unknown,
-        W::Ok => Health::Ok,
-        W::ProcessError => Health::ProcessError,
-        W::MonitorError => Health::MonitorError,
-        W::Missing => Health::Missing,
-        W::Zombie => Health::Zombie,
-        W::OutOfContact => Health::OutOfContact,
-    }
+/// What an engine instance has been told by the snapshots of its carried-out decides, so that
+/// the next snapshot can be a delta. The controller keeps it beside the instance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Synced {
+    /// The newest event sequence number its snapshots covered.
+    pub seq: i64,
+    /// The largest instance handle whose details it got.
+    pub max_handle: u64,
+    /// The sensors whose reading it was last told is stale.
+    pub stale: Vec<String>,
 }
 
 /// The domain as one decide reads it.
@@ -151,6 +98,7 @@ pub fn build(view: DomainView, synced: Option<Synced>, now: f64) -> (Snapshot, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::InstanceState;
 
     fn rec(handle: u64, state: InstanceState, changed_seq: i64) -> InstanceRecord {
         InstanceRecord::for_test(handle, state, changed_seq)
@@ -296,15 +244,5 @@ mod tests {
             empty.sensors.is_none() && empty.memo.is_none(),
             "none, not an empty list"
         );
-    }
-
-    #[test]
-    fn states_and_health_map_to_the_contract_and_back() {
-        for s in InstanceState::ALL {
-            assert_eq!(model_state(wit_state(s)), s);
-        }
-        for h in Health::ALL {
-            assert_eq!(model_health(wit_health(h)), h);
-        }
     }
 }
