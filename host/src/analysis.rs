@@ -70,12 +70,9 @@ pub struct DomainSummary {
     pub last_event: Option<f64>,
 }
 
-/// Health states that count as a failure of a live instance.
+/// Whether a health change to `health` is a failure of the instance.
 fn is_unhealthy(health: &str) -> bool {
-    matches!(
-        health,
-        "missing" | "zombie" | "process-error" | "out-of-contact"
-    )
+    crate::model::Health::parse(health).is_some_and(crate::model::Health::is_bad)
 }
 
 /// Summarises the events of each domain in `events` (oldest first), by domain name.

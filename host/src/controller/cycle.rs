@@ -71,10 +71,9 @@ impl View {
     }
 }
 
-/// Unhealthy as the engines judge it: running-failed, or a health other than ok/unknown.
+/// Unhealthy as the engines judge it (see [`crate::model::is_unhealthy`]).
 fn is_unhealthy(r: &InstanceRecord) -> bool {
-    use crate::model::Health;
-    r.state == InstanceState::RunningFailed || !matches!(r.health, Health::Ok | Health::Unknown)
+    crate::model::is_unhealthy(r.state, r.health)
 }
 
 impl Controller {

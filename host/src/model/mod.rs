@@ -108,6 +108,20 @@ impl Health {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|x| x.as_str() == s)
     }
+
+    /// A health other than ok or unknown: the monitor or the worker saw something wrong.
+    pub fn is_bad(self) -> bool {
+        !matches!(self, Self::Ok | Self::Unknown)
+    }
+}
+
+/// Unhealthy, by the original EPU's rule that the engines apply too: a zombie at any state;
+/// otherwise, while the instance counts (below `terminating`), running-failed or a bad health.
+/// The daemon and the engines judge an instance alike with it.
+pub fn is_unhealthy(state: InstanceState, health: Health) -> bool {
+    health == Health::Zombie
+        || (state < InstanceState::Terminating
+            && (state == InstanceState::RunningFailed || health.is_bad()))
 }
 
 /// Heartbeat timeouts, in seconds.
