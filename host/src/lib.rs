@@ -21,6 +21,18 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`cli`]: the `epu` command.
 
+//!
+//! # Errors
+//! Inside a module, errors are `anyhow` with context. At every seam that another module matches
+//! on, the error is a `thiserror` enum whose variants say what the caller can do about it:
+//! [`controller::CommandError`] (refused, stopped, or the store failed), the daemon's
+//! [`daemon::OpError`] (each variant an HTTP status), [`engine::EngineError`] (refused or
+//! trapped, and how).
+//!
+//! # Imports
+//! Every import points down the list above, never up: `host/tests/layout.rs` fails on any
+//! cycle among these modules.
+
 pub mod analysis;
 pub mod api;
 pub mod cli;

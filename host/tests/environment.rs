@@ -119,6 +119,23 @@ fn a_worker_program_that_cannot_be_spawned_fails_clearly_and_recovers_when_it_re
     assert_store_sound(&epu.state_dir().join("epu.db"));
 }
 
+/// A raw HTTP/1.1 POST of `body` to `path` on the daemon's unix socket; the whole answer.
+fn post_raw(socket: &Path, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: epu\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
 /// A tmpfs mounted on a test's state dir, unmounted when dropped.
 struct Tmpfs(PathBuf);
 
@@ -200,6 +217,14 @@ fn a_full_state_dir_refuses_changes_clearly_and_loses_nothing() {
     let filler = fill(&epu.state_dir());
     let error = epu.fails(&["reconfigure", "d", "preserve_n=3"]);
     assert!(error.contains("full"), "{error}");
+    // A store failure is the daemon's, not the caller's: 500, not 400.
+    let answer = post_raw(
+        &epu.state_dir().join("epu.sock"),
+        "/v1/domains/d/reconfigure",
+        r#"{"config": {"preserve_n": 3}}"#,
+    );
+    assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+    assert!(answer.contains("storing the config"), "{answer}");
     // A worker dies while nothing can be written; the daemon stays up and answers.
     common::kill9(pids[0]);
     std::thread::sleep(Duration::from_secs(3));

@@ -3,7 +3,7 @@
 
 use super::cycle::View;
 use super::faults::{Fault, FaultKind};
-use super::{Controller, LiveEngine};
+use super::{CommandError, Controller, LiveEngine};
 use crate::contract::{decision, snapshot};
 use crate::engine::bindings::{LogLevel, Snapshot};
 use crate::engine::{CallLimits, EngineError, EngineInstance, LoadedEngine};
@@ -64,7 +64,7 @@ impl Controller {
     /// a trial decide on the live snapshot, as a swap's canary does: a config the engine
     /// refuses, or whose decision the daemon would refuse, is refused before anything is
     /// stored. Then the live instance gets the change.
-    pub(super) fn reconfigure(&mut self, change: Map<String, Value>) -> Result<i64, String> {
+    pub(super) fn reconfigure(&mut self, change: Map<String, Value>) -> Result<i64, CommandError> {
         let text = Value::Object(change.clone()).to_string();
         let mut merged = self.spec.config.clone();
         merged.extend(change.clone());
@@ -73,7 +73,7 @@ impl Controller {
                 "reconfigure-rejected",
                 json!({"change": change, "error": why}),
             );
-            return Err(why);
+            return Err(CommandError::Refused(why));
         }
         let result = if self.instance.is_some() {
             self.with_engine(move |e| e.reconfigure(&text))
@@ -91,7 +91,7 @@ impl Controller {
                 "reconfigure-rejected",
                 json!({"change": change, "error": fault.message}),
             );
-            return Err(fault.message);
+            return Err(CommandError::Refused(fault.message));
         }
         let version = self
             .services
@@ -99,7 +99,7 @@ impl Controller {
             .save_config(&self.spec.name, &merged, &change)
             .map_err(|e| {
                 self.instance = None;
-                format!("storing the config: {e:#}")
+                CommandError::Store(format!("storing the config: {e:#}"))
             })?;
         self.spec.config = merged;
         self.restart_recording();
@@ -118,21 +118,22 @@ impl Controller {
         loaded: Arc<LoadedEngine>,
         name: String,
         new_config: Option<Map<String, Value>>,
-    ) -> Result<i64, String> {
-        let refuse = |me: &Self, why: String| {
+    ) -> Result<i64, CommandError> {
+        let refuse = |me: &Self, why: CommandError| {
             me.event(
                 "swap-rejected",
-                json!({"engine": name, "sha": loaded.sha, "error": why}),
+                json!({"engine": name, "sha": loaded.sha, "error": why.to_string()}),
             );
             Err(why)
         };
         let config = new_config.as_ref().unwrap_or(&self.spec.config).clone();
         let new_instance = match self.canary(&loaded, &config) {
             Ok(i) => i,
-            Err(why) => return refuse(self, why),
+            Err(why) => return refuse(self, CommandError::Refused(why)),
         };
         if let Err(e) = self.services.engines.keep(&loaded) {
-            return refuse(self, format!("keeping the engine in the state dir: {e:#}"));
+            let why = format!("keeping the engine in the state dir: {e:#}");
+            return refuse(self, CommandError::Store(why));
         }
         let detail = json!({"from": {"engine": self.spec.engine, "sha": self.loaded.sha}, "to": {"engine": name, "sha": loaded.sha}});
         let version = match self.services.store.set_engine(
@@ -143,7 +144,12 @@ impl Controller {
             &detail,
         ) {
             Ok(v) => v,
-            Err(e) => return refuse(self, format!("storing the swap: {e:#}")),
+            Err(e) => {
+                return refuse(
+                    self,
+                    CommandError::Store(format!("storing the swap: {e:#}")),
+                )
+            }
         };
         if let Some(old) = self.instance.replace(LiveEngine::fresh(new_instance)) {
             old.instance.dying();

@@ -171,12 +171,12 @@ impl Controller {
     }
 
     /// `epu engine resume`: lifts the quarantine; the next decide runs on a fresh instance.
-    pub(super) fn resume(&mut self) -> Result<(), String> {
+    pub(super) fn resume(&mut self) -> Result<(), super::CommandError> {
         if !self.quarantined {
-            return Err(format!(
+            return Err(super::CommandError::Refused(format!(
                 "the engine of '{}' is not quarantined",
                 self.spec.name
-            ));
+            )));
         }
         self.instance = None;
         self.set_quarantine(false);

@@ -90,14 +90,17 @@ pub type Recorded = (Map<String, Value>, Vec<RecordedStep>);
 
 /// A request to a controller, answered on its channel.
 pub(super) enum Command {
-    Reconfigure(Map<String, Value>, oneshot::Sender<Result<i64, String>>),
+    Reconfigure(
+        Map<String, Value>,
+        oneshot::Sender<Result<i64, CommandError>>,
+    ),
     Swap(
         Arc<LoadedEngine>,
         String,
         Option<Map<String, Value>>,
-        oneshot::Sender<Result<i64, String>>,
+        oneshot::Sender<Result<i64, CommandError>>,
     ),
-    Resume(oneshot::Sender<Result<(), String>>),
+    Resume(oneshot::Sender<Result<(), CommandError>>),
     Recording(oneshot::Sender<Recorded>),
     Stop(oneshot::Sender<()>),
 }
@@ -113,6 +116,20 @@ pub struct ControllerHandle {
     deadline: Duration,
 }
 
+/// Why a command to a controller did not go through. Each kind maps to its own HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The engine or the daemon's checks refused it; nothing changed.
+    #[error("{0}")]
+    Refused(String),
+    /// The controller has stopped, or did not answer in time.
+    #[error("{0}")]
+    Stopped(String),
+    /// The store could not keep the change (a full disk, say); nothing changed.
+    #[error("{0}")]
+    Store(String),
+}
+
 /// How long a command waits for a controller: a few seconds, plus what its engine calls may
 /// take (a swap makes two: initialize and the canary decide).
 fn command_deadline(limits: &crate::model::EngineLimits) -> Duration {
@@ -120,25 +137,28 @@ fn command_deadline(limits: &crate::model::EngineLimits) -> Duration {
 }
 
 impl ControllerHandle {
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
-        let stopped = || "the domain's controller has stopped".to_string();
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, CommandError> {
+        let stopped = || CommandError::Stopped("the domain's controller has stopped".into());
         let (tx, rx) = oneshot::channel();
         if !self.route.send(|key| Msg::Command(key, make(tx))) {
             return Err(stopped());
         }
         match tokio::time::timeout(self.deadline, rx).await {
             Ok(answer) => answer.map_err(|_| stopped()),
-            Err(_) => Err(format!(
+            Err(_) => Err(CommandError::Stopped(format!(
                 "the domain's controller did not answer within {} s (its engine may be stuck \
                  in a call); try again, or remove the domain",
                 self.deadline.as_secs()
-            )),
+            ))),
         }
     }
 
     /// Applies a config change through the engine; returns the new config version, or the
     /// engine's reason for rejecting it (then nothing changed).
-    pub async fn reconfigure(&self, change: Map<String, Value>) -> Result<i64, String> {
+    pub async fn reconfigure(&self, change: Map<String, Value>) -> Result<i64, CommandError> {
         self.ask(|tx| Command::Reconfigure(change, tx)).await?
     }
 
@@ -150,19 +170,19 @@ impl ControllerHandle {
         loaded: Arc<LoadedEngine>,
         name: String,
         config: Option<Map<String, Value>>,
-    ) -> Result<i64, String> {
+    ) -> Result<i64, CommandError> {
         self.ask(|tx| Command::Swap(loaded, name, config, tx))
             .await?
     }
 
     /// Lifts a quarantine: the engine gets a fresh instance and decides again.
-    pub async fn resume(&self) -> Result<(), String> {
+    pub async fn resume(&self) -> Result<(), CommandError> {
         self.ask(Command::Resume).await?
     }
 
     /// The config and the decides the engine made since its last full snapshot (and the
     /// stretch before it), for a scenario file.
-    pub async fn recording(&self) -> Result<Recorded, String> {
+    pub async fn recording(&self) -> Result<Recorded, CommandError> {
         self.ask(Command::Recording).await
     }
 

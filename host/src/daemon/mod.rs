@@ -39,8 +39,24 @@ pub enum OpError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// A domain's controller has stopped or did not answer in time.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl OpError {
+    /// A controller's answer: a refusal is `refused` (bad input, or a conflict with the
+    /// domain's state), a stopped controller is unavailable, and a store failure is internal.
+    fn from_command(e: controller::CommandError, refused: fn(String) -> OpError) -> OpError {
+        use controller::CommandError as C;
+        match e {
+            C::Refused(why) => refused(why),
+            C::Stopped(why) => OpError::Unavailable(why),
+            C::Store(why) => OpError::Internal(anyhow::anyhow!(why)),
+        }
+    }
 }
 
 fn unknown_domain(name: &str) -> OpError {
@@ -344,7 +360,10 @@ impl Daemon {
             return Err(OpError::Invalid("no config keys given".into()));
         }
         let handle = self.handle(name).await?;
-        handle.reconfigure(change).await.map_err(OpError::Invalid)
+        handle
+            .reconfigure(change)
+            .await
+            .map_err(|e| OpError::from_command(e, OpError::Invalid))
     }
 
     /// Validates an engine (a bundled name or a `.wasm` path) against the live domain and
@@ -386,7 +405,7 @@ impl Daemon {
         handle
             .swap(loaded, crate::engine::engine_name(engine), config)
             .await
-            .map_err(OpError::Invalid)
+            .map_err(|e| OpError::from_command(e, OpError::Invalid))
     }
 
     /// The engines a domain has had, oldest first.
@@ -426,14 +445,17 @@ impl Daemon {
         handle
             .swap(loaded, previous.name.clone(), config)
             .await
-            .map_err(OpError::Invalid)
+            .map_err(|e| OpError::from_command(e, OpError::Invalid))
     }
 
     /// A scenario file (TOML) of what the domain's engine saw and decided lately, from a full
     /// snapshot on, and its number of steps; `epu engine test` replays it.
     pub async fn export_scenario(&self, name: &str) -> Result<(String, usize), OpError> {
         let handle = self.handle(name).await?;
-        let (config, steps) = handle.recording().await.map_err(OpError::Conflict)?;
+        let (config, steps) = handle
+            .recording()
+            .await
+            .map_err(|e| OpError::from_command(e, OpError::Conflict))?;
         if steps.is_empty() {
             return Err(OpError::Conflict(format!(
                 "'{name}' has no decide recorded yet since its engine or config last changed"
@@ -470,6 +492,9 @@ impl Daemon {
     /// Lifts a domain's quarantine.
     pub async fn resume_engine(&self, name: &str) -> Result<(), OpError> {
         let handle = self.handle(name).await?;
-        handle.resume().await.map_err(OpError::Conflict)
+        handle
+            .resume()
+            .await
+            .map_err(|e| OpError::from_command(e, OpError::Conflict))
     }
 }
