@@ -227,6 +227,11 @@ pub fn check_report(engine: &str, r: &crate::conformance::Report) {
     );
 }
 
+/// Prints a JSON value, pretty.
+pub(crate) fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,359 @@
+//! The command line: every subcommand and its arguments, as clap parses them.
+
+use super::parse::finite;
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "epu",
+    version,
+    about = "Elastic processing unit: keeps pools of workers at the right size"
+)]
+pub(super) struct Cli {
+    /// The state directory (store, socket, logs). Default: $XDG_STATE_HOME/epu or ~/.local/state/epu.
+    #[arg(long, global = true, env = "EPU_STATE_DIR")]
+    pub(super) state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(super) enum Command {
+    /// Run the daemon in the foreground, serving whatever the store holds. Ctrl-C stops the
+    /// daemon and leaves the workers running; the next start adopts them.
+    Daemon {
+        #[command(flatten)]
+        options: DaemonArgs,
+    },
+    /// Run a launch plan in the foreground and stream its events. Ctrl-C terminates the run:
+    /// every worker, then its services.
+    Run {
+        plan: PathBuf,
+        /// The run's name (default: the plan's name).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        options: DaemonArgs,
+    },
+    /// Boot a launch plan on a detached daemon (started if needed): its levels in order, each
+    /// ready before the next, then its domains. Returns once the run is booted; if a level
+    /// fails, what was started is stopped again and the exit is non-zero.
+    Boot {
+        plan: PathBuf,
+        /// The run's name (default: the plan's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only check the plan.
+        #[arg(long)]
+        validate: bool,
+        /// Check the plan and show what booting it would do, without doing it.
+        #[arg(long, conflicts_with = "validate")]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every domain and its instances; or one run (its services, re-checked, and its
+    /// domains) or one domain.
+    Status {
+        /// A run's or a domain's name.
+        target: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the runs.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A run's timeline: its levels, services and domains' events.
+    History {
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every worker of a run's domains, with its state, health and pid.
+    FindWorkers {
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Kill what no live run owns: the workers of domains whose run is gone, services of runs
+    /// that failed or were terminated, and stray processes this state dir launched.
+    Clean {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw a run's or a domain's history to an SVG or PNG file.
+    Graph {
+        /// A run's or a domain's name.
+        target: String,
+        #[arg(long, value_enum, default_value = "instances")]
+        kind: crate::graph::Kind,
+        /// The file to write: .svg or .png.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Add, list or remove domains.
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// Swap, roll back or resume a domain's engine, and see its history.
+    #[command(subcommand)]
+    Engine(EngineCommand),
+    /// Send readings to a domain's sensors.
+    #[command(subcommand)]
+    Sensor(SensorCommand),
+    /// Change a domain's engine config: KEY=VALUE..., values are JSON or plain strings.
+    Reconfigure {
+        domain: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+    /// Show the event log, all of it or a run's or a domain's; or analyse it with --summary.
+    Events {
+        /// A run's or a domain's name.
+        target: Option<String>,
+        /// Per domain: launches, failures, replacements, their latencies, engine faults and
+        /// reconfigurations.
+        #[arg(long, requires = "target", conflicts_with = "follow")]
+        summary: bool,
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new events.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only this domain's events.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Write what the --domain's engine saw and decided lately to FILE, as a scenario for
+        /// `epu engine test` (to try another engine on real history before a swap).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "domain",
+            conflicts_with = "follow"
+        )]
+        export_scenario: Option<PathBuf>,
+    },
+    /// Terminate a run: destroy its workers and wait until they are gone, then stop its services
+    /// level by level in reverse. Without RUN: terminate every run and domain and stop the daemon.
+    Terminate { run: Option<String> },
+    /// Send a heartbeat for a worker (workers get EPU_NODE_ID and EPU_STATE_DIR in their env).
+    Heartbeat {
+        #[arg(long, env = "EPU_NODE_ID")]
+        node_id: String,
+        /// ok or process-error.
+        #[arg(long, default_value = "ok")]
+        state: String,
+        /// What went wrong, with --state process-error.
+        #[arg(long)]
+        error: Option<String>,
+    },
+}
+
+/// How `epu daemon` and `epu run` serve.
+#[derive(clap::Args)]
+pub(super) struct DaemonArgs {
+    /// The drop-in directory watched for engines (default: <state dir>/plugins).
+    #[arg(long, env = "EPU_PLUGINS_DIR")]
+    pub(super) plugins_dir: Option<PathBuf>,
+    /// Also serve the API on this TCP address (HOST:PORT; port 0 picks one, written to
+    /// <state dir>/listen.addr). Requests need a bearer token: <state dir>/api-token, or
+    /// $EPU_API_TOKEN. Workers on other machines (the ec2 driver) send heartbeats here.
+    #[arg(long, env = "EPU_LISTEN")]
+    pub(super) listen: Option<String>,
+    /// Serve /metrics on the TCP listener without a token (for a scraper on a trusted
+    /// network). Closed by default.
+    #[arg(long, env = "EPU_METRICS_OPEN")]
+    pub(super) metrics_open: bool,
+    /// The largest engine component accepted, in MiB (default 64; 1 to 1024).
+    #[arg(long, env = "EPU_MAX_ENGINE_MIB", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub(super) max_engine_mib: Option<u64>,
+    /// The most TCP API connections served at once (default 512; 1 to 65536). Fewer when
+    /// the fd limit does not leave room for them beside the daemon's own reserve.
+    #[arg(long, env = "EPU_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub(super) max_connections: Option<u32>,
+}
+
+impl DaemonArgs {
+    pub(super) fn options(self) -> crate::daemon::DaemonOptions {
+        crate::daemon::DaemonOptions {
+            plugins_dir: self.plugins_dir,
+            listen: self.listen,
+            metrics_open: self.metrics_open,
+            max_engine_bytes: self.max_engine_mib.map(|m| m << 20),
+            max_connections: self.max_connections.map(|n| n as usize),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub(super) enum EngineCommand {
+    /// Validate ENGINE against the live domain (initialize + canary decide) and swap it in.
+    Swap {
+        domain: String,
+        /// A bundled engine's name or the path of a .wasm component.
+        engine: String,
+        /// The domain's new config, KEY=VALUE (repeatable), for an engine that takes other
+        /// keys. It replaces the whole config; without it the engine gets the current one.
+        #[arg(short, long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+    },
+    /// The engines a domain has had, by content hash and time.
+    History {
+        domain: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Swap back to the engine the domain had before its current one.
+    Rollback { domain: String },
+    /// Lift a quarantine: the engine decides again on a fresh instance.
+    Resume { domain: String },
+    /// Check an engine without a daemon: its world and contract version, then a built-in
+    /// scenario (empty, growing, failing and shrinking pools, a full snapshot again,
+    /// reconfigure, steady decides, dying) with its costs. Exits non-zero if it breaks the
+    /// contract.
+    Check {
+        /// A bundled engine's name or the path of a .wasm component.
+        engine: String,
+        /// Engine config, KEY=VALUE (repeatable).
+        #[arg(short, long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// The domain's max_instances for the check.
+        #[arg(long, default_value_t = 100)]
+        max_instances: u32,
+        /// A sensor reading, NAME=VALUE (repeatable), that arrives anew before every decide.
+        #[arg(long = "reading", value_name = "NAME=VALUE")]
+        readings: Vec<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay a scenario file (a config, then snapshots in and the decisions they must give)
+    /// against an engine, without a daemon. Prints what differs; exits non-zero on any.
+    Test {
+        /// A bundled engine's name or the path of a .wasm component.
+        engine: String,
+        scenario: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub(super) enum SensorCommand {
+    /// Record VALUE as the newest reading of the domain's pushed sensor NAME.
+    Push {
+        domain: String,
+        name: String,
+        #[arg(allow_negative_numbers = true)]
+        value: String,
+    },
+}
+
+/// The sandbox limits of `epu domain add`.
+#[derive(clap::Args)]
+pub(super) struct LimitArgs {
+    /// CPU-time budget of one engine call, in ms (default 50).
+    #[arg(long)]
+    pub(super) timeout_ms: Option<u32>,
+    /// Wall-clock backstop of one engine call, in ms (default 1000; at least --timeout-ms).
+    #[arg(long)]
+    pub(super) wall_timeout_ms: Option<u32>,
+    /// The engine's memory cap (all its memories and tables), in MiB (default 64).
+    #[arg(long)]
+    pub(super) memory_mib: Option<u32>,
+    /// The largest decision accepted, in bytes (default 1 MiB).
+    #[arg(long)]
+    pub(super) max_decision_bytes: Option<u32>,
+    /// Faults within the last --fault-window engine calls that quarantine the engine
+    /// (default 3).
+    #[arg(long)]
+    pub(super) quarantine_after: Option<u32>,
+    /// How many of the latest engine calls the fault count looks at (default: the larger of
+    /// 10 and --quarantine-after).
+    #[arg(long)]
+    pub(super) fault_window: Option<u32>,
+    /// What a quarantined domain does: hold (launch and destroy nothing) or preserve (keep
+    /// the last healthy count).
+    #[arg(long, value_parser = ["hold", "preserve"])]
+    pub(super) fallback: Option<String>,
+}
+
+impl LimitArgs {
+    pub(super) fn to_limits(&self) -> Result<crate::model::EngineLimits> {
+        let mut l = crate::model::EngineLimits::default();
+        l.timeout_ms = self.timeout_ms.unwrap_or(l.timeout_ms);
+        l.wall_timeout_ms = self.wall_timeout_ms.unwrap_or(l.wall_timeout_ms);
+        l.fault_window = self.fault_window;
+        l.memory_mib = self.memory_mib.unwrap_or(l.memory_mib);
+        l.max_decision_bytes = self.max_decision_bytes.unwrap_or(l.max_decision_bytes);
+        l.quarantine_after = self.quarantine_after.unwrap_or(l.quarantine_after);
+        if let Some(f) = &self.fallback {
+            l.fallback = serde_json::from_value(Value::String(f.clone()))?;
+        }
+        Ok(l)
+    }
+}
+
+// Parsed once per run: the size of `Add` does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+pub(super) enum DomainCommand {
+    /// Add a domain whose workers run COMMAND [ARGS...].
+    Add {
+        name: String,
+        /// A bundled engine's name (npreserving) or the path of a .wasm component.
+        #[arg(long)]
+        engine: String,
+        /// Engine config, KEY=VALUE (repeatable).
+        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        #[arg(long, default_value_t = crate::model::DEFAULT_MAX_INSTANCES)]
+        max_instances: u32,
+        #[arg(long, default_value_t = crate::model::DEFAULT_PULSE_MS)]
+        pulse_ms: u32,
+        /// Worker env, KEY=VALUE (repeatable).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Seconds between SIGTERM and SIGKILL on destroy.
+        #[arg(long, default_value_t = 5.0, value_parser = finite)]
+        grace: f64,
+        /// Seconds a started worker may take to send its first heartbeat (default 300).
+        #[arg(long, value_parser = finite)]
+        boot_timeout: Option<f64>,
+        /// Seconds of heartbeat silence before a worker is missing (default 120).
+        #[arg(long, value_parser = finite)]
+        missing_timeout: Option<f64>,
+        /// Seconds after a destroy from which a heartbeat marks a zombie (default 120).
+        #[arg(long, value_parser = finite)]
+        zombie_timeout: Option<f64>,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// A sensor, as comma-separated KEY=VALUE pairs (repeatable):
+        /// `kind=amqp,name=queue-length,url=amqp://127.0.0.1:5672/%2f,queue=work[,interval_ms=1000]`,
+        /// `kind=pushed,name=load[,stale_after_ms=30000]`, or
+        /// `kind=command,name=depth[,interval_ms=..,timeout_ms=..],command=SHELL COMMAND` (command last).
+        #[arg(long = "sensor", value_name = "SPEC")]
+        sensors: Vec<String>,
+        /// Let the engine decide on real inputs and record its decisions, but launch and
+        /// destroy nothing (to trial a policy beside the real one).
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// List the domains.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Destroy a domain's workers and remove it.
+    Remove { name: String },
+}
