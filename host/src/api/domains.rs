@@ -1,0 +1,156 @@
+//! The handlers of domains, their engines and sensors: status, add, remove, reconfigure,
+//! swap, history, rollback, resume, scenario export, pushed readings, and the chart series.
+
+use super::*;
+use crate::model::DomainSpec;
+
+#[derive(Deserialize)]
+pub(super) struct StatusQuery {
+    domain: Option<String>,
+}
+
+pub(super) async fn status(State(d): Shared, Query(q): Query<StatusQuery>) -> Reply {
+    let domains = d.status(q.domain.as_deref()).await?;
+    let store = &d.services.store;
+    let mut held = Vec::new();
+    for (name, error) in store.held_domains()? {
+        if q.domain.as_ref().is_none_or(|only| *only == name) {
+            let instances = store.live_instances(Some(&name))?.len();
+            held.push(json!({"name": name, "error": error, "instances": instances}));
+        }
+    }
+    Ok(Json(json!({ "domains": domains, "held": held })))
+}
+
+pub(super) async fn add_domain(State(d): Shared, ApiJson(spec): ApiJson<DomainSpec>) -> Reply {
+    let name = spec.name.clone();
+    d.add_domain(spec).await?;
+    Ok(Json(json!({ "added": name })))
+}
+
+pub(super) async fn remove_domain(State(d): Shared, Path(name): Path<String>) -> Reply {
+    d.remove_domain(&name).await?;
+    Ok(Json(json!({ "removed": name })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReconfigureBody {
+    config: Map<String, Value>,
+}
+
+pub(super) async fn reconfigure(
+    State(d): Shared,
+    Path(name): Path<String>,
+    ApiJson(b): ApiJson<ReconfigureBody>,
+) -> Reply {
+    let version = d.reconfigure(&name, b.config).await?;
+    Ok(Json(json!({ "domain": name, "config_version": version })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SwapBody {
+    /// A bundled engine's name or the path of a `.wasm` file on the daemon's machine.
+    engine: String,
+    /// The domain's new config, for an engine that takes other keys.
+    config: Option<serde_json::Map<String, Value>>,
+}
+
+pub(super) async fn swap_engine(
+    State(d): Shared,
+    Path(name): Path<String>,
+    ApiJson(b): ApiJson<SwapBody>,
+) -> Reply {
+    let version = d.swap_engine(&name, &b.engine, b.config).await?;
+    Ok(Json(json!({ "domain": name, "engine_version": version })))
+}
+
+pub(super) async fn engine_history(State(d): Shared, Path(name): Path<String>) -> Reply {
+    Ok(Json(
+        json!({ "domain": name, "versions": d.engine_history(&name)? }),
+    ))
+}
+
+pub(super) async fn rollback_engine(State(d): Shared, Path(name): Path<String>) -> Reply {
+    let version = d.rollback_engine(&name).await?;
+    Ok(Json(json!({ "domain": name, "engine_version": version })))
+}
+
+pub(super) async fn resume_engine(State(d): Shared, Path(name): Path<String>) -> Reply {
+    d.resume_engine(&name).await?;
+    Ok(Json(json!({ "domain": name, "resumed": true })))
+}
+
+pub(super) async fn scenario(State(d): Shared, Path(name): Path<String>) -> Reply {
+    let (text, steps) = d.export_scenario(&name).await?;
+    Ok(Json(
+        json!({ "domain": name, "steps": steps, "scenario": text }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReadingBody {
+    value: f64,
+}
+
+pub(super) async fn push_reading(
+    State(d): Shared,
+    Path((name, sensor)): Path<(String, String)>,
+    ApiJson(b): ApiJson<ReadingBody>,
+) -> Reply {
+    d.push_reading(&name, &sensor, b.value)?;
+    Ok(Json(
+        json!({ "domain": name, "sensor": sensor, "value": b.value }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(super) struct SeriesQuery {
+    /// How far back, in seconds.
+    #[serde(default = "default_window")]
+    seconds: f64,
+}
+
+pub(super) fn default_window() -> f64 {
+    3600.0
+}
+
+/// A domain's live instances by state over the window, as `[time, counts]` with the count
+/// at the window's start first, and its kept sensor readings in the window.
+pub(super) async fn series(
+    State(d): Shared,
+    Path(name): Path<String>,
+    Query(q): Query<SeriesQuery>,
+) -> Reply {
+    let store = &d.services.store;
+    if store.domain(&name)?.is_none() {
+        return Err(OpError::NotFound(format!("unknown domain '{name}'")).into());
+    }
+    let now = crate::model::now();
+    let since = now - q.seconds.clamp(1.0, 7.0 * 86400.0);
+    let events = store.events_after(0, Some(&name), u32::MAX)?;
+    let all = crate::analysis::instance_counts(&events);
+    let before = all
+        .iter()
+        .rev()
+        .find(|(t, _)| *t < since)
+        .map(|(_, c)| (since, *c));
+    let counts: Vec<_> = before
+        .into_iter()
+        .chain(all.into_iter().filter(|(t, _)| *t >= since))
+        .collect();
+    let readings: Vec<_> = store
+        .readings_of(&name)?
+        .into_iter()
+        .filter(|r| r.1 >= since)
+        .collect();
+    Ok(Json(json!({
+        "groups": crate::analysis::STATE_GROUPS,
+        "counts": counts,
+        "readings": readings,
+        "since": since,
+        "now": now,
+    })))
+}
