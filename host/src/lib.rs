@@ -1,26 +1,40 @@
 //! epu: an elastic processing unit.
 //!
 //! # Layout
-//! - [`model`]: instance states, health, domain specs.
-//! - [`store`]: the SQLite store, the one source of truth.
+//! From the ground up: each module imports only modules listed before it, never one after it
+//! (`host/tests/layout.rs` fails on any import cycle).
+//!
+//! The ground:
+//! - [`model`]: instance states, health, domain and sensor specs, and their range checks.
 //! - [`statedir`]: the state dir kept private: its checks and how its files are opened.
+//! - [`wakeups`]: how whatever changes a domain wakes its controller.
+//! - [`metrics`]: the Prometheus metrics, updated where things happen.
 //! - [`engine`]: loads and sandboxes WebAssembly decision engines.
+//! - [`tokens`]: who may call the TCP API: the admin and worker tokens.
+//!
+//! Services:
+//! - [`plan`]: launch plans: bootlevels of services, and domains.
+//! - [`store`]: the SQLite store, the one source of truth.
+//! - [`analysis`]: event-log analysis per domain (epumgmt's).
+//! - [`graph`]: draws that analysis as charts (`epu graph`).
+//! - [`sensors`]: the readings engines scale on (AMQP queue depth, commands, pushes).
+//! - [`provisioner`]: the instance lifecycle, the `process` driver and the `ec2` driver.
+//!
+//! The decide loop:
 //! - [`contract`]: the host side of the engine contract: snapshots, decision checks, names.
+//! - [`health`]: heartbeats and their timeouts.
 //! - [`controller`]: one controller per domain, run by the decide threads, that decides and
 //!   carries decisions out.
-//! - [`conformance`]: `epu engine check`, a built-in scenario for plugin authors.
-//! - [`provisioner`]: the instance lifecycle and the `process` driver.
-//! - [`health`]: heartbeats and their timeouts.
-//! - [`sensors`]: the readings engines scale on (AMQP queue depth, commands, pushes).
-//! - [`plan`]: launch plans: bootlevels of services, and domains.
-//! - [`analysis`]: event-log analysis per domain; [`graph`] draws it.
-//! - [`scenario`]: `epu engine test`, scenario files replayed against an engine.
+//!
+//! Tools for engine authors:
+//! - [`engine_check`]: `epu engine check`, a built-in scenario on a simulated domain.
+//! - [`engine_test`]: `epu engine test`, scenario files replayed against an engine.
+//!
+//! The edges:
 //! - [`daemon`]: wires everything together and recovers after a restart; its child modules run
 //!   the plans' runs (`daemon::runs`) and watch the plugins directory (`daemon::dropin`).
 //! - [`api`]: HTTP/JSON on a unix socket for the CLI and the workers, and on TCP behind tokens.
-//! - [`metrics`]: Prometheus metrics.
 //! - [`cli`]: the `epu` command.
-
 //!
 //! # Errors
 //! Inside a module, errors are `anyhow` with context. At every seam that another module matches
@@ -28,26 +42,22 @@
 //! [`controller::CommandError`] (refused, stopped, or the store failed), the daemon's
 //! [`daemon::OpError`] (each variant an HTTP status), [`engine::EngineError`] (refused or
 //! trapped, and how).
-//!
-//! # Imports
-//! Every import points down the list above, never up: `host/tests/layout.rs` fails on any
-//! cycle among these modules.
 
 pub mod analysis;
 pub mod api;
 pub mod cli;
-pub mod conformance;
 pub mod contract;
 pub mod controller;
 pub mod daemon;
 pub mod engine;
+pub mod engine_check;
+pub mod engine_test;
 pub mod graph;
 pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod provisioner;
-pub mod scenario;
 pub mod sensors;
 pub mod statedir;
 pub mod store;

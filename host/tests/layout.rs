@@ -96,6 +96,61 @@ fn imports_between_top_level_modules_form_no_cycle() {
     }
 }
 
+/// The modules in the order `lib.rs`'s layout lists them (the first link of each item).
+fn listed_order(lib: &str) -> Vec<String> {
+    lib.lines()
+        .filter_map(|l| l.strip_prefix("//! - [`"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn each_module_imports_only_modules_listed_before_it_in_lib_rs() {
+    let root = repo().join("host/src");
+    let mut graph = Graph::new();
+    read_imports(&root, &root, &mut graph);
+    let order = listed_order(&std::fs::read_to_string(root.join("lib.rs")).unwrap());
+    let place = |m: &str| order.iter().position(|o| o == m);
+    let mut wrong = Vec::new();
+    for (module, imports) in &graph {
+        let Some(at) = place(module) else {
+            wrong.push(format!("{module} is not in lib.rs's layout"));
+            continue;
+        };
+        for (import, file) in imports {
+            // The crate root's own items (`crate::proptest_cases`) are not modules.
+            if let Some(to) = place(import).filter(|to| *to > at) {
+                wrong.push(format!(
+                    "{module} imports {} ({file}), listed after it",
+                    order[to]
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn no_source_file_is_over_500_lines() {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let n = std::fs::read_to_string(&path).unwrap().lines().count();
+                if n > 500 {
+                    out.push(format!("{}: {n} lines", path.display()));
+                }
+            }
+        }
+    }
+    let mut long = Vec::new();
+    walk(&repo().join("host/src"), &mut long);
+    assert!(long.is_empty(), "split these: {long:?}");
+}
+
 #[test]
 fn the_cycle_finder_finds_a_cycle() {
     let mut g = Graph::new();

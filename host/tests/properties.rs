@@ -373,14 +373,14 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("scenario.toml");
         std::fs::write(&file, mutant(&original, &edits, &mutations)).unwrap();
-        match epu::scenario::Scenario::load(&file) {
+        match epu::engine_test::Scenario::load(&file) {
             Err(e) => {
                 let message = format!("{e:#}");
                 prop_assert!(message.contains("scenario.toml"), "the error does not name the file: {}", message);
             }
             Ok(scenario) => ENGINES.with(|(_, host, engines)| {
                 for engine in engines {
-                    let _ = epu::scenario::run(host, engine, &scenario);
+                    let _ = epu::engine_test::run(host, engine, &scenario);
                 }
             }),
         }

@@ -78,7 +78,7 @@ pub(super) async fn engine_command(
                     }
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let options = crate::conformance::CheckOptions {
+            let options = crate::engine_check::CheckOptions {
                 config: Value::Object(parse_settings(&config)?).to_string(),
                 max_instances,
                 limits: limits.to_limits()?,
@@ -100,14 +100,14 @@ pub(super) async fn engine_command(
 async fn check_engine(
     state_dir: &Path,
     engine: String,
-    options: crate::conformance::CheckOptions,
+    options: crate::engine_check::CheckOptions,
     json: bool,
 ) -> Result<()> {
     let max = crate::engine::DEFAULT_MAX_ENGINE_BYTES;
     let bytes = crate::engine::EngineHost::read_engine(&engine, Path::new("."), max)?;
     let dir = crate::statedir::prepare(state_dir)?;
     let report =
-        tokio::task::spawn_blocking(move || crate::conformance::check(&bytes, &dir, &options))
+        tokio::task::spawn_blocking(move || crate::engine_check::check(&bytes, &dir, &options))
             .await??;
     if json {
         print_json(&serde_json::to_value(&report)?);
@@ -128,14 +128,14 @@ async fn test_engine(
     scenario: PathBuf,
     json: bool,
 ) -> Result<()> {
-    let loaded = crate::scenario::Scenario::load(&scenario)?;
+    let loaded = crate::engine_test::Scenario::load(&scenario)?;
     let max = crate::engine::DEFAULT_MAX_ENGINE_BYTES;
     let bytes = crate::engine::EngineHost::read_engine(&engine, Path::new("."), max)?;
     let dir = crate::statedir::prepare(state_dir)?;
     let results = tokio::task::spawn_blocking(move || -> Result<_> {
         let host = crate::engine::EngineHost::new(&dir)?;
         let component = host.prepare(&bytes)?;
-        let results = crate::scenario::run(&host, &component, &loaded)?;
+        let results = crate::engine_test::run(&host, &component, &loaded)?;
         // The compiled code is kept for the next run only if the engine passed.
         if results.iter().all(|r| r.mismatches.is_empty()) {
             host.keep(&component)?;

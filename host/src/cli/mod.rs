@@ -1,5 +1,5 @@
 //! The `epu` command. Subcommands stay thin: they talk to the daemon through the API, except
-//! `daemon` and `run`, which are the daemon. [`args`] declares them; this file dispatches.
+//! `daemon` and `run`, which are the daemon. `args` declares them; this file dispatches.
 
 mod args;
 mod client;

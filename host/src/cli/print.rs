@@ -203,7 +203,7 @@ pub fn engine_history(versions: &Value) {
 }
 
 /// The report of `epu engine check`.
-pub fn check_report(engine: &str, r: &crate::conformance::Report) {
+pub fn check_report(engine: &str, r: &crate::engine_check::Report) {
     println!("{engine}: checked against epu:engine@{}", r.contract);
     for s in &r.steps {
         let mark = if s.ok { "ok" } else { "FAIL" };

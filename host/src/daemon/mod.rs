@@ -461,7 +461,7 @@ impl Daemon {
                 "'{name}' has no decide recorded yet since its engine or config last changed"
             )));
         }
-        let scenario = crate::scenario::from_recording(config, &steps);
+        let scenario = crate::engine_test::from_recording(config, &steps);
         let text = toml::to_string(&scenario).map_err(|e| OpError::Internal(e.into()))?;
         Ok((text, steps.len()))
     }

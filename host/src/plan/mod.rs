@@ -4,8 +4,8 @@
 //! attributes that later services and domains use as `${service.attr}`.
 //!
 //! A plan is checked whole (syntax, unknown keys, types, files, references and their order)
-//! before anything starts; an error names the file, the line and the key. [`spec`] is what a
-//! plan says, [`load`](mod@load) checks it, and [`services`] holds the checks of its services.
+//! before anything starts; an error names the file, the line and the key. `spec` is what a
+//! plan says, `load` checks it, and `services` holds the checks of its services.
 
 mod load;
 mod services;
