@@ -142,7 +142,8 @@ case "${1:-}" in
         plugins/build.sh
         # The tests run the queue-workers plan's programs, which live beside epu.
         cargo build --workspace
-        cargo test --workspace
+        # Every tier: the tests of outside services and of the guest toolchains too.
+        cargo test --workspace --features epu/services,epu/guests
         # A smoke run of the benchmark suite at small sizes (debug build), so that it does not
         # rot. It asserts nothing about speed.
         EPU_BENCH_SIZES=10,100 EPU_BENCH_KILLS=5 EPU_BENCH_CROSSINGS=5 EPU_BENCH_ROUNDS=2 \

@@ -1,5 +1,7 @@
 //! The web dashboard in a real browser: Debian's chromium, driven by playwright-core
 //! (`tests/browser/dashboard.mjs`) against a daemon that runs the quickstart plan.
+// Needs chromium and playwright-core: run with `--features services` (host/tests/README.md).
+#![cfg(feature = "services")]
 
 mod common;
 

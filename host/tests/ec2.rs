@@ -1,5 +1,7 @@
 //! The `ec2` driver against moto's EC2 server (a real HTTP implementation of the EC2 API on
 //! 127.0.0.1), with simulated workers sending heartbeats to the daemon's TCP listener.
+// Needs moto's EC2 server: run with `--features services` (host/tests/README.md).
+#![cfg(feature = "services")]
 
 #![cfg(feature = "ec2")]
 

@@ -133,6 +133,7 @@ fn a_heartbeat_long_after_a_destroy_marks_a_zombie() {
 
 /// libfaketime, which shifts a process's wall clock (not its monotonic clock) by the offset
 /// in a file, re-read every second (Debian package `faketime`).
+#[cfg(feature = "services")]
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// The wall clock jumps two hours ahead and then back behind real time under a running daemon.
@@ -140,6 +141,7 @@ const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 /// missing (nothing is replaced), and after the jump back a worker that stops heartbeating is
 /// still found missing on time.
 #[test]
+#[cfg(feature = "services")]
 fn a_wall_clock_jump_neither_invents_nor_hides_silent_workers() {
     assert!(
         std::path::Path::new(LIBFAKETIME).exists(),

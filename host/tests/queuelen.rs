@@ -1,5 +1,7 @@
 //! Queue-length scaling on a real RabbitMQ: the queue-workers plan's real AMQP workers, the
 //! bundled queuelen engine, and the AMQP queue-depth sensor.
+// Needs RabbitMQ: run with `--features services` (host/tests/README.md).
+#![cfg(feature = "services")]
 
 mod common;
 
