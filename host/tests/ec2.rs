@@ -2,7 +2,6 @@
 //! 127.0.0.1), with simulated workers sending heartbeats to the daemon's TCP listener.
 // Needs moto's EC2 server: run with `--features services` (host/tests/README.md).
 #![cfg(feature = "services")]
-
 #![cfg(feature = "ec2")]
 
 mod common;
