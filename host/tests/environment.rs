@@ -326,8 +326,10 @@ fn a_store_locked_by_another_process_is_waited_for_or_refused_clearly() {
     wait_for_workers(&epu, "d", 3);
 
     // A long one: the change is refused with a clear error, a worker that dies meanwhile is
-    // replaced once the lock is gone, and the daemon answers throughout.
-    let mut holder = lock_store(&db, 8.0);
+    // replaced once the lock is gone, and the daemon answers throughout. The lock outlasts two
+    // busy timeouts (5 s each): a decide that was writing when it began waits one out before
+    // the reconfigure's own write waits the other.
+    let mut holder = lock_store(&db, 15.0);
     let error = epu.fails(&["reconfigure", "d", "preserve_n=2"]);
     assert!(error.contains("locked"), "{error}");
     common::kill9(pids[0]);
