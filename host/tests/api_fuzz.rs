@@ -138,20 +138,10 @@ fn body() -> impl Strategy<Value = String> {
 fn random_requests_get_a_clear_answer_and_leave_the_daemon_consistent() {
     let epu = Epu::new();
     let (_daemon, addr) = epu.listening_daemon("127.0.0.1:0");
-    epu.ok(&[
-        "domain",
-        "add",
-        "pool",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=1",
-        "--sensor",
-        "kind=pushed,name=load",
-        "--",
-        "/bin/sleep",
-        "1000",
-    ]);
+    epu.add_domain("pool")
+        .config("preserve_n=1")
+        .flag("--sensor", "kind=pushed,name=load")
+        .ok();
     let admin = std::fs::read_to_string(epu.state_dir().join("api-token")).unwrap();
     let admin = admin.trim().to_string();
 

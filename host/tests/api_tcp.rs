@@ -10,19 +10,11 @@ fn the_tcp_api_refuses_missing_wrong_and_foreign_tokens_and_bad_bodies() {
     let epu = Epu::new();
     let (_daemon, addr) = epu.listening_daemon("127.0.0.1:0");
     let worker = common::repo().join("launch-plans/quickstart/worker.sh");
-    epu.ok(&[
-        "domain",
-        "add",
-        "pool",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=2",
-        "--env",
-        "HEARTBEAT_SECONDS=1",
-        "--",
-        worker.to_str().unwrap(),
-    ]);
+    epu.add_domain("pool")
+        .config("preserve_n=2")
+        .flag("--env", "HEARTBEAT_SECONDS=1")
+        .command(&[&worker])
+        .ok();
     let workers = epu.wait_running("pool", 2);
     let token_of = |pid: i32| {
         let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap();

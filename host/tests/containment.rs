@@ -23,14 +23,15 @@ fn add(
     config: &[&str],
     extra: &[&str],
 ) -> std::process::Output {
-    let mut args = vec!["domain", "add", name, "--engine", engine.to_str().unwrap()];
+    let mut add = epu.add_domain(name).engine(engine);
     for c in config {
-        args.extend(["-c", c]);
+        add = add.config(c);
     }
-    args.extend(["--pulse-ms", "100"]);
-    args.extend(extra);
-    args.extend(["--", "/bin/sleep", "1000"]);
-    epu.run(&args)
+    add = add.flag("--pulse-ms", "100");
+    for pair in extra.chunks(2) {
+        add = add.flag(pair[0], pair.get(1).copied().unwrap_or_default());
+    }
+    add.run()
 }
 
 fn domain(epu: &Epu, name: &str) -> Value {
@@ -310,22 +311,12 @@ fn a_busy_host_does_not_make_a_healthy_engine_time_out() {
         .collect();
     for i in 0..3 {
         let name = format!("tight{i}");
-        let out = epu.run(&[
-            "domain",
-            "add",
-            &name,
-            "--engine",
-            "npreserving",
-            "-c",
-            "preserve_n=0",
-            "--timeout-ms",
-            "10",
-            "--pulse-ms",
-            "20",
-            "--",
-            "/bin/sleep",
-            "1000",
-        ]);
+        let out = epu
+            .add_domain(&name)
+            .config("preserve_n=0")
+            .flag("--timeout-ms", "10")
+            .flag("--pulse-ms", "20")
+            .run();
         assert!(out.status.success(), "{out:?}");
     }
     std::thread::sleep(Duration::from_secs(6));

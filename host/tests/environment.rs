@@ -42,22 +42,12 @@ fn wait_for_workers(epu: &Epu, domain: &str, n: usize) -> Vec<i32> {
 }
 
 fn add_sleepers(epu: &Epu, command: &str) {
-    epu.ok(&[
-        "domain",
-        "add",
-        "d",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=2",
-        "--pulse-ms",
-        "200",
-        "--grace",
-        "0.2",
-        "--",
-        command,
-        "1000",
-    ]);
+    epu.add_domain("d")
+        .config("preserve_n=2")
+        .flag("--pulse-ms", "200")
+        .flag("--grace", "0.2")
+        .command(&[command, "1000"])
+        .ok();
 }
 
 /// The store's own check, and the event log's sequence without a gap.

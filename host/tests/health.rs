@@ -18,22 +18,11 @@ fn health_events(epu: &Epu, id: &str) -> Vec<String> {
 fn a_worker_that_never_heartbeats_goes_missing_and_is_replaced() {
     let epu = Epu::new();
     let mut daemon = epu.start_daemon();
-    epu.ok(&[
-        "domain",
-        "add",
-        "silent",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=1",
-        "--boot-timeout",
-        "1",
-        "--grace",
-        "0.2",
-        "--",
-        "/bin/sleep",
-        "1000",
-    ]);
+    epu.add_domain("silent")
+        .config("preserve_n=1")
+        .flag("--boot-timeout", "1")
+        .flag("--grace", "0.2")
+        .ok();
     let mut first = Vec::new();
     // Spawned, but with no heartbeat it never gets past `started`.
     let started = wait_for(Duration::from_secs(10), || {
@@ -95,22 +84,11 @@ fn a_process_error_heartbeat_gets_the_worker_replaced() {
 fn a_heartbeat_long_after_a_destroy_marks_a_zombie() {
     let epu = Epu::new();
     let mut daemon = epu.start_daemon();
-    epu.ok(&[
-        "domain",
-        "add",
-        "z",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=1",
-        "--zombie-timeout",
-        "0",
-        "--grace",
-        "0.2",
-        "--",
-        "/bin/sleep",
-        "1000",
-    ]);
+    epu.add_domain("z")
+        .config("preserve_n=1")
+        .flag("--zombie-timeout", "0")
+        .flag("--grace", "0.2")
+        .ok();
     assert!(wait_for(Duration::from_secs(10), || epu
         .instances("z")
         .len()
@@ -165,25 +143,14 @@ fn a_wall_clock_jump_neither_invents_nor_hides_silent_workers() {
         .status
         .success()));
     let worker = common::repo().join("launch-plans/quickstart/worker.sh");
-    epu.ok(&[
-        "domain",
-        "add",
-        "clocked",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=2",
-        "--pulse-ms",
-        "100",
-        "--missing-timeout",
-        "3",
-        "--env",
-        "HEARTBEAT_SECONDS=0.5",
-        "--grace",
-        "0.2",
-        "--",
-        worker.to_str().unwrap(),
-    ]);
+    epu.add_domain("clocked")
+        .config("preserve_n=2")
+        .flag("--pulse-ms", "100")
+        .flag("--missing-timeout", "3")
+        .flag("--env", "HEARTBEAT_SECONDS=0.5")
+        .flag("--grace", "0.2")
+        .command(&[&worker])
+        .ok();
     let before = epu.wait_running("clocked", 2);
     // The time of a fresh event (a reconfigure that changes nothing), as the daemon's clock has it.
     let wall = |epu: &Epu| {

@@ -14,20 +14,14 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn add(epu: &Epu, domain: &str, engine: &str, config: &[&str]) {
-    let mut args = vec![
-        "domain",
-        "add",
-        domain,
-        "--engine",
-        engine,
-        "--pulse-ms",
-        "100",
-    ];
+    let mut add = epu
+        .add_domain(domain)
+        .engine(engine)
+        .flag("--pulse-ms", "100");
     for c in config {
-        args.extend(["-c", c]);
+        add = add.config(c);
     }
-    args.extend(["--", "/bin/sleep", "1000"]);
-    epu.ok(&args);
+    add.ok();
 }
 
 fn domain(epu: &Epu, name: &str) -> Value {
@@ -279,26 +273,15 @@ fn a_quarantined_domain_holds_or_preserves_its_count_as_configured() {
     let epu = Epu::new();
     let mut daemon = epu.start_daemon();
     for (name, fallback) in [("p", "preserve"), ("h", "hold")] {
-        epu.ok(&[
-            "domain",
-            "add",
-            name,
-            "--engine",
-            fixture("faulty").to_str().unwrap(),
-            "--pulse-ms",
-            "100",
-            "--quarantine-after",
-            "2",
-            // Good on each instance's first decide, a trap after: the engine goes bad after
-            // it has done its work (a canary does not see it).
-            "-c",
-            "mode=fresh-then-trap",
-            "--fallback",
-            fallback,
-            "--",
-            "/bin/sleep",
-            "1000",
-        ]);
+        // Good on each instance's first decide, a trap after: the engine goes bad after it has
+        // done its work (a canary does not see it).
+        epu.add_domain(name)
+            .engine(fixture("faulty"))
+            .flag("--pulse-ms", "100")
+            .flag("--quarantine-after", "2")
+            .config("mode=fresh-then-trap")
+            .flag("--fallback", fallback)
+            .ok();
     }
     for name in ["p", "h"] {
         assert!(wait_for(Duration::from_secs(10), || epu
@@ -378,20 +361,11 @@ fn an_engine_that_runs_past_its_budget_moves_to_the_isolation_thread() {
             &[],
         );
     }
-    epu.ok(&[
-        "domain",
-        "add",
-        "spin",
-        "--engine",
-        fixture("hostile-spin").to_str().unwrap(),
-        "--pulse-ms",
-        "100",
-        "--quarantine-after",
-        "1000",
-        "--",
-        "/bin/sleep",
-        "1000",
-    ]);
+    epu.add_domain("spin")
+        .engine(fixture("hostile-spin"))
+        .flag("--pulse-ms", "100")
+        .flag("--quarantine-after", "1000")
+        .ok();
     let isolated = wait_for(Duration::from_secs(20), || {
         domain(&epu, "spin")["controller"]["isolated"] == true
     });

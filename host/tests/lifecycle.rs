@@ -219,23 +219,12 @@ fn a_launch_interrupted_by_a_crash_is_adopted_not_repeated() {
 fn a_destroy_cut_short_by_a_crash_is_finished_after_the_restart() {
     let epu = Epu::new();
     let mut daemon = epu.start_daemon();
-    epu.ok(&[
-        "domain",
-        "add",
-        "stubborn",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=1",
-        "--pulse-ms",
-        "100",
-        "--grace",
-        "3",
-        "--",
-        "/bin/sh",
-        "-c",
-        "trap '' TERM; exec sleep 1000",
-    ]);
+    epu.add_domain("stubborn")
+        .config("preserve_n=1")
+        .flag("--pulse-ms", "100")
+        .flag("--grace", "3")
+        .command(&["/bin/sh", "-c", "trap '' TERM; exec sleep 1000"])
+        .ok();
     let mut first = Vec::new();
     assert!(wait_for(Duration::from_secs(10), || {
         first = epu.instances("stubborn");
@@ -358,17 +347,10 @@ fn crash_looping_workers_are_relaunched_with_backoff() {
     std::fs::set_permissions(&vanishing, std::fs::Permissions::from_mode(0o755)).unwrap();
     let missing = vanishing.to_str().unwrap();
     for (name, command) in [("crashy", "/bin/false"), ("missing", missing)] {
-        epu.ok(&[
-            "domain",
-            "add",
-            name,
-            "--engine",
-            "npreserving",
-            "-c",
-            "preserve_n=0",
-            "--",
-            command,
-        ]);
+        epu.add_domain(name)
+            .config("preserve_n=0")
+            .command(&[command])
+            .ok();
     }
     std::fs::remove_file(&vanishing).unwrap();
     for name in ["crashy", "missing"] {
@@ -406,20 +388,10 @@ fn crash_looping_workers_are_relaunched_with_backoff() {
 fn domains_are_added_listed_and_removed_with_their_workers() {
     let epu = Epu::new();
     let mut daemon = epu.start_daemon();
-    epu.ok(&[
-        "domain",
-        "add",
-        "sleepers",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=2",
-        "--grace",
-        "0.5",
-        "--",
-        "/bin/sleep",
-        "1000",
-    ]);
+    epu.add_domain("sleepers")
+        .config("preserve_n=2")
+        .flag("--grace", "0.5")
+        .ok();
     let mut workers = Vec::new();
     assert!(wait_for(Duration::from_secs(10), || {
         workers = epu.instances("sleepers");

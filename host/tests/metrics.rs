@@ -39,23 +39,13 @@ fn metrics_follow_a_scripted_scale_up_and_health_endpoints_answer() {
     assert_eq!((code, body.contains("ready")), (200, true), "{body}");
 
     let worker = common::repo().join("launch-plans/quickstart/worker.sh");
-    epu.ok(&[
-        "domain",
-        "add",
-        "web",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=1",
-        "--pulse-ms",
-        "200",
-        "--env",
-        "HEARTBEAT_SECONDS=1",
-        "--sensor",
-        "kind=pushed,name=queue-length",
-        "--",
-        worker.to_str().unwrap(),
-    ]);
+    epu.add_domain("web")
+        .config("preserve_n=1")
+        .flag("--pulse-ms", "200")
+        .flag("--env", "HEARTBEAT_SECONDS=1")
+        .flag("--sensor", "kind=pushed,name=queue-length")
+        .command(&[&worker])
+        .ok();
     epu.ok(&["sensor", "push", "web", "queue-length", "4"]);
     epu.wait_running("web", 1);
     let d = [("domain", "web")];
@@ -156,21 +146,11 @@ fn metrics_follow_a_scripted_scale_up_and_health_endpoints_answer() {
 fn a_dry_run_domain_decides_and_records_but_launches_nothing() {
     let epu = Epu::new();
     let (_daemon, addr) = epu.listening_daemon("127.0.0.1:0");
-    epu.ok(&[
-        "domain",
-        "add",
-        "trial",
-        "--dry-run",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=3",
-        "--pulse-ms",
-        "100",
-        "--",
-        "/bin/sleep",
-        "1000",
-    ]);
+    epu.add_domain("trial")
+        .switch("--dry-run")
+        .config("preserve_n=3")
+        .flag("--pulse-ms", "100")
+        .ok();
     let decided = wait_for(Duration::from_secs(10), || {
         value(
             &scrape(&epu, &addr),

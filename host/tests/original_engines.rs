@@ -68,21 +68,12 @@ fn uniques_keep_their_vars_through_a_lost_worker_and_a_restart() {
     let mut daemon = epu.start_daemon();
     // Workers that send a heartbeat every second.
     let worker = repo().join("launch-plans/quickstart/worker.sh");
-    epu.ok(&[
-        "domain",
-        "add",
-        "u",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=3",
-        "-c",
-        r#"unique_instances={"a": {"role": "alpha"}, "b": {"role": "beta"}}"#,
-        "--pulse-ms",
-        "100",
-        "--",
-        worker.to_str().unwrap(),
-    ]);
+    epu.add_domain("u")
+        .config("preserve_n=3")
+        .config(r#"unique_instances={"a": {"role": "alpha"}, "b": {"role": "beta"}}"#)
+        .flag("--pulse-ms", "100")
+        .command(&[&worker])
+        .ok();
     let first = by_role(&epu.wait_running("u", 3));
     let roles: Vec<&str> = first.keys().map(String::as_str).collect();
     assert_eq!(roles, ["", "alpha", "beta"], "two uniques and one generic");

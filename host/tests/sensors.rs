@@ -7,27 +7,19 @@ use std::time::Duration;
 
 /// Adds a queuelen domain (high water 5, low water 1) with one sensor and idle workers.
 fn add(epu: &Epu, domain: &str, sensor: &str, min: u32) {
-    epu.ok(&[
-        "domain",
-        "add",
-        domain,
-        "--engine",
-        "queuelen",
-        "-c",
-        "queuelen_high_water=5",
-        "-c",
-        "queuelen_low_water=1",
-        "-c",
-        &format!("min_instances={min}"),
-        "--sensor",
-        sensor,
-        "--pulse-ms",
-        "500",
-        "--",
-        "sh",
-        "-c",
-        "while :; do \"$EPU_BIN\" heartbeat; sleep 1; done",
-    ]);
+    epu.add_domain(domain)
+        .engine("queuelen")
+        .config("queuelen_high_water=5")
+        .config("queuelen_low_water=1")
+        .config(&format!("min_instances={min}"))
+        .flag("--sensor", sensor)
+        .flag("--pulse-ms", "500")
+        .command(&[
+            "sh",
+            "-c",
+            "while :; do \"$EPU_BIN\" heartbeat; sleep 1; done",
+        ])
+        .ok();
 }
 
 #[test]
