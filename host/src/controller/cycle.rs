@@ -5,7 +5,7 @@ use super::faults::{Fault, FaultKind};
 use super::{short_id, Controller};
 use crate::contract::{decision, engine_status_name, snapshot, Synced};
 use crate::engine::bindings::{Decision, EngineStatus, Launch, Snapshot};
-use crate::model::{now, Fallback, InstanceState};
+use crate::model::{is_unhealthy, now, Fallback, InstanceState};
 use crate::sensors::Reading;
 use crate::store::{InstanceRecord, NewInstance};
 use serde_json::json;
@@ -69,11 +69,6 @@ impl View {
         };
         snapshot::build(view, synced, self.now)
     }
-}
-
-/// Unhealthy as the engines judge it (see [`crate::model::is_unhealthy`]).
-fn is_unhealthy(r: &InstanceRecord) -> bool {
-    crate::model::is_unhealthy(r.state, r.health)
 }
 
 impl Controller {
@@ -203,7 +198,7 @@ impl Controller {
             .collect();
         decision.destroy = valid
             .iter()
-            .filter(|r| is_unhealthy(r))
+            .filter(|r| is_unhealthy(r.state, r.health))
             .map(|r| r.handle)
             .collect();
         let healthy = (valid.len() - decision.destroy.len()) as u32;
@@ -301,7 +296,11 @@ impl Controller {
         m.destroys.inc_by(destroyed.len() as u64);
         // A launch replaces an instance that failed since the last decide or is destroyed
         // now for being unhealthy.
-        let lost = self.recent_failures + destroyed.iter().filter(|r| is_unhealthy(r)).count();
+        let lost = self.recent_failures
+            + destroyed
+                .iter()
+                .filter(|r| is_unhealthy(r.state, r.health))
+                .count();
         m.replacements.inc_by(lost.min(new.len()) as u64);
         let prov = &self.services.provisioner;
         for inst in destroyed {

@@ -32,11 +32,10 @@ pub fn run(
         Ok(engine) => engine,
         Err(e) => {
             let text = format!("initialize: {e}");
-            let first = &scenario.steps[0].expect;
-            let mut mismatches = error_mismatch("initialize", first.error.as_deref(), &text);
-            if first.error.is_none() {
+            let Some(want) = scenario.steps[0].expect.error.as_deref() else {
                 anyhow::bail!("{text}");
-            }
+            };
+            let mut mismatches = error_mismatch("initialize", Some(want), &text);
             let left = scenario.steps.len() - 1;
             if left > 0 {
                 mismatches.push(format!(
