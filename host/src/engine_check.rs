@@ -8,7 +8,7 @@ use crate::contract::{decision, snapshot, Synced};
 use crate::engine::bindings::Decision;
 use crate::engine::{CallLimits, EngineError, EngineHost, EngineInstance, TrapKind};
 use crate::model::{EngineLimits, Health, InstanceState};
-use crate::store::InstanceRecord;
+use crate::store::{DecideView, InstanceRecord};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -381,14 +381,13 @@ impl Sim {
     /// One decide, checked and carried out. The error says what broke the contract.
     fn decide(&mut self, inst: &mut EngineInstance) -> Result<Decision, Broken> {
         self.now += 1.0;
-        let view = snapshot::DomainView {
-            records: &self.records,
-            last_seq: self.last_seq,
-            seen_seq: self.seq,
-            sensors: &self.readings(),
-            memo: &self.memo,
-        };
-        let (snap, told) = snapshot::build(view, self.synced.take(), self.now);
+        let view = DecideView::new(
+            self.records.clone(),
+            self.last_seq,
+            self.seq,
+            self.memo.clone(),
+        );
+        let (snap, told) = snapshot::build(&view, &self.readings(), self.synced.take(), self.now);
         let fuel = inst.fuel();
         let t = Instant::now();
         let d = inst.decide(&snap, self.now as u64).map_err(Broken::Call)?;

@@ -4,7 +4,7 @@
 use super::mapping::{wit_health, wit_state};
 use crate::engine::bindings::{self as wit, Snapshot};
 use crate::sensors::Reading;
-use crate::store::InstanceRecord;
+use crate::store::{DecideView, InstanceRecord};
 
 /// What an engine instance has been told by the snapshots of its carried-out decides, so that
 /// the next snapshot can be a delta. The controller keeps it beside the instance.
@@ -18,23 +18,16 @@ pub struct Synced {
     pub stale: Vec<String>,
 }
 
-/// The domain as one decide reads it.
-pub struct DomainView<'a> {
-    /// The live instances plus those changed after `last_seq`.
-    pub records: &'a [InstanceRecord],
-    /// The sequence number the previous carried-out decide saw.
-    pub last_seq: i64,
-    /// The newest sequence number when the records were read.
-    pub seen_seq: i64,
-    /// The latest reading of each sensor that has one.
-    pub sensors: &'a [Reading],
-    pub memo: &'a [u8],
-}
-
-/// The snapshot for one decide at `now`, and what the engine instance has been told once it
+/// The snapshot for one decide at `now` of the domain as `view` has it, with the latest
+/// reading of each sensor that has one, and what the engine instance has been told once it
 /// is carried out. The snapshot is a delta from `synced` when that covers the previous
 /// carried-out decide; otherwise it is full.
-pub fn build(view: DomainView, synced: Option<Synced>, now: f64) -> (Snapshot, Synced) {
+pub fn build(
+    view: &DecideView,
+    sensors: &[Reading],
+    synced: Option<Synced>,
+    now: f64,
+) -> (Snapshot, Synced) {
     let from = synced.filter(|s| s.seq >= view.last_seq);
     let full = from.is_none();
     let (since, known, told_stale) = from.map_or((i64::MIN, 0, Vec::new()), |s| {
@@ -67,14 +60,12 @@ pub fn build(view: DomainView, synced: Option<Synced>, now: f64) -> (Snapshot, S
         .collect();
     let max_handle = sent.iter().map(|r| r.handle).fold(known, u64::max);
     // A reading is news when it arrived, or when its stale flag turned since the engine was told.
-    let sensors: Vec<_> = view
-        .sensors
+    let news: Vec<_> = sensors
         .iter()
         .filter(|r| full || r.fresh || r.reading.stale != told_stale.contains(&r.reading.name))
         .map(|r| r.reading.clone())
         .collect();
-    let stale = view
-        .sensors
+    let stale = sensors
         .iter()
         .filter(|r| r.reading.stale)
         .map(|r| r.reading.name.clone())
@@ -84,7 +75,7 @@ pub fn build(view: DomainView, synced: Option<Synced>, now: f64) -> (Snapshot, S
         full,
         instances,
         details: (!details.is_empty()).then_some(details),
-        sensors: (!sensors.is_empty()).then_some(sensors),
+        sensors: (!news.is_empty()).then_some(news),
         memo: (full && !view.memo.is_empty()).then(|| view.memo.to_vec()),
     };
     let told = Synced {
@@ -112,14 +103,8 @@ mod tests {
         s.details.iter().flatten().map(|i| i.handle).collect()
     }
 
-    fn view(records: &[InstanceRecord], last_seq: i64, seen_seq: i64) -> DomainView<'_> {
-        DomainView {
-            records,
-            last_seq,
-            seen_seq,
-            sensors: &[],
-            memo: &[],
-        }
+    fn view(records: &[InstanceRecord], last_seq: i64, seen_seq: i64) -> DecideView {
+        DecideView::new(records.to_vec(), last_seq, seen_seq, Vec::new())
     }
 
     fn reading(name: &str, time: f64, stale: bool, fresh: bool) -> Reading {
@@ -149,7 +134,7 @@ mod tests {
             rec(2, InstanceState::Running, 5),
             rec(3, InstanceState::Failed, 6),
         ];
-        let (first, told) = build(view(&records, 4, 6), None, 1.0);
+        let (first, told) = build(&view(&records, 4, 6), &[], None, 1.0);
         assert!(first.full);
         assert_eq!(handles(&first), [1, 2, 3]);
         assert_eq!(detailed(&first), [1, 2, 3]);
@@ -168,7 +153,7 @@ mod tests {
             rec(2, InstanceState::Terminating, 7),
             rec(4, InstanceState::Requesting, 8),
         ];
-        let (next, told) = build(view(&records, 6, 8), Some(told), 2.0);
+        let (next, told) = build(&view(&records, 6, 8), &[], Some(told), 2.0);
         assert!(!next.full);
         assert_eq!(handles(&next), [2, 4]);
         assert_eq!(detailed(&next), [4], "details come once");
@@ -190,7 +175,7 @@ mod tests {
             max_handle: 1,
             stale: vec![],
         };
-        let (s, _) = build(view(&records, 5, 5), Some(behind), 1.0);
+        let (s, _) = build(&view(&records, 5, 5), &[], Some(behind), 1.0);
         assert!(s.full);
         assert_eq!(handles(&s), [1]);
     }
@@ -203,14 +188,9 @@ mod tests {
             reading("cpu", 5.0, false, true),
         ];
         let memo = b"kept";
-        let at = |sensors, memo| DomainView {
-            records: &records,
-            last_seq: 3,
-            seen_seq: 3,
-            sensors,
-            memo,
-        };
-        let (first, told) = build(at(&sensors, memo), None, 1.0);
+        let kept = DecideView::new(records.to_vec(), 3, 3, memo.to_vec());
+        let bare = DecideView::new(records.to_vec(), 3, 3, Vec::new());
+        let (first, told) = build(&kept, &sensors, None, 1.0);
         assert_eq!(sensor_names(&first), ["q", "cpu"]);
         assert_eq!(first.memo.as_deref(), Some(&memo[..]));
 
@@ -219,7 +199,7 @@ mod tests {
             reading("q", 5.0, false, false),
             reading("cpu", 5.0, false, false),
         ];
-        let (next, told) = build(at(&quiet, memo), Some(told), 2.0);
+        let (next, told) = build(&kept, &quiet, Some(told), 2.0);
         assert!(!next.full);
         assert!(next.sensors.is_none() && next.memo.is_none() && next.details.is_none());
 
@@ -228,18 +208,18 @@ mod tests {
             reading("q", 5.0, false, false),
             reading("cpu", 5.0, true, false),
         ];
-        let (next, told) = build(at(&aged, memo), Some(told), 3.0);
+        let (next, told) = build(&kept, &aged, Some(told), 3.0);
         assert_eq!(sensor_names(&next), ["cpu"]);
-        let (next, told) = build(at(&aged, memo), Some(told), 4.0);
+        let (next, told) = build(&kept, &aged, Some(told), 4.0);
         assert!(next.sensors.is_none());
         let back = [
             reading("q", 5.0, false, false),
             reading("cpu", 6.0, false, true),
         ];
-        let (next, _) = build(at(&back, memo), Some(told), 5.0);
+        let (next, _) = build(&kept, &back, Some(told), 5.0);
         assert_eq!(sensor_names(&next), ["cpu"]);
 
-        let (empty, _) = build(at(&[], &[]), None, 6.0);
+        let (empty, _) = build(&bare, &[], None, 6.0);
         assert!(
             empty.sensors.is_none() && empty.memo.is_none(),
             "none, not an empty list"

@@ -3,100 +3,35 @@
 
 use super::faults::{Fault, FaultKind};
 use super::{short_id, Controller};
-use crate::contract::{decision, engine_status_name, snapshot, Synced};
-use crate::engine::bindings::{Decision, EngineStatus, Launch, Snapshot};
+use crate::contract::{decision, engine_status_name, snapshot};
+use crate::engine::bindings::{Decision, EngineStatus, Launch};
 use crate::model::{is_unhealthy, now, Fallback, InstanceState};
-use crate::sensors::Reading;
-use crate::store::{InstanceRecord, NewInstance};
+use crate::sensors::{Reading, Readings};
+use crate::store::{DecideView, InstanceRecord, NewInstance};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A domain as read from the store, kept between decides while the domain's change counter
-/// stays the same, and shared (not copied) by the decides that use it.
-pub(super) struct Read {
-    /// The domain's change counter before the read.
-    pub generation: u64,
-    /// The live instances plus those changed since the last decide.
-    pub records: Vec<InstanceRecord>,
-    /// The instances that are not final.
-    pub live: Vec<InstanceRecord>,
-    /// The newest event sequence number when the store was read.
-    pub seen_seq: i64,
-    /// The sequence number the previous decide saw.
-    pub last_seq: i64,
-    pub memo: Vec<u8>,
-}
-
-impl From<crate::store::DecideView> for Read {
-    fn from(v: crate::store::DecideView) -> Read {
-        let live = v
-            .instances
-            .iter()
-            .filter(|r| !r.state.is_final())
-            .cloned()
-            .collect();
-        Read {
-            generation: v.generation,
-            records: v.instances,
-            live,
-            seen_seq: v.seen_seq,
-            last_seq: v.record.last_decide_seq,
-            memo: v.record.memo,
-        }
-    }
-}
-
-/// A domain's state for one decide.
-pub(super) struct View {
-    pub now: f64,
-    pub read: Arc<Read>,
-    pub sensors: Vec<Reading>,
-    /// The sensor board's change counter when the view was read.
-    pub sensor_seen: u64,
-}
-
-impl View {
-    /// The snapshot for an engine instance that has been told `synced` (None: a fresh one),
-    /// and what it has been told once the decision is carried out.
-    pub fn snapshot(&self, synced: Option<Synced>) -> (Snapshot, Synced) {
-        let view = snapshot::DomainView {
-            records: &self.read.records,
-            last_seq: self.read.last_seq,
-            seen_seq: self.read.seen_seq,
-            sensors: &self.sensors,
-            memo: &self.read.memo,
-        };
-        snapshot::build(view, synced, self.now)
-    }
-}
-
 impl Controller {
-    /// What a decide (or a swap's canary) works from, read at one point in time. The store is
-    /// read only when the domain changed there since the last read.
-    pub(super) fn view(&mut self) -> anyhow::Result<View> {
+    /// The domain as the store has it, for a decide (or a swap's canary). The store is read
+    /// only when the domain changed there since the last read; until then the decides share
+    /// that read.
+    pub(super) fn read(&mut self) -> anyhow::Result<Arc<DecideView>> {
         let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
-        let read = match &self.cached {
-            Some(c) if c.generation == generation => c.clone(),
-            _ => {
-                let read = Arc::new(Read::from(
-                    self.services.store.decide_view(&self.spec.name)?,
-                ));
-                self.cached = Some(read.clone());
-                read
-            }
-        };
-        let t = now();
-        let readings = self
-            .services
+        if let Some(c) = self.cached.as_ref().filter(|c| c.generation == generation) {
+            return Ok(c.clone());
+        }
+        let read = Arc::new(self.services.store.decide_view(&self.spec.name)?);
+        self.cached = Some(read.clone());
+        Ok(read)
+    }
+
+    /// The latest reading of each of the domain's sensors at `now`, and which are news since
+    /// the last carried-out decide.
+    pub(super) fn readings(&self, now: f64) -> Readings {
+        self.services
             .sensors
-            .readings(&self.spec.name, t, self.sensor_seen);
-        Ok(View {
-            now: t,
-            read,
-            sensors: readings.sensors,
-            sensor_seen: readings.seen,
-        })
+            .readings(&self.spec.name, now, self.sensor_seen)
     }
 
     /// One decide cycle, counted and timed. Returns how long to wait before the next one.
@@ -115,14 +50,15 @@ impl Controller {
         if self.stopping() {
             return pulse;
         }
-        let view = match self.view() {
-            Ok(v) => v,
+        let read = match self.read() {
+            Ok(r) => r,
             Err(e) => {
                 tracing::error!(domain = %self.spec.name, "reading the store: {e:#}");
                 return pulse;
             }
         };
-        let read = view.read.clone();
+        let now = now();
+        let readings = self.readings(now);
         self.update_backoff(&read.records, read.last_seq);
         self.recent_failures = read
             .records
@@ -132,11 +68,11 @@ impl Controller {
         // Whether any instance changed since the last decide: if not, and the decision changes
         // nothing, there is nothing to write.
         let changed = read.records.iter().any(|r| r.changed_seq > read.last_seq);
-        let (live, sensors, seen_seq) = (&read.live, &view.sensors, read.seen_seq);
+        let (live, sensors, seen_seq) = (&read.live, &readings.sensors, read.seen_seq);
         if self.quarantined {
             let decision = self.fallback(live);
             match self.carry_out(&decision, live, sensors, seen_seq, changed, true) {
-                Ok(()) => self.sensor_seen = view.sensor_seen,
+                Ok(()) => self.sensor_seen = readings.seen,
                 Err(e) => {
                     tracing::error!(domain = %self.spec.name, "carrying out the fallback: {e:#}")
                 }
@@ -146,7 +82,7 @@ impl Controller {
         // Taken, not copied: after a decision that is not carried out, the instance is told the
         // whole domain again (its memo may differ from the kept one).
         let synced = self.instance.as_mut().and_then(|i| i.synced.take());
-        let (snap, told) = view.snapshot(synced);
+        let (snap, told) = snapshot::build(&read, sensors, synced, now);
         let seed: u64 = rand::random();
         let decision = match self.with_engine(|e| e.decide(&snap, seed)) {
             Ok(d) => d,
@@ -170,7 +106,7 @@ impl Controller {
             let stretch_full = self.recording.record(snap, &decision, seed);
             instance.synced = (!stretch_full).then_some(told);
         }
-        self.sensor_seen = view.sensor_seen;
+        self.sensor_seen = readings.seen;
         self.no_fault();
         decision
             .next_decide_ms

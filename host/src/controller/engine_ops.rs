@@ -1,14 +1,13 @@
 //! Calls into the domain's engine, on the controller's decide thread: decide's engine half,
 //! reconfigure, and the validated hot swap.
 
-use super::cycle::View;
 use super::faults::{Fault, FaultKind};
 use super::{CommandError, Controller, LiveEngine};
 use crate::contract::{decision, snapshot};
 use crate::engine::bindings::{LogLevel, Snapshot};
 use crate::engine::{CallLimits, EngineError, EngineInstance, LoadedEngine};
 use crate::model::EngineLimits;
-use crate::store::InstanceRecord;
+use crate::store::{DecideView, InstanceRecord};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -186,10 +185,11 @@ impl Controller {
         loaded: &Arc<LoadedEngine>,
         config: &Map<String, Value>,
     ) -> Result<EngineInstance, String> {
-        let view: View = self
-            .view()
+        let read = self
+            .read()
             .map_err(|e| format!("reading the store: {e:#}"))?;
-        let (snap, _) = view.snapshot(None);
+        let now = crate::model::now();
+        let (snap, _) = snapshot::build(&read, &self.readings(now).sensors, None, now);
         let config = Value::Object(config.clone()).to_string();
         let limits = CallLimits::from(&self.spec.limits);
         let mut inst = self
@@ -200,7 +200,7 @@ impl Controller {
         trial_decide(
             &mut inst,
             &snap,
-            &view.read.live,
+            &read.live,
             self.spec.max_instances,
             &self.spec.limits,
         )
@@ -247,12 +247,5 @@ pub fn trial_decide(
 
 /// The snapshot of a domain that has nothing yet: no instances, readings or memo.
 pub fn empty_snapshot() -> Snapshot {
-    let view = snapshot::DomainView {
-        records: &[],
-        last_seq: 0,
-        seen_seq: 0,
-        sensors: &[],
-        memo: &[],
-    };
-    snapshot::build(view, None, crate::model::now()).0
+    snapshot::build(&DecideView::default(), &[], None, crate::model::now()).0
 }

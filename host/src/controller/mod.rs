@@ -300,7 +300,7 @@ struct Controller {
     /// The domain's change counter in the store, and the last read made under it: while the
     /// counter stays, a decide reuses the read.
     generation: Arc<std::sync::atomic::AtomicU64>,
-    cached: Option<Arc<cycle::Read>>,
+    cached: Option<Arc<crate::store::DecideView>>,
     recording: recording::Recording,
     /// Set once the engine runs past its time budget; its decide thread then isolates it.
     timed_out: bool,

@@ -17,7 +17,7 @@ use crate::controller::{self, ControllerHandle, Services};
 use crate::engine::{CallLimits, EngineHost};
 use crate::health::HealthMonitor;
 use crate::model::DomainSpec;
-use crate::provisioner::Provisioner;
+use crate::provisioner::{DriverContext, Provisioner};
 use crate::sensors::{PushError, SensorBoard};
 use crate::store::{EngineVersion, Store};
 use crate::wakeups::Wakeups;
@@ -147,13 +147,13 @@ impl Daemon {
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| format!("http://{a}/v1/heartbeat"));
-        let provisioner = Arc::new(Provisioner::new(
-            store.clone(),
-            wakeups.clone(),
-            state_dir.clone(),
-            tokens.clone(),
+        let provisioner = Arc::new(Provisioner::new(DriverContext {
+            store: store.clone(),
+            wakeups: wakeups.clone(),
+            tokens: tokens.clone(),
+            state_dir: state_dir.clone(),
             heartbeat_url,
-        )?);
+        })?);
         let zombies = provisioner.clone();
         let health = Arc::new(HealthMonitor::new(
             store.clone(),
@@ -240,7 +240,7 @@ impl Daemon {
             }
         }
         tokio::spawn(health.run());
-        tokio::spawn(daemon.services.provisioner.clone().reconcile_forever());
+        daemon.services.provisioner.run_background();
         let plugins_dir = options
             .plugins_dir
             .unwrap_or_else(|| daemon.state_dir.join("plugins"));

@@ -78,7 +78,7 @@ impl Daemon {
         store.set_removing(name)?;
         let live = store.live_instances(Some(name))?;
         let workers: Vec<(i32, u64)> = live.iter().filter_map(|i| i.pid.zip(i.pid_start)).collect();
-        use crate::provisioner::process::{liveness, signal_worker, Liveness};
+        use crate::provisioner::process::os::{liveness, signal_worker, Liveness};
         use nix::sys::signal::Signal;
         for &(pid, start) in &workers {
             signal_worker(pid, start, Signal::SIGTERM);
@@ -108,14 +108,7 @@ impl Daemon {
                 self.services.provisioner.destroy(&inst, spec)?;
             }
         }
-        let wait = match &spec.deployable {
-            crate::model::Deployable::Process(p) => {
-                crate::provisioner::grace(p).as_secs_f64() + 10.0
-            }
-            // A cloud may take minutes to report an instance terminated.
-            crate::model::Deployable::Ec2(e) => 300.0 + e.poll_ms as f64 / 1000.0,
-        };
-        let deadline = tokio::time::Instant::now() + crate::model::secs(wait);
+        let deadline = tokio::time::Instant::now() + self.services.provisioner.stop_within(spec);
         loop {
             let left = store.live_instances(Some(domain))?;
             if left.is_empty() {
@@ -169,7 +162,7 @@ impl Daemon {
     /// Kills every process of the state dir that is left (a worker's or a service's child
     /// that outlived it), and succeeds only once none is.
     async fn reap_everything(&self) -> Result<(), OpError> {
-        use crate::provisioner::process;
+        use crate::provisioner::process::os as process;
         let left = || {
             let mut pids: Vec<i32> = process::scan_worker_processes(&self.state_dir)
                 .into_iter()

@@ -74,7 +74,7 @@ pub(super) fn lock_state_dir(dir: &Path) -> Result<Flock<File>> {
         let holder = std::fs::read_to_string(&path).unwrap_or_default();
         let holder_pid = holder.trim().parse::<i32>().ok();
         let holder_dead =
-            holder_pid.is_some_and(|p| crate::provisioner::process::start_time(p).is_none());
+            holder_pid.is_some_and(|p| crate::provisioner::process::os::start_time(p).is_none());
         if !holder_dead || std::time::Instant::now() > deadline {
             anyhow::bail!(
                 "another epu daemon is already running on {} (pid {})",

@@ -10,15 +10,42 @@ use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 use serde_json::Value;
 
-/// A domain as one decide reads it: see [`Store::decide_view`].
-#[derive(Clone, Debug)]
+/// The domain as a decide sees it, read at one point in time (see [`Store::decide_view`]).
+/// The controller keeps it, `Arc`-shared, while the domain's generation stays the same, and
+/// the engine's snapshot is built from it with the sensor readings.
+#[derive(Clone, Debug, Default)]
 pub struct DecideView {
-    pub record: DomainRecord,
-    /// The live instances plus those changed since the domain's last decide.
-    pub instances: Vec<InstanceRecord>,
-    /// The newest event sequence number.
-    pub seen_seq: i64,
+    /// The domain's change counter before the read.
     pub generation: u64,
+    /// The live instances plus those changed since the domain's last decide.
+    pub records: Vec<InstanceRecord>,
+    /// The instances of `records` that are not final.
+    pub live: Vec<InstanceRecord>,
+    /// The newest event sequence number when the store was read.
+    pub seen_seq: i64,
+    /// The sequence number the domain's previous carried-out decide saw.
+    pub last_seq: i64,
+    /// The engine's memo, as its last carried-out decision left it.
+    pub memo: Vec<u8>,
+}
+
+impl DecideView {
+    /// A view of `records` (live ones and recent changes); `live` is derived from them.
+    pub fn new(records: Vec<InstanceRecord>, last_seq: i64, seen_seq: i64, memo: Vec<u8>) -> Self {
+        let live = records
+            .iter()
+            .filter(|r| !r.state.is_final())
+            .cloned()
+            .collect();
+        DecideView {
+            generation: 0,
+            records,
+            live,
+            seen_seq,
+            last_seq,
+            memo,
+        }
+    }
 }
 
 impl Store {
@@ -112,10 +139,8 @@ impl Store {
             let instances = query_instances_in(c, &sql, params![domain, record.last_decide_seq])?;
             let seen_seq = super::newest_seq(c)?;
             Ok(DecideView {
-                record,
-                instances,
-                seen_seq,
                 generation,
+                ..DecideView::new(instances, record.last_decide_seq, seen_seq, record.memo)
             })
         })
     }

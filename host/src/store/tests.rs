@@ -148,24 +148,24 @@ fn a_decide_sees_live_instances_and_what_changed_since_the_last_one() {
         .unwrap();
     let first = s.decide_view("a").unwrap();
     assert_eq!(
-        first.instances.len(),
+        first.records.len(),
         2,
         "the failed one is shown as a change"
     );
     s.record_decision("a", first.seen_seq, Some(b"memo"), &[], None)
         .unwrap();
     let second = s.decide_view("a").unwrap();
-    assert_eq!(second.record.memo, b"memo");
-    assert_eq!(second.record.last_decide_seq, first.seen_seq);
+    assert_eq!(second.memo, b"memo");
+    assert_eq!(second.last_seq, first.seen_seq);
     assert_eq!(
         second
-            .instances
+            .records
             .iter()
             .map(|i| i.id.as_str())
             .collect::<Vec<_>>(),
         ["i-1"]
     );
-    assert!(first.record.memo.is_empty());
+    assert!(first.memo.is_empty());
     assert!(s.decide_view("nope").is_err());
 }
 

@@ -6,7 +6,7 @@ pub mod service;
 use crate::daemon::{Daemon, OpError};
 use crate::model::InstanceState;
 use crate::plan::{self, template, Plan, ServiceSpec};
-use crate::provisioner::process;
+use crate::provisioner::process::os as process;
 use crate::store::{RunState, ServiceRecord, Store};
 use anyhow::Result;
 use serde_json::{json, Value};

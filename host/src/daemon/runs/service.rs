@@ -3,7 +3,7 @@
 
 use crate::model::ProcessDeployable;
 use crate::plan::{Readiness, ServiceSpec};
-use crate::provisioner::process::{self, STATE_DIR_VAR};
+use crate::provisioner::process::os::{self as process, STATE_DIR_VAR};
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;

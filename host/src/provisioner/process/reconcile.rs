@@ -5,7 +5,8 @@
 //! passes in a row, so an exit being recorded as it happens is left to its waiter. Every few
 //! passes, processes that a worker left behind after its instance ended are killed.
 
-use super::{process, Provisioner};
+use super::os;
+use super::ProcessDriver;
 use crate::model::{Deployable, InstanceState};
 use crate::store::StateUpdate;
 use anyhow::Result;
@@ -20,9 +21,9 @@ pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
 /// of this state dir's workers whose instance has ended (every 10 s).
 const STRAY_EVERY: u64 = 5;
 
-impl Provisioner {
+impl ProcessDriver {
     /// Reconciles on an interval until the daemon stops.
-    pub async fn reconcile_forever(self: Arc<Self>) {
+    pub(super) async fn reconcile_forever(self: Arc<Self>) {
         let mut suspects = HashSet::new();
         let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
         for pass in 1u64.. {
@@ -59,9 +60,7 @@ impl Provisioner {
             }
             // Only a definite "no such process" is gone: an unreadable `/proc` is not.
             let gone = match (inst.pid, inst.pid_start) {
-                (Some(pid), Some(start)) => {
-                    process::liveness(pid, start) == process::Liveness::Gone
-                }
+                (Some(pid), Some(start)) => os::liveness(pid, start) == os::Liveness::Gone,
                 _ => inst.state == InstanceState::Requesting,
             };
             if !gone {
@@ -73,9 +72,9 @@ impl Provisioner {
                 let worker = inst.pid.zip(inst.pid_start);
                 self.exited(&inst.id, worker, "found gone by reconciliation");
             } else {
-                let found = process::scan_workers(&self.state_dir);
+                let found = os::scan_workers(&self.state_dir);
                 for w in found.iter().filter(|w| w.instance_id == inst.id) {
-                    process::signal_group(w.pid, Signal::SIGKILL);
+                    os::signal_group(w.pid, Signal::SIGKILL);
                 }
                 let why = "the launch was never recorded as started";
                 self.store
