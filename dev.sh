@@ -154,7 +154,7 @@ case "${1:-}" in
         need_toolchain
         # Prints a line per round and the totals; a violation prints the seed to replay it.
         EPU_TORTURE_ROUNDS="${2:-100}" ${3:+EPU_TORTURE_SEED="$3"} \
-            cargo test -p epu --test torture -- --nocapture
+            cargo test -p epu --test all -- torture:: --nocapture
         ;;
     fuzz)
         need_toolchain
@@ -162,7 +162,7 @@ case "${1:-}" in
         # is kept under host/proptest-regressions/ and replayed first from then on.
         export PROPTEST_CASES="${2:-20000}"
         cargo test -p epu --lib -- check_accepts_exactly a_store_of_every_earlier_version
-        cargo test -p epu --test properties --test api_fuzz
+        cargo test -p epu --test all -- properties:: api_fuzz::
         ;;
     bench)
         need_toolchain

@@ -9,15 +9,18 @@
 //! `cargo bench -p epu --bench reaction` prints p50, p99 and max, and the suite's target.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
+#[path = "../tests/kit/mod.rs"]
+mod kit;
 mod support;
 
-use support::{env_count, epu, Report, Terminate};
+use kit::{unix_now as now, Epu};
+use support::{env_count, Report};
 
-fn running_pids(state: &Path) -> Vec<i32> {
-    let v: Value = serde_json::from_str(&epu(state, &["status", "--json"])).unwrap();
+fn running_pids(epu: &Epu) -> Vec<i32> {
+    let v: Value = serde_json::from_str(&epu.ok(&["status", "--json"])).unwrap();
     v["domains"][0]["instances"]
         .as_array()
         .unwrap()
@@ -27,18 +30,11 @@ fn running_pids(state: &Path) -> Vec<i32> {
         .collect()
 }
 
-fn events_after(state: &Path, seq: i64) -> Vec<Value> {
-    epu(state, &["events", "--json", "--after", &seq.to_string()])
+fn events_after(epu: &Epu, seq: i64) -> Vec<Value> {
+    epu.ok(&["events", "--json", "--after", &seq.to_string()])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 /// Prints p50, p99 and max of `v`; returns p99.
@@ -55,8 +51,8 @@ fn summary(name: &str, mut v: Vec<f64>) -> f64 {
 }
 
 /// The states of the instances of domain `name`.
-fn pool(state: &Path, name: &str) -> Vec<String> {
-    let v: Value = serde_json::from_str(&epu(state, &["status", name, "--json"])).unwrap();
+fn pool(epu: &Epu, name: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(&epu.ok(&["status", name, "--json"])).unwrap();
     v["domains"][0]["instances"]
         .as_array()
         .unwrap()
@@ -67,47 +63,37 @@ fn pool(state: &Path, name: &str) -> Vec<String> {
 
 /// Pushes a queue length above high water to an empty queuelen domain, `n` times; returns
 /// the milliseconds from each push to the launch decision it caused.
-fn crossings(state: &Path, n: usize) -> Vec<f64> {
-    epu(
-        state,
-        &[
-            "domain",
-            "add",
-            "q",
-            "--engine",
-            "queuelen",
-            "-c",
-            "queuelen_high_water=5",
-            "-c",
-            "queuelen_low_water=1",
-            "--sensor",
-            "kind=pushed,name=queue-length",
-            "--pulse-ms",
-            "60000",
-            "--",
+fn crossings(epu: &Epu, n: usize) -> Vec<f64> {
+    epu.add_domain("q")
+        .engine("queuelen")
+        .config("queuelen_high_water=5")
+        .config("queuelen_low_water=1")
+        .flag("--sensor", "kind=pushed,name=queue-length")
+        .flag("--pulse-ms", "60000")
+        .command(&[
             "sh",
             "-c",
             "while :; do \"$EPU_BIN\" heartbeat; sleep 1; done",
-        ],
-    );
+        ])
+        .ok();
     let wait = |want: &dyn Fn(&[String]) -> bool| {
         let end = Instant::now() + Duration::from_secs(20);
-        while !want(&pool(state, "q")) {
+        while !want(&pool(epu, "q")) {
             assert!(Instant::now() < end, "the queuelen pool did not settle");
             std::thread::sleep(Duration::from_millis(10));
         }
     };
-    let mut seq = events_after(state, 0).last().unwrap()["seq"]
+    let mut seq = events_after(epu, 0).last().unwrap()["seq"]
         .as_i64()
         .unwrap();
     let mut out = Vec::new();
     for _ in 0..n {
         let pushed = now();
-        epu(state, &["sensor", "push", "q", "queue-length", "50"]);
+        epu.ok(&["sensor", "push", "q", "queue-length", "50"]);
         let end = Instant::now() + Duration::from_secs(10);
         let launched = loop {
             assert!(Instant::now() < end, "no launch after the crossing");
-            let found = events_after(state, seq).into_iter().find(|e| {
+            let found = events_after(epu, seq).into_iter().find(|e| {
                 e["kind"] == "decision"
                     && e["detail"]["launch"]
                         .as_array()
@@ -121,9 +107,9 @@ fn crossings(state: &Path, n: usize) -> Vec<f64> {
         out.push((launched["time"].as_f64().unwrap() - pushed) * 1e3);
         // Back to an empty pool: the instance must be running before a reading of 0 trims it.
         wait(&|p| p.len() == 1 && p[0] == "running");
-        epu(state, &["sensor", "push", "q", "queue-length", "0"]);
+        epu.ok(&["sensor", "push", "q", "queue-length", "0"]);
         wait(&|p| p.is_empty());
-        seq = events_after(state, seq).last().unwrap()["seq"]
+        seq = events_after(epu, seq).last().unwrap()["seq"]
             .as_i64()
             .unwrap();
     }
@@ -132,30 +118,28 @@ fn crossings(state: &Path, n: usize) -> Vec<f64> {
 
 fn main() {
     let kills = env_count("EPU_BENCH_KILLS", 100);
-    let dir = tempfile::tempdir().unwrap();
-    let state: PathBuf = dir.path().join("state");
+    let epu = Epu::new();
     let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("../launch-plans/quickstart");
-    epu(&state, &["boot", plan.to_str().unwrap()]);
-    let _cleanup = Terminate(&state);
+    epu.ok(&["boot", plan.to_str().unwrap()]);
 
     let wait_three = || {
         let end = Instant::now() + Duration::from_secs(60);
         loop {
-            let pids = running_pids(&state);
+            let pids = running_pids(&epu);
             if pids.len() == 3 {
                 return pids;
             }
             assert!(
                 Instant::now() < end,
                 "pool did not settle: {}\n{}",
-                epu(&state, &["status"]),
-                epu(&state, &["events"])
+                epu.ok(&["status"]),
+                epu.ok(&["events"])
             );
             std::thread::sleep(Duration::from_millis(20));
         }
     };
     let (mut noticed, mut recorded, mut started) = (Vec::new(), Vec::new(), Vec::new());
-    let mut seq = events_after(&state, 0)
+    let mut seq = events_after(&epu, 0)
         .last()
         .and_then(|e| e["seq"].as_i64())
         .unwrap_or(0);
@@ -171,7 +155,7 @@ fn main() {
         let end = Instant::now() + Duration::from_secs(10);
         while started_t.is_none() {
             assert!(Instant::now() < end, "no replacement within 10 s");
-            for e in events_after(&state, seq) {
+            for e in events_after(&epu, seq) {
                 seq = e["seq"].as_i64().unwrap();
                 let t = e["time"].as_f64().unwrap();
                 match e["kind"].as_str().unwrap() {
@@ -192,8 +176,8 @@ fn main() {
     }
     let issued: Vec<f64> = noticed.iter().zip(&recorded).map(|(a, b)| a + b).collect();
     let n = env_count("EPU_BENCH_CROSSINGS", 50);
-    let crossed = crossings(&state, n);
-    epu(&state, &["terminate"]);
+    let crossed = crossings(&epu, n);
+    epu.ok(&["terminate"]);
     println!("reaction over {kills} kills of a quickstart worker and {n} crossings (ms)");
     println!("{:<40} {:>9} {:>9} {:>9}", "span", "p50", "p99", "max");
     summary("kill -9 -> exit recorded (failed)", noticed);

@@ -6,11 +6,14 @@
 
 use serde_json::Value;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+#[path = "../tests/kit/mod.rs"]
+mod kit;
 mod support;
 
-use support::{env_count, epu, start_daemon, stop_daemon, Report, Terminate};
+use kit::{unix_now as now, Epu};
+use support::{env_count, Report};
 
 /// The resident set size of a process, in KiB.
 fn rss_kib(pid: u32) -> f64 {
@@ -31,16 +34,9 @@ fn idle_plan(dir: &Path, n: usize) {
     std::fs::write(dir.join("plan.toml"), text).unwrap();
 }
 
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
 /// Decision events after event `after`, as (time, domain).
-fn decisions(state: &Path, after: i64) -> Vec<(f64, String)> {
-    epu(state, &["events", "--json", "--after", &after.to_string()])
+fn decisions(epu: &Epu, after: i64) -> Vec<(f64, String)> {
+    epu.ok(&["events", "--json", "--after", &after.to_string()])
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|e| e["kind"] == "decision")
@@ -51,8 +47,8 @@ fn decisions(state: &Path, after: i64) -> Vec<(f64, String)> {
         .collect()
 }
 
-fn last_seq(state: &Path) -> i64 {
-    let out = epu(state, &["events", "--json"]);
+fn last_seq(epu: &Epu) -> i64 {
+    let out = epu.ok(&["events", "--json"]);
     out.lines()
         .last()
         .map(|l| {
@@ -65,34 +61,32 @@ fn last_seq(state: &Path) -> i64 {
 
 fn main() {
     let n = env_count("EPU_BENCH_DOMAINS", 1000);
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let plan = dir.path().join("plan");
+    let epu = Epu::new();
+    let plan = epu.dir.path().join("plan");
     std::fs::create_dir_all(&plan).unwrap();
     idle_plan(&plan, n);
 
-    let _cleanup = Terminate(&state);
-    let daemon = start_daemon(&state);
+    let daemon = epu.daemon();
     std::thread::sleep(Duration::from_secs(1));
-    let rss_empty = rss_kib(daemon.id());
+    let rss_empty = rss_kib(daemon.child.id());
     let t = Instant::now();
-    epu(&state, &["boot", plan.to_str().unwrap()]);
+    epu.ok(&["boot", plan.to_str().unwrap()]);
     let boot_s = t.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(2));
-    let rss_full = rss_kib(daemon.id());
-    let seq = last_seq(&state);
-    stop_daemon(daemon);
+    let rss_full = rss_kib(daemon.child.id());
+    let seq = last_seq(&epu);
+    daemon.stop();
 
     // Restart with the compiled code in the disk cache; time the first decides.
     let started = now();
-    let daemon = start_daemon(&state);
+    let daemon = epu.daemon();
     let mut seen = Vec::new();
     let end = Instant::now() + Duration::from_secs(120);
     while seen.len() < n && Instant::now() < end {
-        seen = decisions(&state, seq);
+        seen = decisions(&epu, seq);
         std::thread::sleep(Duration::from_millis(50));
     }
-    stop_daemon(daemon);
+    daemon.stop();
     assert_eq!(seen.len(), n, "not every domain decided after the restart");
     let first = seen.iter().map(|(t, _)| *t).fold(f64::MAX, f64::min);
     let all = seen.iter().map(|(t, _)| *t).fold(f64::MIN, f64::max);

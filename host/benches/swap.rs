@@ -7,21 +7,23 @@
 //! `cargo bench -p epu --bench swap` prints p50 and max per case. Set EPU_BENCH_ROUNDS
 //! (default 10).
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/kit/mod.rs"]
+mod kit;
 mod support;
 
-use support::{env_count, epu, start_daemon as start, stop_daemon as stop, Report};
+use kit::Epu;
+use support::{env_count, Report};
 
 fn fixture(name: &str) -> String {
     format!("{}/{name}.wasm", env!("EPU_TEST_ENGINES_DIR"))
 }
 
 /// Runs `epu ARGS` and returns how long it took.
-fn timed(state: &Path, args: &[&str]) -> Duration {
+fn timed(epu: &Epu, args: &[&str]) -> Duration {
     let t = Instant::now();
-    epu(state, args);
+    epu.ok(args);
     t.elapsed()
 }
 
@@ -37,32 +39,20 @@ fn summary(name: &str, mut v: Vec<Duration>) {
 
 fn main() {
     let (mut cold, mut disk, mut memory) = (Vec::new(), Vec::new(), Vec::new());
-    let noop = timed(Path::new("/nonexistent"), &["--version"]);
+    let noop = timed(&Epu::new(), &["--version"]);
     let rounds = env_count("EPU_BENCH_ROUNDS", 10);
     for _ in 0..rounds {
-        let dir = tempfile::tempdir().unwrap();
-        let state: PathBuf = dir.path().join("state");
-        let daemon = start(&state);
-        epu(
-            &state,
-            &[
-                "domain",
-                "add",
-                "d",
-                "--engine",
-                "npreserving",
-                "--",
-                "/bin/true",
-            ],
-        );
-        cold.push(timed(&state, &["engine", "swap", "d", &fixture("faulty")]));
-        memory.push(timed(&state, &["engine", "swap", "d", "npreserving"]));
-        memory.push(timed(&state, &["engine", "swap", "d", &fixture("faulty")]));
-        stop(daemon);
+        let epu = Epu::new();
+        let daemon = epu.daemon();
+        epu.add_domain("d").command(&["/bin/true"]).ok();
+        cold.push(timed(&epu, &["engine", "swap", "d", &fixture("faulty")]));
+        memory.push(timed(&epu, &["engine", "swap", "d", "npreserving"]));
+        memory.push(timed(&epu, &["engine", "swap", "d", &fixture("faulty")]));
+        daemon.stop();
         // After a restart the compiled code comes from the disk cache.
-        let daemon = start(&state);
-        disk.push(timed(&state, &["engine", "swap", "d", "npreserving"]));
-        stop(daemon);
+        let daemon = epu.daemon();
+        disk.push(timed(&epu, &["engine", "swap", "d", "npreserving"]));
+        daemon.stop();
     }
     let p50 = |v: &[Duration]| {
         let mut v = v.to_vec();

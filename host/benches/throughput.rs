@@ -12,9 +12,12 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+#[path = "../tests/kit/mod.rs"]
+mod kit;
 mod support;
 
-use support::{env_count, env_counts, epu, start_daemon, stop_daemon, Report, Terminate};
+use kit::Epu;
+use support::{env_count, env_counts, Report};
 
 /// CPU seconds (user + system) a process has used.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -25,8 +28,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// Decides made so far, summed over every domain.
-fn decides(state: &Path) -> u64 {
-    let v: Value = serde_json::from_str(&epu(state, &["status", "--json"])).unwrap();
+fn decides(epu: &Epu) -> u64 {
+    let v: Value = serde_json::from_str(&epu.ok(&["status", "--json"])).unwrap();
     v["domains"]
         .as_array()
         .unwrap()
@@ -53,15 +56,14 @@ fn plan(dir: &Path, n: usize, keep: usize, pulse_ms: u32) {
 /// Boots `n` domains of `keep` instances, waits for the pool to settle, then measures for
 /// `window`: returns (decides, daemon CPU seconds).
 fn run(n: usize, keep: usize, pulse_ms: u32, window: Duration) -> (u64, f64) {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    plan(&dir.path().join("plan"), n, keep, pulse_ms);
-    let daemon = start_daemon(&state);
-    let _cleanup = Terminate(&state);
-    epu(&state, &["boot", dir.path().join("plan").to_str().unwrap()]);
+    let epu = Epu::new();
+    let plan_dir = epu.dir.path().join("plan");
+    plan(&plan_dir, n, keep, pulse_ms);
+    let daemon = epu.daemon();
+    epu.ok(&["boot", plan_dir.to_str().unwrap()]);
     let end = Instant::now() + Duration::from_secs(120);
     loop {
-        let v: Value = serde_json::from_str(&epu(&state, &["status", "--json"])).unwrap();
+        let v: Value = serde_json::from_str(&epu.ok(&["status", "--json"])).unwrap();
         let live: usize = v["domains"]
             .as_array()
             .unwrap()
@@ -79,11 +81,11 @@ fn run(n: usize, keep: usize, pulse_ms: u32, window: Duration) -> (u64, f64) {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(1));
-    let (d0, c0) = (decides(&state), cpu_seconds(daemon.id()));
+    let (d0, c0) = (decides(&epu), cpu_seconds(daemon.child.id()));
     std::thread::sleep(window);
-    let (d1, c1) = (decides(&state), cpu_seconds(daemon.id()));
-    epu(&state, &["terminate"]);
-    stop_daemon(daemon);
+    let (d1, c1) = (decides(&epu), cpu_seconds(daemon.child.id()));
+    epu.ok(&["terminate"]);
+    drop(daemon);
     (d1 - d0, c1 - c0)
 }
 

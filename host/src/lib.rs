@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! From the ground up: each module imports only modules listed before it, never one after it
-//! (`host/tests/layout.rs` fails on any import cycle).
+//! (`host/tests/all/layout.rs` fails on any import cycle).
 //!
 //! The ground:
 //! - [`model`]: instance states, health, domain and sensor specs, and their range checks.

@@ -1,29 +1,11 @@
-//! What the benches share: running the real `epu` binary, and reporting against targets.
+//! What the benches share beyond the test kit (`host/tests/kit`, which runs the real `epu`
+//! binary): sizes from the environment, and reporting against targets.
 
 // Each bench uses a part of this module.
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
-
-pub const EPU: &str = env!("CARGO_BIN_EXE_epu");
-
-/// Runs `epu ARGS` on a state dir, insists that it succeeds, and returns its stdout.
-pub fn epu(state: &Path, args: &[&str]) -> String {
-    let out = Command::new(EPU)
-        .env("EPU_STATE_DIR", state)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "epu {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A count from the env var `var`, or `default`.
 pub fn env_count(var: &str, default: usize) -> usize {
@@ -47,50 +29,6 @@ pub fn env_counts(var: &str, default: &[usize]) -> Vec<usize> {
             .collect(),
         Err(_) => default.to_vec(),
     }
-}
-
-/// Runs `epu terminate` on its state dir when dropped during a panic, so that a bench that
-/// fails leaves no daemon or worker behind.
-pub struct Terminate<'a>(pub &'a Path);
-
-impl Drop for Terminate<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = Command::new(EPU)
-                .env("EPU_STATE_DIR", self.0)
-                .arg("terminate")
-                .output();
-        }
-    }
-}
-
-/// Starts `epu daemon` on `state` and waits until it answers.
-pub fn start_daemon(state: &Path) -> Child {
-    let child = Command::new(EPU)
-        .env("EPU_STATE_DIR", state)
-        .arg("daemon")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let end = Instant::now() + Duration::from_secs(60);
-    while Command::new(EPU)
-        .env("EPU_STATE_DIR", state)
-        .arg("status")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < end, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
-
-/// Stops a daemon (SIGTERM: its workers keep running) and reaps it.
-pub fn stop_daemon(mut daemon: Child) {
-    let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    daemon.wait().unwrap();
 }
 
 /// A bench's results: each metric with its target, printed as a table with pass/fail and

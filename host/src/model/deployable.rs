@@ -122,6 +122,22 @@ impl Deployable {
             Deployable::Ec2(_) => "ec2",
         }
     }
+
+    /// The `process` deployable, if it is one.
+    pub fn as_process(&self) -> Option<&ProcessDeployable> {
+        match self {
+            Deployable::Process(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The `ec2` deployable, if it is one.
+    pub fn as_ec2(&self) -> Option<&Ec2Deployable> {
+        match self {
+            Deployable::Ec2(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl Serialize for Deployable {

@@ -12,6 +12,15 @@ use std::time::Duration;
 /// The answer of [`Driver::check`]: `Err` carries the reason, in words, for the user.
 pub type Check<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
+/// The error of a driver given a domain of another driver: a fault of the dispatch.
+pub fn wrong_driver(driver: &str, spec: &DomainSpec) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the {driver} driver was given domain '{}' of the {} driver",
+        spec.name,
+        spec.deployable.driver()
+    )
+}
+
 /// Launches, destroys and watches the workers of the domains whose deployable names it.
 ///
 /// Every method is given the domain's spec, whose deployable is this driver's (the

@@ -12,7 +12,7 @@ mod driver;
 pub mod ec2;
 pub mod process;
 
-pub use driver::{Check, Driver};
+pub use driver::{wrong_driver, Check, Driver};
 
 use crate::model::{Deployable, DomainSpec};
 use crate::store::{InstanceRecord, Store};

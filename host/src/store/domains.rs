@@ -2,51 +2,13 @@
 
 use super::events::append_event;
 use super::instances::{query_instances_in, INSTANCE_COLUMNS};
-use super::{DomainRecord, EngineVersion, InstanceRecord, NewInstance, Store};
+use super::{DecideView, DomainRecord, EngineVersion, NewInstance, Store};
 use crate::model::{
     now, Deployable, DomainSpec, EngineLimits, Health, HealthSettings, InstanceState,
 };
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 use serde_json::Value;
-
-/// The domain as a decide sees it, read at one point in time (see [`Store::decide_view`]).
-/// The controller keeps it, `Arc`-shared, while the domain's generation stays the same, and
-/// the engine's snapshot is built from it with the sensor readings.
-#[derive(Clone, Debug, Default)]
-pub struct DecideView {
-    /// The domain's change counter before the read.
-    pub generation: u64,
-    /// The live instances plus those changed since the domain's last decide.
-    pub records: Vec<InstanceRecord>,
-    /// The instances of `records` that are not final.
-    pub live: Vec<InstanceRecord>,
-    /// The newest event sequence number when the store was read.
-    pub seen_seq: i64,
-    /// The sequence number the domain's previous carried-out decide saw.
-    pub last_seq: i64,
-    /// The engine's memo, as its last carried-out decision left it.
-    pub memo: Vec<u8>,
-}
-
-impl DecideView {
-    /// A view of `records` (live ones and recent changes); `live` is derived from them.
-    pub fn new(records: Vec<InstanceRecord>, last_seq: i64, seen_seq: i64, memo: Vec<u8>) -> Self {
-        let live = records
-            .iter()
-            .filter(|r| !r.state.is_final())
-            .cloned()
-            .collect();
-        DecideView {
-            generation: 0,
-            records,
-            live,
-            seen_seq,
-            last_seq,
-            memo,
-        }
-    }
-}
 
 impl Store {
     /// Creates a domain with its first config version. Fails if the name is taken.

@@ -5,6 +5,7 @@
 //! stamps the instance with that event's sequence number (`changed_seq`). A controller remembers
 //! the sequence number of its last decide, which is how it finds "what changed since".
 
+mod decide_view;
 mod domains;
 mod events;
 mod instances;
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
-pub use domains::DecideView;
+pub use decide_view::DecideView;
 pub use instances::StateUpdate;
 pub use readings::KEEP_EVERY as READING_KEEP_EVERY;
 pub use runs::{RunRecord, RunState, ServiceRecord};

@@ -15,8 +15,8 @@
 pub mod cloud;
 mod poller;
 
-use super::{Check, Driver, DriverContext};
-use crate::model::{Deployable, DomainSpec, Ec2Deployable, InstanceState};
+use super::{wrong_driver, Check, Driver, DriverContext};
+use crate::model::{DomainSpec, Ec2Deployable, InstanceState};
 use crate::store::{InstanceRecord, StateUpdate, Store};
 use crate::tokens::Tokens;
 use crate::wakeups::Wakeups;
@@ -32,10 +32,9 @@ const STOP_WITHIN: Duration = Duration::from_secs(300);
 
 /// The deployable of a domain this driver was given.
 fn deployable(spec: &DomainSpec) -> anyhow::Result<&Ec2Deployable> {
-    match &spec.deployable {
-        Deployable::Ec2(e) => Ok(e),
-        other => anyhow::bail!("the ec2 driver was given a {} domain", other.driver()),
-    }
+    spec.deployable
+        .as_ec2()
+        .ok_or_else(|| wrong_driver("ec2", spec))
 }
 
 impl Driver for Arc<Ec2Driver> {

@@ -8,8 +8,8 @@ pub mod os;
 mod reconcile;
 mod recover;
 
-use super::{Check, Driver, DriverContext};
-use crate::model::{Deployable, DomainSpec, InstanceState, ProcessDeployable};
+use super::{wrong_driver, Check, Driver, DriverContext};
+use crate::model::{DomainSpec, InstanceState, ProcessDeployable};
 use crate::store::{InstanceRecord, StateUpdate, Store};
 use crate::tokens::Tokens;
 use crate::wakeups::Wakeups;
@@ -59,10 +59,9 @@ impl ProcessDriver {
 
 /// The deployable of a domain this driver was given.
 fn deployable(spec: &DomainSpec) -> Result<&ProcessDeployable> {
-    match &spec.deployable {
-        Deployable::Process(p) => Ok(p),
-        other => anyhow::bail!("the process driver was given a {} domain", other.driver()),
-    }
+    spec.deployable
+        .as_process()
+        .ok_or_else(|| wrong_driver("process", spec))
 }
 
 impl Driver for Arc<ProcessDriver> {

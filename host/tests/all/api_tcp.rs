@@ -1,15 +1,15 @@
 //! The API on TCP, as a remote worker or tool meets it: tokens, a worker's token only for
 //! its own heartbeats, body limits and malformed JSON.
 
-mod common;
+use crate::kit;
 
-use common::{http, is_alive, Epu};
+use kit::{http, is_alive, Epu};
 
 #[test]
 fn the_tcp_api_refuses_missing_wrong_and_foreign_tokens_and_bad_bodies() {
     let epu = Epu::new();
     let (_daemon, addr) = epu.listening_daemon("127.0.0.1:0");
-    let worker = common::repo().join("launch-plans/quickstart/worker.sh");
+    let worker = kit::repo().join("launch-plans/quickstart/worker.sh");
     epu.add_domain("pool")
         .config("preserve_n=2")
         .flag("--env", "HEARTBEAT_SECONDS=1")

@@ -1,8 +1,8 @@
 //! A misbehaving engine becomes recorded events and skipped decides, never a crashed daemon.
 
-mod common;
+use crate::kit;
 
-use common::{wait_for, Epu};
+use kit::{wait_for, Epu};
 use std::time::Duration;
 
 const FAULTY: &str = env!("EPU_TEST_ENGINE_FAULTY");
@@ -13,10 +13,7 @@ fn add_faulty(epu: &Epu, mode: &str) {
 
 /// Adds domain `f` of `sleep` workers with the faulty engine and `options`.
 fn add_faulty_with(epu: &Epu, options: &[&str]) {
-    let mut args = vec!["domain", "add", "f", "--engine", FAULTY];
-    args.extend(options);
-    args.extend(["--", "/bin/sleep", "1000"]);
-    epu.ok(&args);
+    epu.add_domain("f").engine(FAULTY).options(options).ok();
 }
 
 /// Events of `kind`; for `engine-fault` also matches the fault kind, as in `engine-fault/trap`.

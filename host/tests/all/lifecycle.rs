@@ -1,13 +1,13 @@
 //! The quickstart end to end: real worker processes kept alive by the wasm npreserving engine.
 
-mod common;
+use crate::kit;
 
-use common::{is_alive, kill9, wait_for, Epu};
+use kit::{is_alive, kill9, wait_for, Epu};
 use std::collections::HashSet;
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
-fn pids(instances: &[common::Instance]) -> HashSet<i32> {
+fn pids(instances: &[kit::Instance]) -> HashSet<i32> {
     instances
         .iter()
         .map(|i| i.pid.expect("process workers have a pid"))
@@ -294,7 +294,7 @@ fn terminate_leaves_no_worker_behind() {
 #[test]
 fn run_streams_events_and_ctrl_c_terminates_every_worker() {
     let epu = Epu::new();
-    let plan = common::repo().join("launch-plans/quickstart");
+    let plan = kit::repo().join("launch-plans/quickstart");
     let child = epu
         .command()
         .args(["run", plan.to_str().unwrap()])
@@ -302,7 +302,7 @@ fn run_streams_events_and_ctrl_c_terminates_every_worker() {
         .spawn()
         .unwrap();
     let running = epu.wait_running("workers", 3);
-    assert!(common::signal(child.id() as i32, common::Signal::SIGINT));
+    assert!(kit::signal(child.id() as i32, kit::Signal::SIGINT));
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "epu run exited with {}", out.status);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -415,7 +415,7 @@ fn domains_are_added_listed_and_removed_with_their_workers() {
 fn booting_a_plan_again_carries_on_with_the_same_workers() {
     let epu = Epu::new();
     let before = pids(&epu.boot_quickstart());
-    let plan = common::repo().join("launch-plans/quickstart");
+    let plan = kit::repo().join("launch-plans/quickstart");
     let out = epu.ok(&["boot", plan.to_str().unwrap()]);
     assert!(out.contains("already booted"), "{out}");
     // After a daemon crash, booting again adopts the workers rather than adding anything.

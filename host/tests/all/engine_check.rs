@@ -1,9 +1,9 @@
 //! `epu engine check`: the bundled engines pass the conformance scenario with their costs
 //! reported, and every hostile fixture fails it at the right step with the right reason.
 
-mod common;
+use crate::kit;
 
-use common::Epu;
+use kit::Epu;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -142,7 +142,7 @@ fn engines_that_break_the_contract_fail_at_the_right_step() {
 
 #[test]
 fn a_live_domain_exports_a_scenario_that_replays_and_catches_a_different_policy() {
-    use common::{signal, wait_for, Signal};
+    use kit::{signal, wait_for, Signal};
     use std::time::Duration;
     let epu = Epu::new();
     let mut daemon = epu.start_daemon();

@@ -3,9 +3,9 @@
 //! checks the fault recorded, the daemon's RSS, the healthy domains' cadence, and that the
 //! commands an operator needs answer within a few seconds.
 
-mod common;
+use crate::kit;
 
-use common::{components, wait_for, Epu};
+use kit::{components, wait_for, Epu};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -27,11 +27,7 @@ fn add(
     for c in config {
         add = add.config(c);
     }
-    add = add.flag("--pulse-ms", "100");
-    for pair in extra.chunks(2) {
-        add = add.flag(pair[0], pair.get(1).copied().unwrap_or_default());
-    }
-    add.run()
+    add.flag("--pulse-ms", "100").options(extra).run()
 }
 
 fn domain(epu: &Epu, name: &str) -> Value {
@@ -191,24 +187,14 @@ fn an_engine_that_sleeps_is_stopped_in_every_export_and_every_command_answers() 
     eprintln!("a sleeping decide was quarantined in {took:.2} s");
 
     // In initialize: `domain add` is refused at once, naming the cause.
-    let out = answers_within(
-        &epu,
-        5.0,
-        &[
-            "domain",
-            "add",
-            "init-sleeper",
-            "--engine",
-            faulty().to_str().unwrap(),
-            "-c",
-            "mode=sleep",
-            "-c",
-            "sleep_in=initialize",
-            "--",
-            "/bin/sleep",
-            "1000",
-        ],
-    );
+    let init_sleeper = epu
+        .add_domain("init-sleeper")
+        .engine(faulty())
+        .config("mode=sleep")
+        .config("sleep_in=initialize")
+        .args();
+    let init_sleeper: Vec<&str> = init_sleeper.iter().map(String::as_str).collect();
+    let out = answers_within(&epu, 5.0, &init_sleeper);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("may not sleep"),
@@ -555,20 +541,11 @@ fn big_components_are_capped_compiled_outside_the_lock_and_refused_bytes_leave_n
         "slow",
         &components::engine_component("0.3.0", &funcs),
     );
-    let adder = {
-        let mut c = epu.command();
-        c.args([
-            "domain",
-            "add",
-            "slow",
-            "--engine",
-            slow.to_str().unwrap(),
-            "--",
-            "/bin/sleep",
-            "1",
-        ]);
-        c.spawn().unwrap()
-    };
+    let adder = epu
+        .add_domain("slow")
+        .engine(&slow)
+        .command(&["/bin/sleep", "1"])
+        .spawn();
     let mut slowest = 0.0f64;
     let t = Instant::now();
     let mut adder = adder;
@@ -596,16 +573,7 @@ fn big_components_are_capped_compiled_outside_the_lock_and_refused_bytes_leave_n
         &components::engine_component("0.4.0", ""),
     );
     assert!(!add(&epu, "old", &old, &[], &[]).status.success());
-    epu.ok(&[
-        "domain",
-        "add",
-        "d",
-        "--engine",
-        "npreserving",
-        "--",
-        "/bin/sleep",
-        "1",
-    ]);
+    epu.add_domain("d").command(&["/bin/sleep", "1"]).ok();
     let (blobs, compiled) = (blobs + 1, compiled + 2);
     let out = epu.run(&["engine", "swap", "d", old.to_str().unwrap()]);
     assert!(!out.status.success());

@@ -1,9 +1,9 @@
 //! The layout of `host/src`: every import points down. The top-level modules that `lib.rs`
 //! declares, linked by the `crate::` paths of their (non-test) code, form no cycle.
 
-mod common;
+use crate::kit;
 
-use common::repo;
+use kit::repo;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 

@@ -1,8 +1,8 @@
 //! Pushed and command sensors, and bad sensor input, with the bundled queuelen engine.
 
-mod common;
+use crate::kit;
 
-use common::{wait_for, Epu};
+use kit::{wait_for, Epu};
 use std::time::Duration;
 
 /// Adds a queuelen domain (high water 5, low water 1) with one sensor and idle workers.
@@ -148,28 +148,26 @@ fn bad_sensor_input_is_refused_with_a_clear_error_and_changes_nothing() {
         (&["--sensor", "kind=gauge,name=a"], "gauge"),
     ];
     for (extra, needle) in bad_domains {
-        let mut args = vec!["domain", "add", "bad", "--engine", "queuelen"];
-        args.extend_from_slice(&["-c", "queuelen_high_water=5", "-c", "queuelen_low_water=1"]);
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&["--", "true"]);
-        let err = epu.fails(&args);
+        let err = epu
+            .add_domain("bad")
+            .engine("queuelen")
+            .config("queuelen_high_water=5")
+            .config("queuelen_low_water=1")
+            .options(extra)
+            .command(&["true"])
+            .fails();
         assert!(
             err.contains(needle),
             "{extra:?}: expected '{needle}' in {err}"
         );
     }
     // The engine's own checks: a required key, and a change that would break high > low.
-    let err = epu.fails(&[
-        "domain",
-        "add",
-        "bad",
-        "--engine",
-        "queuelen",
-        "-c",
-        "queuelen_low_water=1",
-        "--",
-        "true",
-    ]);
+    let err = epu
+        .add_domain("bad")
+        .engine("queuelen")
+        .config("queuelen_low_water=1")
+        .command(&["true"])
+        .fails();
     assert!(err.contains("queuelen_high_water is required"), "{err}");
     let names = epu.ok(&["domain", "list"]);
     assert_eq!(names.trim(), "d", "nothing half-created: {names}");

@@ -1,11 +1,10 @@
 //! The web dashboard in a real browser: Debian's chromium, driven by playwright-core
 //! (`tests/browser/dashboard.mjs`) against a daemon that runs the quickstart plan.
 // Needs chromium and playwright-core: run with `--features services` (host/tests/README.md).
-#![cfg(feature = "services")]
 
-mod common;
+use crate::kit;
 
-use common::{repo, Epu};
+use kit::{repo, Epu};
 use std::process::Command;
 
 #[test]

@@ -3,11 +3,10 @@
 //! configs with the key named, and run in the daemon. The Python sensor engine decides as the
 //! bundled Rust one does.
 // Needs the engines that plugins/build.sh builds: run with `--features guests` (host/tests/README.md).
-#![cfg(feature = "guests")]
 
-mod common;
+use crate::kit;
 
-use common::{repo, wait_for, Epu, EPU};
+use kit::{repo, wait_for, Epu, EPU};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -156,20 +155,11 @@ fn engines_in_every_language_keep_a_pool_in_the_daemon() {
     let mut daemon = epu.start_daemon();
     for (name, config) in ENGINES {
         let wasm = built(name);
-        let mut args = vec![
-            "domain",
-            "add",
-            name,
-            "--engine",
-            &wasm,
-            "--pulse-ms",
-            "200",
-        ];
+        let mut add = epu.add_domain(name).engine(&wasm).flag("--pulse-ms", "200");
         for c in config {
-            args.extend(["-c", c]);
+            add = add.config(c);
         }
-        args.extend(["--", "/bin/sleep", "1000"]);
-        epu.ok(&args);
+        add.ok();
     }
     let settled = wait_for(Duration::from_secs(120), || {
         let status = epu.status();

@@ -1,9 +1,9 @@
 //! Health from heartbeats: silent workers turn missing, failing ones report process-error, and
 //! npreserving destroys both and replaces them; late heartbeats mark zombies.
 
-mod common;
+use crate::kit;
 
-use common::{wait_for, Epu};
+use kit::{wait_for, Epu};
 use std::time::Duration;
 
 fn health_events(epu: &Epu, id: &str) -> Vec<String> {
@@ -43,7 +43,7 @@ fn a_worker_that_never_heartbeats_goes_missing_and_is_replaced() {
         events.iter().any(|e| e.contains("\"to\":\"missing\"")),
         "{events:?}"
     );
-    assert!(wait_for(Duration::from_secs(5), || !common::is_alive(
+    assert!(wait_for(Duration::from_secs(5), || !kit::is_alive(
         first.pid.unwrap()
     )));
     epu.ok(&["terminate"]);
@@ -142,7 +142,7 @@ fn a_wall_clock_jump_neither_invents_nor_hides_silent_workers() {
         .run(&["status"])
         .status
         .success()));
-    let worker = common::repo().join("launch-plans/quickstart/worker.sh");
+    let worker = kit::repo().join("launch-plans/quickstart/worker.sh");
     epu.add_domain("clocked")
         .config("preserve_n=2")
         .flag("--pulse-ms", "100")
@@ -163,7 +163,7 @@ fn a_wall_clock_jump_neither_invents_nor_hides_silent_workers() {
     std::fs::write(&offset, "+7200\n").unwrap();
     std::thread::sleep(Duration::from_secs(5));
     assert!(
-        wall(&epu) > common::unix_now() + 7000.0,
+        wall(&epu) > kit::unix_now() + 7000.0,
         "the daemon's clock did not jump ahead: is libfaketime working?"
     );
     assert_eq!(epu.wait_running("clocked", 2), before, "jump ahead");
@@ -174,20 +174,20 @@ fn a_wall_clock_jump_neither_invents_nor_hides_silent_workers() {
     std::fs::write(&offset, "-7200\n").unwrap();
     std::thread::sleep(Duration::from_secs(3));
     assert!(
-        wall(&epu) < common::unix_now() - 7000.0,
+        wall(&epu) < kit::unix_now() - 7000.0,
         "the clock did not jump back"
     );
     assert_eq!(epu.wait_running("clocked", 2), before, "jump back");
     // A worker that stops heartbeating is found missing within its 3 s, although every
     // heartbeat it sent is stamped two hours after the daemon's clock now.
     let stopped = before[0].pid.unwrap();
-    assert!(common::signal(stopped, common::Signal::SIGSTOP));
+    assert!(kit::signal(stopped, kit::Signal::SIGSTOP));
     let missing = wait_for(Duration::from_secs(8), || {
         health_events(&epu, &before[0].id)
             .iter()
             .any(|e| e.contains("\"to\":\"missing\""))
     });
-    common::signal(stopped, common::Signal::SIGCONT);
+    kit::signal(stopped, kit::Signal::SIGCONT);
     assert!(missing, "{:?}", health_events(&epu, &before[0].id));
     epu.ok(&["terminate"]);
     daemon.wait().unwrap();

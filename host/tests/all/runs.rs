@@ -2,9 +2,9 @@
 //! invalid plans, terminate, clean, event analysis and graphs. All against the real binary,
 //! real service processes and real workers.
 
-mod common;
+use crate::kit;
 
-use common::{is_alive, repo, wait_for, Epu};
+use kit::{is_alive, repo, wait_for, Epu};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -100,7 +100,7 @@ fn the_two_level_plan_boots_its_attributes_reach_the_workers_and_terminate_leave
     assert_eq!(list[0]["state"], "booted");
 
     // A killed worker is replaced, and the event analysis reports it.
-    common::kill9(workers[0].pid.unwrap());
+    kit::kill9(workers[0].pid.unwrap());
     let replaced = wait_for(Duration::from_secs(20), || {
         let now = epu.instances("greeters");
         now.len() == 2
@@ -444,20 +444,10 @@ fn graphs_are_valid_svg_and_png_with_more_than_one_series() {
 fn a_queue_graph_draws_the_readings_and_the_instance_graph_overlays_them() {
     let epu = Epu::new();
     let _daemon = epu.daemon();
-    epu.ok(&[
-        "domain",
-        "add",
-        "q",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=1",
-        "--sensor",
-        "kind=pushed,name=queue-length",
-        "--",
-        "/bin/sleep",
-        "1000",
-    ]);
+    epu.add_domain("q")
+        .config("preserve_n=1")
+        .flag("--sensor", "kind=pushed,name=queue-length")
+        .ok();
     for v in ["3", "8", "5"] {
         epu.ok(&["sensor", "push", "q", "queue-length", v]);
     }
@@ -517,7 +507,7 @@ fn a_run_outlives_a_daemon_crash_and_a_crash_during_boot_leaks_nothing() {
     });
     assert!(started, "kv never started");
     let stale_kv = service_pids(&epu, "two-level-demo")[0];
-    common::kill9(epu.daemon_pid().unwrap());
+    kit::kill9(epu.daemon_pid().unwrap());
     boot.kill().unwrap();
     boot.wait().unwrap();
     assert!(is_alive(stale_kv), "a service outlives its daemon");
@@ -548,7 +538,7 @@ fn a_run_outlives_a_daemon_crash_and_a_crash_during_boot_leaks_nothing() {
         .rev()
         .nth(1)
         .unwrap();
-    common::kill9(epu.daemon_pid().unwrap());
+    kit::kill9(epu.daemon_pid().unwrap());
     std::thread::sleep(Duration::from_millis(200));
     assert!(is_alive(kv));
     let found = json(&epu.ok(&["find-workers", "two-level-demo", "--json"]));

@@ -1,9 +1,9 @@
 //! `/metrics`, `/healthz` and `/readyz` on the TCP listener, parsed with a real exposition-
 //! format parser (`prometheus-parse`) while a domain scales up; and dry-run domains.
 
-mod common;
+use crate::kit;
 
-use common::{http, wait_for, Epu};
+use kit::{http, wait_for, Epu};
 use prometheus_parse::{Scrape, Value};
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ fn metrics_follow_a_scripted_scale_up_and_health_endpoints_answer() {
     let (code, body) = http::request(&addr, "GET", "/readyz", None, "");
     assert_eq!((code, body.contains("ready")), (200, true), "{body}");
 
-    let worker = common::repo().join("launch-plans/quickstart/worker.sh");
+    let worker = kit::repo().join("launch-plans/quickstart/worker.sh");
     epu.add_domain("web")
         .config("preserve_n=1")
         .flag("--pulse-ms", "200")
@@ -130,7 +130,7 @@ fn metrics_follow_a_scripted_scale_up_and_health_endpoints_answer() {
     assert!(value(&after, "epu_store_write_duration_seconds", &[]).unwrap() > 0.0);
 
     // A killed worker is replaced, and counted as a replacement.
-    common::kill9(workers[0].pid.unwrap());
+    kit::kill9(workers[0].pid.unwrap());
     let replaced = wait_for(Duration::from_secs(20), || {
         value(&scrape(&epu, &addr), "epu_replacements_total", &d) == Some(1.0)
     });

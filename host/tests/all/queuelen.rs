@@ -1,12 +1,11 @@
 //! Queue-length scaling on a real RabbitMQ: the queue-workers plan's real AMQP workers, the
 //! bundled queuelen engine, and the AMQP queue-depth sensor.
 // Needs RabbitMQ: run with `--features services` (host/tests/README.md).
-#![cfg(feature = "services")]
 
-mod common;
+use crate::kit;
 
-use common::amqp::{self, PrivateBroker};
-use common::{wait_for, Epu};
+use kit::amqp::{self, PrivateBroker};
+use kit::{wait_for, Epu};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -22,16 +21,20 @@ fn add_queue_domain(
     env: &[String],
 ) {
     let sensor = format!("kind=amqp,name=queue-length,url={url},queue={queue},interval_ms=200");
-    let worker = common::repo().join("launch-plans/queue-workers/worker.sh");
-    let mut args = vec![
-        "domain", "add", name, "--engine", "queuelen", "--sensor", &sensor,
-    ];
-    args.extend(config.iter().flat_map(|c| ["-c", c]));
+    let worker = kit::repo().join("launch-plans/queue-workers/worker.sh");
+    let mut add = epu
+        .add_domain(name)
+        .engine("queuelen")
+        .flag("--sensor", &sensor);
+    for c in config {
+        add = add.config(c);
+    }
     let mut env = env.to_vec();
     env.extend([format!("QUEUE={queue}"), format!("AMQP_URL={url}")]);
-    args.extend(env.iter().flat_map(|e| ["--env", e.as_str()]));
-    args.extend(["--boot-timeout", "30", "--", worker.to_str().unwrap()]);
-    epu.ok(&args);
+    for e in &env {
+        add = add.flag("--env", e);
+    }
+    add.flag("--boot-timeout", "30").command(&[worker]).ok();
 }
 
 /// Asserts that every message `<prefix>-<n>`, n < count, was acked exactly once.
@@ -54,7 +57,7 @@ fn assert_each_consumed_once(done_log: &Path, prefix: &str, count: u32) -> Vec<(
 
 /// The queue-workers plan, pointed at its own queue and with a done log, in `dir`.
 fn plan_copy(dir: &Path, queue: &str, done_log: &Path) {
-    let plan_dir = common::repo().join("launch-plans/queue-workers");
+    let plan_dir = kit::repo().join("launch-plans/queue-workers");
     let text = std::fs::read_to_string(plan_dir.join("plan.toml"))
         .unwrap()
         .replace("\"epu-work\"", &format!("\"{queue}\""))

@@ -1,8 +1,8 @@
 //! Every kind of bad input gets a clear message and a non-zero exit, and changes nothing.
 
-mod common;
+use crate::kit;
 
-use common::Epu;
+use kit::Epu;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -55,33 +55,29 @@ fn engines_that_are_not_components_of_the_world_are_refused() {
     ];
     for (name, bytes, needle) in cases {
         let path = write(&epu, name, bytes);
-        let err = epu.fails(&[
-            "domain",
-            "add",
-            "d",
-            "--engine",
-            path.to_str().unwrap(),
-            "--",
-            "/bin/true",
-        ]);
+        let err = epu
+            .add_domain("d")
+            .engine(&path)
+            .command(&["/bin/true"])
+            .fails();
         assert!(err.contains(needle), "{name}: {err}");
     }
     // A real component of another world that also exports a `decide`.
     let other = format!("{}/hostile-otherworld.wasm", env!("EPU_TEST_ENGINES_DIR"));
-    let err = epu.fails(&["domain", "add", "d", "--engine", &other, "--", "/bin/true"]);
+    let err = epu
+        .add_domain("d")
+        .engine(&other)
+        .command(&["/bin/true"])
+        .fails();
     assert!(
         err.contains("does not implement the epu:engine/engine world"),
         "{err}"
     );
-    let err = epu.fails(&[
-        "domain",
-        "add",
-        "d",
-        "--engine",
-        "no-such-engine",
-        "--",
-        "/bin/true",
-    ]);
+    let err = epu
+        .add_domain("d")
+        .engine("no-such-engine")
+        .command(&["/bin/true"])
+        .fails();
     assert!(err.contains("neither a bundled engine"), "{err}");
     assert!(state(&epu).is_empty());
     // Nothing of a refused engine is kept in the state dir.
@@ -111,17 +107,11 @@ fn a_config_value_of_the_wrong_type_is_refused_and_nothing_changes() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(state(&epu), before);
 
-    let err = epu.fails(&[
-        "domain",
-        "add",
-        "more",
-        "--engine",
-        "npreserving",
-        "-c",
-        "preserve_n=2.5",
-        "--",
-        "/bin/true",
-    ]);
+    let err = epu
+        .add_domain("more")
+        .config("preserve_n=2.5")
+        .command(&["/bin/true"])
+        .fails();
     assert!(err.contains("preserve_n must be a whole number"), "{err}");
     assert_eq!(state(&epu), before, "a refused domain must not be stored");
 
@@ -143,25 +133,9 @@ fn unknown_domains_and_bad_names_are_refused() {
         let err = epu.fails(&args);
         assert!(err.contains("unknown domain 'nope'"), "{args:?}: {err}");
     }
-    let err = epu.fails(&[
-        "domain",
-        "add",
-        "../evil",
-        "--engine",
-        "npreserving",
-        "--",
-        "/bin/true",
-    ]);
+    let err = epu.add_domain("../evil").command(&["/bin/true"]).fails();
     assert!(err.contains("invalid domain name"), "{err}");
-    let err = epu.fails(&[
-        "domain",
-        "add",
-        "workers",
-        "--engine",
-        "npreserving",
-        "--",
-        "/bin/true",
-    ]);
+    let err = epu.add_domain("workers").command(&["/bin/true"]).fails();
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(state(&epu), before);
 }
@@ -208,7 +182,7 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
         err.contains("another epu daemon is already running") && err.contains(&first.to_string()),
         "{err}"
     );
-    let plan = common::repo().join("launch-plans/quickstart");
+    let plan = kit::repo().join("launch-plans/quickstart");
     let err = epu.fails(&["run", plan.to_str().unwrap()]);
     assert!(err.contains("already running"), "{err}");
     assert_eq!(epu.daemon_pid(), Some(first));

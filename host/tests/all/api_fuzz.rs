@@ -7,9 +7,9 @@
 //!
 //! Cases: 300 by default; `PROPTEST_CASES=N` for a longer session.
 
-mod common;
+use crate::kit;
 
-use common::{http, Epu};
+use kit::{http, Epu};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

@@ -2,9 +2,9 @@
 //! engines' unit tests among them), and npreserving's uniques keep their vars through a lost
 //! worker and a daemon restart.
 
-mod common;
+use crate::kit;
 
-use common::{is_alive, kill9, repo, wait_for, Epu, Instance, EPU};
+use kit::{is_alive, kill9, repo, wait_for, Epu, Instance, EPU};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;

@@ -3,10 +3,10 @@
 //! broke a domain later, terminates cut short by a crash, an open state dir, the daemon's
 //! environment in workers, and zombies nobody killed.
 
-mod common;
+use crate::kit;
 
-use common::http::request;
-use common::{is_alive, kill9, wait_for, Epu, Signal};
+use kit::http::request;
+use kit::{is_alive, kill9, wait_for, Epu, Signal};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,28 +17,18 @@ use std::time::Duration;
 /// worker's environment, as children do.
 const LEAVES_A_CHILD: &str = "(trap '' TERM; exec sleep 1000) & wait";
 
-/// The args of `epu domain add NAME --engine npreserving OPTIONS -- COMMAND`.
-fn add_args<'a>(name: &'a str, options: &[&'a str], command: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["domain", "add", name, "--engine", "npreserving"];
-    args.extend(options);
-    args.push("--");
-    args.extend(command);
-    args
-}
-
 /// Adds a domain of `n` workers running `script` under `sh -c`, with a 1 s grace.
 fn add_script(epu: &Epu, name: &str, n: u32, script: &str) {
     let keep = format!("preserve_n={n}");
-    epu.ok(&add_args(
-        name,
-        &["-c", &keep, "--pulse-ms", "100", "--grace", "1"],
-        &["/bin/sh", "-c", script],
-    ));
+    epu.add_domain(name)
+        .options(&["-c", &keep, "--pulse-ms", "100", "--grace", "1"])
+        .command(&["/bin/sh", "-c", script])
+        .ok();
 }
 
 /// The processes of the state dir's workers, by instance id.
 fn processes(epu: &Epu) -> std::collections::HashMap<String, Vec<i32>> {
-    common::workers_by_instance(&epu.state_dir())
+    kit::workers_by_instance(&epu.state_dir())
 }
 
 /// The pids of one instance's processes once it has `n` of them.
@@ -54,7 +44,7 @@ fn processes_of(epu: &Epu, id: &str, n: usize) -> Vec<i32> {
 }
 
 /// Waits until `n` instances of `domain` have a worker process; returns them.
-fn wait_started(epu: &Epu, domain: &str, n: usize) -> Vec<common::Instance> {
+fn wait_started(epu: &Epu, domain: &str, n: usize) -> Vec<kit::Instance> {
     let mut last = Vec::new();
     let ok = wait_for(Duration::from_secs(30), || {
         last = epu.instances(domain);
@@ -107,12 +97,20 @@ fn process_spec(name: &str, deployable: Value) -> Value {
 fn every_number_is_range_checked_at_every_entry() {
     let epu = Epu::new();
     let (_d, addr) = epu.listening_daemon("127.0.0.1:0");
-    let err = epu.fails(&add_args("d", &["--grace", "1e300"], &["/bin/true"]));
+    let err = epu
+        .add_domain("d")
+        .options(&["--grace", "1e300"])
+        .command(&["/bin/true"])
+        .fails();
     assert!(
         err.contains("grace_seconds") && err.contains("3600"),
         "{err}"
     );
-    let err = epu.fails(&add_args("d", &["--grace", "inf"], &["/bin/true"]));
+    let err = epu
+        .add_domain("d")
+        .options(&["--grace", "inf"])
+        .command(&["/bin/true"])
+        .fails();
     assert!(err.contains("not a finite number"), "{err}");
     let cases = [
         (json!({"pulse_ms": 0}), "pulse_ms"),
@@ -228,32 +226,31 @@ fn a_bad_stored_value_holds_its_domain_and_the_rest_starts() {
 fn a_config_whose_decision_would_be_refused_is_refused_at_add_and_reconfigure() {
     let epu = Epu::new();
     let _d = epu.daemon();
-    let err = epu.fails(&add_args(
-        "d",
-        &[
+    let err = epu
+        .add_domain("d")
+        .options(&[
             "-c",
             "preserve_n=51",
             "--max-instances",
             "50",
             "--pulse-ms",
             "100",
-        ],
-        &["/bin/sleep", "1000"],
-    ));
+        ])
+        .command(&["/bin/sleep", "1000"])
+        .fails();
     assert!(err.contains("max_instances"), "{err}");
     assert!(epu.status()["domains"].as_array().unwrap().is_empty());
-    epu.ok(&add_args(
-        "d",
-        &[
+    epu.add_domain("d")
+        .options(&[
             "-c",
             "preserve_n=2",
             "--max-instances",
             "50",
             "--pulse-ms",
             "100",
-        ],
-        &["/bin/sleep", "1000"],
-    ));
+        ])
+        .command(&["/bin/sleep", "1000"])
+        .ok();
     wait_started(&epu, "d", 2);
     let err = epu.fails(&["reconfigure", "d", "preserve_n=51"]);
     assert!(err.contains("max_instances"), "{err}");
@@ -269,7 +266,7 @@ fn idle_and_slow_connections_neither_pile_up_nor_blind_the_daemon() {
     // A low fd limit, as the audit had: the daemon must keep fds for itself.
     let script = format!(
         "ulimit -n 400 && exec {} daemon --listen 127.0.0.1:0",
-        common::EPU
+        kit::EPU
     );
     let mut child = epu.spawn_daemon(
         std::process::Command::new("/bin/sh")
@@ -436,11 +433,10 @@ fn a_terminate_cut_short_by_a_crash_is_finished_without_launching() {
     let d = epu.daemon();
     // Workers that ignore SIGTERM: the terminate waits out their grace.
     let keep = "preserve_n=3";
-    epu.ok(&add_args(
-        "d",
-        &["-c", keep, "--pulse-ms", "100", "--grace", "3"],
-        &["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"],
-    ));
+    epu.add_domain("d")
+        .options(&["-c", keep, "--pulse-ms", "100", "--grace", "3"])
+        .command(&["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"])
+        .ok();
     let inst = wait_started(&epu, "d", 3);
     let mut cli = epu.command().arg("terminate").spawn().unwrap();
     std::thread::sleep(Duration::from_millis(1000));
@@ -581,17 +577,16 @@ fn workers_get_a_clean_environment() {
             .env("AWS_SECRET_ACCESS_KEY", "daemon-credentials")
             .env("SOMETHING_ELSE", "x"),
     );
-    let _guard = common::DaemonGuard {
+    let _guard = kit::DaemonGuard {
         child,
         state_dir: epu.state_dir(),
     };
     let out = epu.dir.path().join("env.txt");
     let script = format!("env > {}; exec sleep 1000", out.display());
-    epu.ok(&add_args(
-        "d",
-        &["-c", "preserve_n=1", "--env", "MINE=yes"],
-        &["/bin/sh", "-c", &script],
-    ));
+    epu.add_domain("d")
+        .options(&["-c", "preserve_n=1", "--env", "MINE=yes"])
+        .command(&["/bin/sh", "-c", &script])
+        .ok();
     assert!(wait_for(Duration::from_secs(10), || out.exists()
         && std::fs::read_to_string(&out)
             .unwrap()
@@ -614,18 +609,17 @@ fn a_zombie_is_killed_by_the_daemon() {
     let beat =
         "while :; do \"$EPU_BIN\" heartbeat \"$EPU_NODE_ID\" >/dev/null 2>&1; sleep 0.2; done";
     let script = format!("setsid sh -c '{beat}' & sleep 1; exit 0");
-    epu.ok(&add_args(
-        "z",
-        &[
+    epu.add_domain("z")
+        .options(&[
             "-c",
             "preserve_n=1",
             "--pulse-ms",
             "100",
             "--zombie-timeout",
             "0.2",
-        ],
-        &["/bin/sh", "-c", &script],
-    ));
+        ])
+        .command(&["/bin/sh", "-c", &script])
+        .ok();
     let inst = wait_started(&epu, "z", 1);
     let id = inst[0].id.clone();
     let mut escaped = Vec::new();

@@ -3,9 +3,9 @@
 //! refuses what it must with a clear error, keeps the daemon up, corrupts nothing, and
 //! recovers once the fault is gone.
 
-mod common;
+use crate::kit;
 
-use common::{is_alive, wait_for, Epu};
+use kit::{is_alive, wait_for, Epu};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -82,7 +82,7 @@ fn a_worker_program_that_cannot_be_spawned_fails_clearly_and_recovers_when_it_re
     // The program goes away (an upgrade half done), and a worker dies.
     let gone = epu.dir.path().join("worker.gone");
     std::fs::rename(&worker, &gone).unwrap();
-    common::kill9(pids[0]);
+    kit::kill9(pids[0]);
     let spawn_error = format!(
         "spawning \\\"{}\\\": No such file or directory",
         worker.display()
@@ -216,7 +216,7 @@ fn a_full_state_dir_refuses_changes_clearly_and_loses_nothing() {
     assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
     assert!(answer.contains("storing the config"), "{answer}");
     // A worker dies while nothing can be written; the daemon stays up and answers.
-    common::kill9(pids[0]);
+    kit::kill9(pids[0]);
     std::thread::sleep(Duration::from_secs(3));
     assert!(is_alive(daemon.id() as i32), "the daemon died");
     epu.ok(&["status"]);
@@ -322,7 +322,7 @@ fn a_store_locked_by_another_process_is_waited_for_or_refused_clearly() {
     let mut holder = lock_store(&db, 15.0);
     let error = epu.fails(&["reconfigure", "d", "preserve_n=2"]);
     assert!(error.contains("locked"), "{error}");
-    common::kill9(pids[0]);
+    kit::kill9(pids[0]);
     holder.wait().unwrap();
     let now = wait_for_workers(&epu, "d", 3);
     assert!(!now.contains(&pids[0]));

@@ -2,9 +2,9 @@
 //! quarantined, while a healthy domain keeps its decide cadence; a swap to one is refused and
 //! the old engine runs on. Swaps that pass validation can be rolled back.
 
-mod common;
+use crate::kit;
 
-use common::{wait_for, Epu};
+use kit::{wait_for, Epu};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -177,7 +177,7 @@ fn swaps_to_bad_engines_are_refused_and_the_old_engine_runs_on() {
         files.len()
     );
     // The old engine still decides: a killed worker is replaced.
-    common::kill9(before[0].pid.unwrap());
+    kit::kill9(before[0].pid.unwrap());
     assert!(wait_for(Duration::from_secs(10), || {
         let now = epu.instances("d");
         now.len() == 1 && now[0].id != before[0].id
@@ -297,7 +297,7 @@ fn a_quarantined_domain_holds_or_preserves_its_count_as_configured() {
         .map(|n| epu.instances(n)[0].clone())
         .collect();
     for v in &victims {
-        common::kill9(v.pid.unwrap());
+        kit::kill9(v.pid.unwrap());
     }
     // preserve replaces the failed worker without asking the engine; hold does nothing.
     assert!(wait_for(Duration::from_secs(10), || {
@@ -332,7 +332,7 @@ fn a_quarantine_survives_a_daemon_restart() {
         ["controller"]["quarantined"]
         == true));
     let faults_before = events(&epu, "bad").matches("engine-fault").count();
-    common::kill9(daemon.id() as i32);
+    kit::kill9(daemon.id() as i32);
     daemon.wait().unwrap();
 
     let mut daemon = epu.start_daemon();

@@ -13,10 +13,10 @@
 //! `EPU_TORTURE_ROUNDS` (default 20) and `EPU_TORTURE_SEED` (default: from the clock) pick the
 //! run; a violation prints both, to replay it. `./dev.sh torture` runs the full 100 rounds.
 
-mod common;
+use crate::kit;
 
-use common::seeded::{Rng, Run};
-use common::{is_alive, wait_for, Epu, EPU};
+use kit::seeded::{Rng, Run};
+use kit::{is_alive, wait_for, Epu, EPU};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -90,7 +90,7 @@ fn is_leader(pid: i32) -> bool {
 
 /// The live worker processes of the state dir, children included: instance id → pids.
 fn worker_processes(state_dir: &str) -> HashMap<String, Vec<i32>> {
-    common::workers_by_instance(std::path::Path::new(state_dir))
+    kit::workers_by_instance(std::path::Path::new(state_dir))
 }
 
 struct Row {
@@ -261,7 +261,7 @@ fn check_now(
             );
         }
         if row.state == "terminating" {
-            let age = common::unix_now() - row.state_time;
+            let age = kit::unix_now() - row.state_time;
             check(
                 age < (GRACE + 2) as f64,
                 format!("store disagrees: {id} has been terminating for {age:.1} s, pids {live:?}"),
@@ -378,7 +378,7 @@ fn kill_a_worker(rng: &mut Rng, state_dir: &str) {
     pids.sort();
     if !pids.is_empty() {
         let pid = pids[rng.range(0, pids.len() as u64 - 1) as usize];
-        common::signal(pid, common::Signal::SIGKILL);
+        kit::signal(pid, kit::Signal::SIGKILL);
     }
 }
 
@@ -503,7 +503,7 @@ fn crash_restart_torture_loses_and_doubles_nothing() {
     epu.ok(&["boot", plan.to_str().unwrap()]);
     // `boot` started a detached daemon; from here on the test owns the daemon process.
     let booted = epu.daemon_pid().unwrap();
-    common::kill9(booted);
+    kit::kill9(booted);
     assert!(wait_for(Duration::from_secs(5), || !is_alive(booted)));
     let mut daemon = start_daemon(&epu, &log);
     let state_dir = epu.state_dir().canonicalize().unwrap();

@@ -1,13 +1,11 @@
 //! The `ec2` driver against moto's EC2 server (a real HTTP implementation of the EC2 API on
 //! 127.0.0.1), with simulated workers sending heartbeats to the daemon's TCP listener.
 // Needs moto's EC2 server: run with `--features services` (host/tests/README.md).
-#![cfg(feature = "services")]
-#![cfg(feature = "ec2")]
 
-mod common;
+use crate::kit;
 
-use common::moto::{self, CloudInstance, Moto, Proxy};
-use common::{wait_for, Epu};
+use kit::moto::{self, CloudInstance, Moto, Proxy};
+use kit::{wait_for, Epu};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -266,7 +264,7 @@ fn faults_between_epu_and_the_cloud_are_ridden_out_without_duplicates() {
 #[test]
 fn the_ec2_moto_plan_boots_keeps_three_instances_and_terminates_to_nothing() {
     let epu = Epu::new();
-    let plan = common::repo().join("launch-plans/ec2-moto");
+    let plan = kit::repo().join("launch-plans/ec2-moto");
     let python = moto::python();
     let out = epu.ok_with_env(
         &["boot", plan.to_str().unwrap(), "--json"],
@@ -291,7 +289,7 @@ fn the_ec2_moto_plan_boots_keeps_three_instances_and_terminates_to_nothing() {
         "worker and cloud ids: {found}"
     );
     epu.ok(&["terminate", "ec2-moto"]);
-    assert!(!common::is_alive(moto_pid), "moto is still running");
+    assert!(!kit::is_alive(moto_pid), "moto is still running");
     assert!(epu.service_processes().is_empty());
     let history = epu.ok(&["history", "ec2-moto"]);
     assert_eq!(history.matches("to=terminated").count(), 3, "{history}");
@@ -305,19 +303,19 @@ fn the_ec2_moto_plan_boots_keeps_three_instances_and_terminates_to_nothing() {
 /// event log has no gap. `EPU_TORTURE_EC2_ROUNDS` (default 5) and `EPU_TORTURE_SEED` replay it.
 #[test]
 fn crash_restart_torture_on_ec2_doubles_and_leaks_nothing() {
-    let common::seeded::Run {
+    let kit::seeded::Run {
         rounds,
         seed,
         replay,
-    } = common::seeded::Run::from_env("EPU_TORTURE_EC2_ROUNDS", 5);
+    } = kit::seeded::Run::from_env("EPU_TORTURE_EC2_ROUNDS", 5);
     eprintln!("ec2 torture: {rounds} rounds ({replay})");
-    let mut rng = common::seeded::Rng(seed);
+    let mut rng = kit::seeded::Rng(seed);
     let mut random = move |n: u64| rng.next() % n;
 
     let cloud = Moto::start();
     let _workers = cloud.heartbeats();
     let epu = Epu::new();
-    let listen = format!("127.0.0.1:{}", common::free_port());
+    let listen = format!("127.0.0.1:{}", kit::free_port());
     let (mut daemon, _) = moto::daemon_on(&epu, &listen);
     moto::boot_domain(&epu, "storm", 2, &cloud.url, "reap_after_s = 2");
     wait_pool(&epu, &cloud, "storm", 2);
@@ -367,7 +365,7 @@ fn crash_restart_torture_on_ec2_doubles_and_leaks_nothing() {
             _ => bad.push(format!("preserve_n is {config:?}, last acknowledged {n}")),
         }
         let settled = wait_for(Duration::from_secs(60), || {
-            let live: Vec<common::Instance> = epu.instances("storm");
+            let live: Vec<kit::Instance> = epu.instances("storm");
             let up: Vec<CloudInstance> = cloud
                 .instances("storm")
                 .into_iter()
