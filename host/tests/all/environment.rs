@@ -276,29 +276,40 @@ fn a_read_only_state_dir_is_refused_clearly_and_left_untouched() {
     assert_store_sound(&db);
 }
 
-/// Holds an exclusive lock on the store from another process (python's sqlite3) for `secs`.
-fn lock_store(db: &Path, secs: f64) -> std::process::Child {
-    let script = format!(
-        "import sqlite3, sys, time\n\
-         c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
-         c.execute('BEGIN EXCLUSIVE')\n\
-         print('locked', flush=True)\n\
-         time.sleep({secs})\n\
-         c.execute('COMMIT')\n"
-    );
-    let mut child = Command::new("python3")
-        .args(["-c", &script])
-        .arg(db)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    use std::io::BufRead;
-    std::io::BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "locked");
-    child
+/// An exclusive lock on the store, held by this test process (not the daemon's) until it is
+/// released or its time runs out.
+struct StoreLock {
+    release: std::sync::mpsc::Sender<()>,
+    holder: std::thread::JoinHandle<()>,
+}
+
+impl StoreLock {
+    /// Waits until the lock's time runs out and it is released.
+    fn wait(self) {
+        self.holder.join().unwrap();
+    }
+
+    /// Releases the lock now.
+    fn release(self) {
+        let _ = self.release.send(());
+        self.holder.join().unwrap();
+    }
+}
+
+/// Takes an exclusive lock on the store for `secs`; returns once it is held.
+fn lock_store(db: &Path, secs: f64) -> StoreLock {
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let db = db.to_path_buf();
+    let holder = std::thread::spawn(move || {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        locked.send(()).unwrap();
+        let _ = released.recv_timeout(Duration::from_secs_f64(secs));
+        c.execute_batch("COMMIT").unwrap();
+    });
+    is_locked.recv().expect("the store could not be locked");
+    StoreLock { release, holder }
 }
 
 #[test]
@@ -310,20 +321,20 @@ fn a_store_locked_by_another_process_is_waited_for_or_refused_clearly() {
     let db = epu.state_dir().join("epu.db");
 
     // A short lock is waited out: the change goes through once it is released.
-    let mut holder = lock_store(&db, 1.0);
+    let holder = lock_store(&db, 1.0);
     epu.ok(&["reconfigure", "d", "preserve_n=3"]);
-    holder.wait().unwrap();
+    holder.wait();
     wait_for_workers(&epu, "d", 3);
 
     // A long one: the change is refused with a clear error, a worker that dies meanwhile is
     // replaced once the lock is gone, and the daemon answers throughout. The lock outlasts two
     // busy timeouts (5 s each): a decide that was writing when it began waits one out before
     // the reconfigure's own write waits the other.
-    let mut holder = lock_store(&db, 15.0);
+    let holder = lock_store(&db, 15.0);
     let error = epu.fails(&["reconfigure", "d", "preserve_n=2"]);
     assert!(error.contains("locked"), "{error}");
     kit::kill9(pids[0]);
-    holder.wait().unwrap();
+    holder.wait();
     let now = wait_for_workers(&epu, "d", 3);
     assert!(!now.contains(&pids[0]));
     assert_eq!(epu.status()["domains"][0]["config"]["preserve_n"], 3);
@@ -331,14 +342,13 @@ fn a_store_locked_by_another_process_is_waited_for_or_refused_clearly() {
     // A daemon cannot start on a store another process holds: it says so and exits.
     epu.ok(&["terminate"]);
     daemon.wait().unwrap();
-    let mut holder = lock_store(&db, 30.0);
+    let holder = lock_store(&db, 30.0);
     let out = epu
         .command()
         .arg("daemon")
         .output()
         .expect("running epu daemon");
-    let _ = holder.kill();
-    let _ = holder.wait();
+    holder.release();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("locked"),

@@ -27,9 +27,11 @@ mod runs;
 mod sensors;
 mod torture;
 
-// Tier `services`: RabbitMQ, moto's EC2 server, chromium.
+// Tier `services`: RabbitMQ, moto's EC2 server, chromium, python3.
 #[cfg(feature = "services")]
 mod dashboard;
+#[cfg(feature = "services")]
+mod demo_run;
 #[cfg(all(feature = "services", feature = "ec2"))]
 mod ec2;
 #[cfg(feature = "services")]
