@@ -6,6 +6,7 @@
 #   ./dev.sh plugins      build the Python, JavaScript and C engines into plugins/out/
 #   ./dev.sh broker       install RabbitMQ if needed and start it on 127.0.0.1:5672
 #   ./dev.sh moto         install moto[server] (the EC2 API server the ec2 tests and plan use)
+#   ./dev.sh etcd         install etcd if needed and start a 3-member cluster on 127.0.0.1:23791-23793
 #   ./dev.sh queue-demo   boot the queue-workers plan, send a burst, and watch the pool follow it
 #   ./dev.sh bench        the benchmark suite (docs/performance.md)
 #   ./dev.sh torture [ROUNDS] [SEED]   the crash-restart torture, 100 rounds by default
@@ -49,6 +50,52 @@ need_broker() {
         sleep 0.2
     done
     echo "RabbitMQ did not start within 60 s: see /var/log/rabbitmq/" >&2
+    exit 1
+}
+
+# A 3-member etcd cluster from Debian's etcd-server, on loopback: clients on 23791-23793,
+# peers on 23801-23803, data under $EPU_ETCD_DIR (default /tmp/epu-etcd). The cluster tests
+# find it through EPU_TEST_ETCD.
+etcd_up() {
+    (exec 3<>/dev/tcp/127.0.0.1/23791) 2>/dev/null
+}
+
+# protoc, with which the etcd client of the cluster feature is built.
+need_protoc() {
+    command -v protoc >/dev/null && return 0
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "installing protoc (apt-get install protobuf-compiler)" >&2
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq protobuf-compiler >/dev/null \
+        || { echo "could not install protobuf-compiler: install it with apt-get and retry" >&2; exit 1; }
+}
+
+need_etcd() {
+    export EPU_TEST_ETCD="http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.1:23793"
+    etcd_up && return 0
+    if ! command -v etcd >/dev/null; then
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        echo "installing etcd (apt-get install etcd-server etcd-client)" >&2
+        $sudo apt-get update -qq && $sudo apt-get install -y -qq etcd-server etcd-client >/dev/null \
+            || { echo "could not install etcd-server: install it with apt-get and retry" >&2; exit 1; }
+        # The package may start a system member on the default ports; the tests use their own.
+    fi
+    local dir="${EPU_ETCD_DIR:-/tmp/epu-etcd}"
+    local peers="m1=http://127.0.0.1:23801,m2=http://127.0.0.1:23802,m3=http://127.0.0.1:23803"
+    mkdir -p "$dir"
+    for i in 1 2 3; do
+        setsid etcd --name "m$i" --data-dir "$dir/m$i" \
+            --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
+            --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
+            --initial-cluster "$peers" --initial-cluster-state new --initial-cluster-token epu-test \
+            >"$dir/m$i.log" 2>&1 < /dev/null &
+    done
+    for _ in $(seq 1 150); do
+        etcd_up && return 0
+        sleep 0.2
+    done
+    echo "etcd did not start within 30 s: see $dir/m*.log" >&2
     exit 1
 }
 
@@ -110,6 +157,10 @@ case "${1:-}" in
         need_broker
         echo "RabbitMQ is up on 127.0.0.1:5672"
         ;;
+    etcd)
+        need_etcd
+        echo "etcd is up: EPU_TEST_ETCD=$EPU_TEST_ETCD"
+        ;;
     moto)
         need_moto
         echo "moto is installed: $EPU_MOTO_PYTHON"
@@ -138,12 +189,14 @@ case "${1:-}" in
         need_moto
         need_browser
         need_faketime
+        need_etcd
+        need_protoc
         # The tests check and run the engines written in Python, JavaScript and C.
         plugins/build.sh
         # The tests run the queue-workers plan's programs, which live beside epu.
         cargo build --workspace
         # Every tier: the tests of outside services and of the guest toolchains too.
-        cargo test --workspace --features epu/services,epu/guests
+        cargo test --workspace --features epu/services,epu/guests,epu/cluster
         # A smoke run of the benchmark suite at small sizes (debug build), so that it does not
         # rot. It asserts nothing about speed.
         EPU_BENCH_SIZES=10,100 EPU_BENCH_KILLS=5 EPU_BENCH_CROSSINGS=5 EPU_BENCH_ROUNDS=2 \

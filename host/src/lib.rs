@@ -11,6 +11,8 @@
 //! - [`metrics`]: the Prometheus metrics, updated where things happen.
 //! - [`engine`]: loads and sandboxes WebAssembly decision engines.
 //! - [`tokens`]: who may call the TCP API: the admin and worker tokens.
+//! - [`cluster`] (cargo feature `cluster`): daemons on etcd: node leases, fair shares of the
+//!   domains, fenced writes.
 //!
 //! Services:
 //! - [`plan`]: launch plans: bootlevels of services, and domains.
@@ -46,6 +48,8 @@
 pub mod analysis;
 pub mod api;
 pub mod cli;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod contract;
 pub mod controller;
 pub mod daemon;

@@ -1,0 +1,237 @@
+//! One node's membership of the cluster: its lease, kept alive in the background, its claims
+//! on domains, and fenced writes.
+
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a cluster operation failed: the seam the daemon matches on.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// etcd could not be reached or refused the request.
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    /// Another live node already has this name.
+    #[error("node name '{0}' is taken by a live node")]
+    NameTaken(String),
+    /// The write was fenced off: the domain is no longer this node's.
+    #[error("domain '{0}' is no longer owned by this node")]
+    Fenced(String),
+}
+
+/// A node's claim on a domain: the create revision of its ownership key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim(pub i64);
+
+/// The lease stays ours until `ttl` after a keep-alive was `sent`; the node stops acting a
+/// third of the TTL earlier, so that a clock slower than etcd's never lets it act late.
+fn extend(live_until: &AtomicU64, epoch: Instant, sent: Instant, ttl: Duration) {
+    let until = sent + ttl * 2 / 3 - epoch;
+    live_until.fetch_max(until.as_micros() as u64, Ordering::AcqRel);
+}
+
+/// A node of the cluster.
+pub struct Membership {
+    client: Client,
+    name: String,
+    prefix: String,
+    lease: i64,
+    ttl: Duration,
+    /// When the node stops acting, in microseconds since `epoch`, unless a keep-alive moves it.
+    live_until: Arc<AtomicU64>,
+    epoch: Instant,
+    /// The keep-alive task, ended when the membership drops.
+    keeper: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        if let Some(k) = self.keeper.take() {
+            k.abort();
+        }
+    }
+}
+
+impl Membership {
+    /// Joins the cluster at `endpoints` as `name`, with a lease of `ttl`. The node's key holds
+    /// `info` (its host and labels, as JSON).
+    pub async fn join(
+        endpoints: &[String],
+        prefix: &str,
+        name: &str,
+        ttl: Duration,
+        info: &str,
+    ) -> Result<Membership, ClusterError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(ttl / 3)
+            .with_timeout(ttl / 3)
+            .with_keep_alive(ttl / 3, ttl / 3);
+        let mut client = Client::connect(endpoints, Some(options)).await?;
+        let epoch = Instant::now();
+        let granted = client
+            .lease_grant(ttl.as_secs().max(1) as i64, None)
+            .await?;
+        let lease = granted.id();
+        let key = format!("{prefix}nodes/{name}");
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.as_str(),
+                info,
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        if !client.txn(txn).await?.succeeded() {
+            let _ = client.lease_revoke(lease).await;
+            return Err(ClusterError::NameTaken(name.to_string()));
+        }
+        let mut me = Membership {
+            client,
+            name: name.to_string(),
+            prefix: prefix.to_string(),
+            lease,
+            ttl,
+            live_until: Arc::new(AtomicU64::new(0)),
+            epoch,
+            keeper: None,
+        };
+        extend(&me.live_until, epoch, epoch, ttl);
+        me.keeper = Some(me.keep_alive());
+        Ok(me)
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the node may act on its domains now: its lease is surely still alive.
+    pub fn is_live(&self) -> bool {
+        let now = (Instant::now() - self.epoch).as_micros() as u64;
+        now < self.live_until.load(Ordering::Acquire)
+    }
+
+    /// Keeps the lease alive a few times per TTL for as long as the process runs.
+    fn keep_alive(&self) -> tokio::task::AbortHandle {
+        let mut client = self.client.clone();
+        let (lease, ttl, epoch) = (self.lease, self.ttl, self.epoch);
+        let live_until = self.live_until.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let sent = Instant::now();
+                let answered = async {
+                    let (mut keeper, mut stream) = client.lease_keep_alive(lease).await?;
+                    keeper.keep_alive().await?;
+                    Ok::<_, etcd_client::Error>(stream.message().await?.map(|r| r.ttl()))
+                };
+                match tokio::time::timeout(ttl / 3, answered).await {
+                    Ok(Ok(Some(left))) if left > 0 => extend(&live_until, epoch, sent, ttl),
+                    Ok(Ok(_)) => {
+                        tracing::error!("the cluster lease ran out: this node holds");
+                        return;
+                    }
+                    Ok(Err(e)) => tracing::warn!("keeping the cluster lease alive: {e}"),
+                    Err(_) => tracing::warn!("keeping the cluster lease alive: no answer"),
+                }
+                tokio::time::sleep_until((sent + ttl / 6).into()).await;
+            }
+        });
+        task.abort_handle()
+    }
+
+    fn owner_key(&self, domain: &str) -> String {
+        format!("{}owners/{domain}", self.prefix)
+    }
+
+    /// Claims an unowned domain; `None` if another node owns it.
+    pub async fn claim(&self, domain: &str) -> Result<Option<Claim>, ClusterError> {
+        let key = self.owner_key(domain);
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.as_str(),
+                self.name.as_str(),
+                Some(PutOptions::new().with_lease(self.lease)),
+            )]);
+        let answer = self.client.clone().txn(txn).await?;
+        let revision = answer.header().map(|h| h.revision()).unwrap_or_default();
+        Ok(answer.succeeded().then_some(Claim(revision)))
+    }
+
+    /// Gives a domain up, if it is still this claim's.
+    pub async fn release(&self, domain: &str, claim: Claim) -> Result<(), ClusterError> {
+        let key = self.owner_key(domain);
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                claim.0,
+            )])
+            .and_then([TxnOp::delete(key.as_str(), None)]);
+        self.client.clone().txn(txn).await?;
+        Ok(())
+    }
+
+    /// Puts `key = value` only while `claim` on `domain` holds.
+    pub async fn fenced_put(
+        &self,
+        domain: &str,
+        claim: Claim,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), ClusterError> {
+        let owner = self.owner_key(domain);
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                owner.as_str(),
+                CompareOp::Equal,
+                claim.0,
+            )])
+            .and_then([TxnOp::put(format!("{}{key}", self.prefix), value, None)]);
+        if self.client.clone().txn(txn).await?.succeeded() {
+            Ok(())
+        } else {
+            Err(ClusterError::Fenced(domain.to_string()))
+        }
+    }
+
+    /// The live nodes, sorted, and the owner of every owned domain.
+    pub async fn view(&self) -> Result<(Vec<String>, BTreeMap<String, String>), ClusterError> {
+        let mut client = self.client.clone();
+        let list = |p: &str| {
+            (
+                format!("{}{p}", self.prefix),
+                Some(GetOptions::new().with_prefix()),
+            )
+        };
+        let (key, options) = list("nodes/");
+        let nodes = client.get(key.as_str(), options).await?;
+        let mut names: Vec<String> = nodes
+            .kvs()
+            .iter()
+            .filter_map(|kv| kv.key_str().ok()?.strip_prefix(&key).map(str::to_string))
+            .collect();
+        names.sort();
+        let (key, options) = list("owners/");
+        let owners = client.get(key.as_str(), options).await?;
+        let owned = owners
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let domain = kv.key_str().ok()?.strip_prefix(&key)?.to_string();
+                Some((domain, kv.value_str().ok()?.to_string()))
+            })
+            .collect();
+        Ok((names, owned))
+    }
+
+    /// Leaves the cluster: the lease is revoked, so every key bound to it goes at once.
+    pub async fn leave(self) -> Result<(), ClusterError> {
+        self.client.clone().lease_revoke(self.lease).await?;
+        Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "services"))]
+mod tests;
