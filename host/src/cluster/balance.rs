@@ -59,13 +59,20 @@ pub fn plan(view: &View) -> Plan {
             )
         })
         .collect();
-    let share = |n: &str| -> f64 {
-        view.domains
-            .iter()
-            .filter(|(d, _)| eligible(d, n))
-            .map(|(d, _)| 1.0 / peers[d.as_str()].max(1) as f64)
-            .sum()
-    };
+    let shares: BTreeMap<&str, f64> = view
+        .nodes
+        .iter()
+        .map(|n| {
+            let share = view
+                .domains
+                .iter()
+                .filter(|(d, _)| eligible(d, n))
+                .map(|(d, _)| 1.0 / peers[d.as_str()].max(1) as f64)
+                .sum();
+            (n.as_str(), share)
+        })
+        .collect();
+    let share = |n: &str| shares.get(n).copied().unwrap_or(0.0);
     let mut counts: BTreeMap<&str, usize> = view.nodes.iter().map(|n| (n.as_str(), 0)).collect();
     for (_, owner) in view.domains {
         if let Some(c) = owner.as_deref().and_then(|o| counts.get_mut(o)) {

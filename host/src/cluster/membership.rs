@@ -118,14 +118,23 @@ impl Membership {
         let (lease, ttl, epoch) = (self.lease, self.ttl, self.epoch);
         let live_until = self.live_until.clone();
         let task = tokio::spawn(async move {
+            // One keep-alive stream, opened again only after it failed.
+            let mut open = None;
             loop {
                 let sent = Instant::now();
                 let answered = async {
-                    let (mut keeper, mut stream) = client.lease_keep_alive(lease).await?;
+                    if open.is_none() {
+                        open = Some(client.lease_keep_alive(lease).await?);
+                    }
+                    let (keeper, stream) = open.as_mut().expect("opened above");
                     keeper.keep_alive().await?;
                     Ok::<_, etcd_client::Error>(stream.message().await?.map(|r| r.ttl()))
                 };
-                match tokio::time::timeout(ttl / 3, answered).await {
+                let answer = tokio::time::timeout(ttl / 3, answered).await;
+                if !matches!(answer, Ok(Ok(Some(_)))) {
+                    open = None;
+                }
+                match answer {
                     Ok(Ok(Some(left))) if left > 0 => extend(&live_until, epoch, sent, ttl),
                     Ok(Ok(_)) => {
                         tracing::error!("the cluster lease ran out: this node holds");
