@@ -323,7 +323,9 @@ impl Store {
                     "INSERT INTO instances (id, domain, launch_id, state, state_ord, state_time, \
                      health, health_time, vars, changed_seq, created, handle) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, '', ?8, ?6, \
-                     (SELECT COALESCE(MAX(handle), 0) + 1 FROM instances))",
+                     (SELECT MAX(COALESCE(MAX(handle), 0), \
+                       (SELECT handle_floor FROM domains WHERE name = ?2)) + 1 \
+                      FROM instances WHERE domain = ?2))",
                     params![
                         l.id,
                         domain,

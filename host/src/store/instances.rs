@@ -50,12 +50,11 @@ impl Store {
         state: InstanceState,
         update: StateUpdate,
     ) -> Result<Option<InstanceRecord>> {
-        let mut domain = None;
-        let updated = self.with_tx(|tx| {
+        self.with_domain_write(|tx| {
             let Some(current) = instance_in_tx(tx, id)? else {
-                return Ok(None);
+                return Ok((None, None));
             };
-            domain = Some(current.domain.clone());
+            let domain = Some(current.domain.clone());
             if current.state >= state {
                 // A worker can report in before its spawn is recorded. Its pid is kept all
                 // the same, or the process could be neither watched nor stopped.
@@ -65,7 +64,7 @@ impl Store {
                         params![id, pid, update.pid_start.map(|v| v as i64)],
                     )?;
                 }
-                return Ok(None);
+                return Ok((None, domain));
             }
             let mut detail = serde_json::json!({"from": current.state, "to": state});
             if let Some(pid) = update.pid {
@@ -95,22 +94,18 @@ impl Store {
                     reset_health
                 ],
             )?;
-            instance_in_tx(tx, id)
-        })?;
-        if let Some(d) = domain {
-            self.touched(&d);
-        }
-        Ok(updated)
+            Ok((instance_in_tx(tx, id)?, domain))
+        })
     }
 
     /// Sets an instance's health. Returns the updated record if it changed.
     pub fn set_health(&self, id: &str, health: Health) -> Result<Option<InstanceRecord>> {
-        let updated = self.with_tx(|tx| {
+        self.with_domain_write(|tx| {
             let Some(current) = instance_in_tx(tx, id)? else {
-                return Ok(None);
+                return Ok((None, None));
             };
             if current.health == health {
-                return Ok(None);
+                return Ok((None, None));
             }
             let detail = serde_json::json!({"from": current.health, "to": health});
             let seq = append_event(tx, Some(&current.domain), Some(id), "health", &detail)?;
@@ -118,12 +113,8 @@ impl Store {
                 "UPDATE instances SET health = ?2, health_time = ?3, changed_seq = ?4 WHERE id = ?1",
                 params![id, health.as_str(), now(), seq],
             )?;
-            instance_in_tx(tx, id)
-        })?;
-        if let Some(r) = &updated {
-            self.touched(&r.domain);
-        }
-        Ok(updated)
+            Ok((instance_in_tx(tx, id)?, Some(current.domain)))
+        })
     }
 
     /// Records the time of a heartbeat.
@@ -139,21 +130,18 @@ impl Store {
 impl Store {
     /// Records the cloud's id of an instance (the `ec2` driver's instance id), once known.
     pub fn set_cloud_id(&self, id: &str, cloud_id: &str) -> Result<()> {
-        let domain = self.with_tx(|tx| {
+        self.with_domain_write(|tx| {
             tx.execute(
                 "UPDATE instances SET cloud_id = ?2 WHERE id = ?1 AND cloud_id IS NULL",
                 params![id, cloud_id],
             )?;
-            Ok(tx
+            let domain = tx
                 .query_row("SELECT domain FROM instances WHERE id = ?1", [id], |r| {
                     r.get::<_, String>(0)
                 })
-                .optional()?)
-        })?;
-        if let Some(d) = domain {
-            self.touched(&d);
-        }
-        Ok(())
+                .optional()?;
+            Ok(((), domain))
+        })
     }
 }
 

@@ -9,6 +9,7 @@ mod decide_view;
 mod domains;
 mod events;
 mod instances;
+mod mirror;
 mod readings;
 mod runs;
 mod schema;
@@ -26,6 +27,7 @@ use tokio::sync::watch;
 
 pub use decide_view::DecideView;
 pub use instances::StateUpdate;
+pub use mirror::{Mirror, Rows};
 pub use readings::KEEP_EVERY as READING_KEEP_EVERY;
 pub use runs::{RunRecord, RunState, ServiceRecord};
 pub use schema::VERSION as SCHEMA_VERSION;
@@ -140,6 +142,8 @@ pub struct Store {
     generations: Mutex<HashMap<String, Arc<AtomicU64>>>,
     /// Told how long each write transaction took, in seconds (for metrics).
     write_observer: std::sync::OnceLock<Box<dyn Fn(f64) + Send + Sync>>,
+    /// Where domain writes go first, in a cluster (see [`mirror`]).
+    mirror: std::sync::OnceLock<mirror::Mirrored>,
 }
 
 impl Store {
@@ -207,6 +211,7 @@ impl Store {
             last_seq: watch::channel(last).0,
             generations: Mutex::default(),
             write_observer: std::sync::OnceLock::new(),
+            mirror: std::sync::OnceLock::new(),
         })
     }
 
@@ -255,9 +260,7 @@ impl Store {
         domain: &str,
         f: impl FnOnce(&Transaction) -> Result<T>,
     ) -> Result<T> {
-        let out = self.with_tx(f)?;
-        self.touched(domain);
-        Ok(out)
+        self.with_domain_write(|tx| Ok((f(tx)?, Some(domain.to_string()))))
     }
 
     fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {

@@ -164,6 +164,13 @@ CREATE TABLE flags (
     time REAL NOT NULL
 );
 "#,
+    // Instance handles count per domain (so a domain's rows can move between stores), and
+    // the floor below which a domain's handles were used already (by instances that ended).
+    r#"
+DROP INDEX instances_by_handle;
+CREATE UNIQUE INDEX instances_by_handle ON instances (domain, handle);
+ALTER TABLE domains ADD COLUMN handle_floor INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this build writes.

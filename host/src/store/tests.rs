@@ -450,3 +450,5 @@ proptest::proptest! {
         }
     }
 }
+
+mod mirror;
