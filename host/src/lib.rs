@@ -11,12 +11,13 @@
 //! - [`metrics`]: the Prometheus metrics, updated where things happen.
 //! - [`engine`]: loads and sandboxes WebAssembly decision engines.
 //! - [`tokens`]: who may call the TCP API: the admin and worker tokens.
-//! - [`cluster`] (cargo feature `cluster`): daemons on etcd: node leases, fair shares of the
-//!   domains, fenced writes.
 //!
 //! Services:
 //! - [`plan`]: launch plans: bootlevels of services, and domains.
-//! - [`store`]: the SQLite store, the one source of truth.
+//! - [`store`]: the SQLite store, the one source of truth (of one daemon, or of the domains a
+//!   node of a cluster owns).
+//! - [`cluster`] (cargo feature `cluster`): daemons on etcd: node leases, fair shares of the
+//!   domains, the state of record, fenced writes.
 //! - [`analysis`]: event-log analysis per domain (epumgmt's).
 //! - [`graph`]: draws that analysis as charts (`epu graph`).
 //! - [`sensors`]: the readings engines scale on (AMQP queue depth, commands, pushes).

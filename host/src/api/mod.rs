@@ -109,6 +109,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/domains/{name}/engine/resume", post(resume_engine))
         .route("/v1/domains/{name}/scenario", get(scenario))
         .route("/v1/domains/{name}/sensors/{sensor}", post(push_reading))
+        .route("/v1/cluster", get(cluster_status))
         .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/events", get(events))
         .route("/v1/terminate", post(terminate))
@@ -238,6 +239,11 @@ async fn metrics_text(State(d): Shared) -> Result<Response, ApiError> {
         text,
     )
         .into_response())
+}
+
+/// The cluster's nodes and who owns what.
+async fn cluster_status(State(d): Shared) -> Reply {
+    Ok(Json(d.cluster_status().await?))
 }
 
 /// Liveness: the daemon answers.

@@ -63,6 +63,9 @@ pub(super) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The daemon's cluster (a daemon started with --cluster).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// List the runs.
     List {
         #[arg(long)]
@@ -156,6 +159,16 @@ pub(super) enum Command {
     },
 }
 
+#[derive(Subcommand)]
+pub(super) enum ClusterCommand {
+    /// The cluster's live nodes, each with the domains it owns, and the domains no node owns
+    /// at the moment.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// How `epu daemon` and `epu run` serve.
 #[derive(clap::Args)]
 pub(super) struct DaemonArgs {
@@ -178,17 +191,79 @@ pub(super) struct DaemonArgs {
     /// the fd limit does not leave room for them beside the daemon's own reserve.
     #[arg(long, env = "EPU_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub(super) max_connections: Option<u32>,
+    /// Join a cluster of daemons on etcd at these endpoints (comma-separated URLs). The
+    /// cluster's etcd keeps every domain; this node runs its fair share (cargo feature
+    /// `cluster`).
+    #[arg(long, env = "EPU_CLUSTER", value_delimiter = ',', value_name = "ENDPOINT,...")]
+    pub(super) cluster: Vec<String>,
+    /// This node's name in the cluster, unique among its live nodes (default: the host name).
+    #[arg(long, env = "EPU_NODE")]
+    pub(super) node: Option<String>,
+    /// How long the node's lease outlives its last keep-alive, in seconds (default 5; 2 to
+    /// 60): a dead node's domains move after this long, and a node that cannot reach etcd
+    /// holds after two thirds of it.
+    #[arg(long, env = "EPU_CLUSTER_TTL", value_parser = clap::value_parser!(u64).range(2..=60))]
+    pub(super) cluster_ttl: Option<u64>,
+    /// The cluster's key prefix in etcd (default /epu/): clusters with other prefixes share
+    /// the etcd without seeing each other.
+    #[arg(long, env = "EPU_CLUSTER_PREFIX")]
+    pub(super) cluster_prefix: Option<String>,
 }
 
 impl DaemonArgs {
-    pub(super) fn options(self) -> crate::daemon::DaemonOptions {
-        crate::daemon::DaemonOptions {
+    pub(super) fn options(self) -> anyhow::Result<crate::daemon::DaemonOptions> {
+        #[cfg(feature = "cluster")]
+        let cluster = self.cluster_options()?;
+        #[cfg(not(feature = "cluster"))]
+        anyhow::ensure!(
+            self.cluster.is_empty(),
+            "this epu was built without the cluster (cargo feature `cluster`)"
+        );
+        Ok(crate::daemon::DaemonOptions {
             plugins_dir: self.plugins_dir,
             listen: self.listen,
             metrics_open: self.metrics_open,
             max_engine_bytes: self.max_engine_mib.map(|m| m << 20),
             max_connections: self.max_connections.map(|n| n as usize),
+            #[cfg(feature = "cluster")]
+            cluster,
+        })
+    }
+
+    #[cfg(feature = "cluster")]
+    fn cluster_options(&self) -> anyhow::Result<Option<crate::cluster::ClusterOptions>> {
+        use crate::cluster::{DEFAULT_PREFIX, DEFAULT_TTL};
+        let endpoints: Vec<String> = self
+            .cluster
+            .iter()
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            anyhow::ensure!(
+                self.node.is_none() && self.cluster_ttl.is_none() && self.cluster_prefix.is_none(),
+                "--node, --cluster-ttl and --cluster-prefix need --cluster ENDPOINT[,ENDPOINT...]"
+            );
+            return Ok(None);
         }
+        let node = match &self.node {
+            Some(n) => n.clone(),
+            None => crate::daemon::host_name(),
+        };
+        crate::model::check_domain_name(&node).map_err(|_| {
+            anyhow::anyhow!("invalid node name '{node}': use 1-64 letters, digits, '-', '_' or '.'")
+        })?;
+        let prefix = self.cluster_prefix.clone().unwrap_or(DEFAULT_PREFIX.into());
+        anyhow::ensure!(
+            prefix.starts_with('/') && prefix.ends_with('/'),
+            "--cluster-prefix must start and end with '/', got '{prefix}'"
+        );
+        Ok(Some(crate::cluster::ClusterOptions {
+            endpoints,
+            node,
+            ttl: self.cluster_ttl.map_or(DEFAULT_TTL, std::time::Duration::from_secs),
+            prefix,
+        }))
     }
 }
 

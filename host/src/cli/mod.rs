@@ -67,12 +67,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
     let state_dir = absolute(&cli.state_dir.unwrap_or_else(default_state_dir))?;
     let client = Client::new(&state_dir);
     match cli.command {
-        Command::Daemon { options } => foreground::daemon(&state_dir, options.options()).await,
+        Command::Daemon { options } => foreground::daemon(&state_dir, options.options()?).await,
         Command::Run {
             plan,
             name,
             options,
-        } => foreground::run(&state_dir, &plan, name, options.options()).await,
+        } => foreground::run(&state_dir, &plan, name, options.options()?).await,
         Command::Boot {
             plan,
             name,
@@ -105,6 +105,15 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 print_json(&v);
             } else {
                 print::status(&v);
+            }
+            Ok(())
+        }
+        Command::Cluster(ClusterCommand::Status { json }) => {
+            let v = client.get("/v1/cluster").await?;
+            if json {
+                print_json(&v);
+            } else {
+                print::cluster(&v);
             }
             Ok(())
         }

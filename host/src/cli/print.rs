@@ -58,6 +58,33 @@ fn pairs(v: &Value) -> String {
     }
 }
 
+/// Prints `epu cluster status` for people.
+pub fn cluster(v: &Value) {
+    let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+    for n in &nodes {
+        let domains: Vec<&str> = n["domains"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let me = if n["name"] == v["me"] { " (this node)" } else { "" };
+        println!(
+            "node {}{me}  host {}  api {}  owns {}: {}",
+            s(n, "name"),
+            s(n, "host"),
+            n["addr"].as_str().unwrap_or("-"),
+            domains.len(),
+            if domains.is_empty() { "-".to_string() } else { domains.join(", ") }
+        );
+    }
+    let unowned: Vec<&str> = v["unowned"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !unowned.is_empty() {
+        println!("unowned at the moment: {}", unowned.join(", "));
+    }
+}
+
 /// Prints `epu status` for people.
 pub fn status(v: &Value) {
     let domains = v["domains"].as_array().cloned().unwrap_or_default();
@@ -81,8 +108,12 @@ pub fn status(v: &Value) {
     for d in &domains {
         let c = &d["controller"];
         let instances = d["instances"].as_array().cloned().unwrap_or_default();
+        let owner = d["owner"]
+            .as_str()
+            .map(|o| format!("  owner {o}"))
+            .unwrap_or_default();
         println!(
-            "domain {}{}  engine {}  status {}  config [{}]  instances {}",
+            "domain {}{}  engine {}  status {}  config [{}]  instances {}{owner}",
             s(d, "name"),
             if d["dry_run"] == true {
                 " (DRY RUN: decides, launches nothing)"

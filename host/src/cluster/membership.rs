@@ -19,6 +19,12 @@ pub enum ClusterError {
     /// The write was fenced off: the domain is no longer this node's.
     #[error("domain '{0}' is no longer owned by this node")]
     Fenced(String),
+    /// A domain's first rows do not fit in one etcd transaction.
+    #[error("domain '{0}' has too many rows to create at once")]
+    TooLarge(String),
+    /// etcd did not answer in time.
+    #[error("etcd did not answer in time")]
+    Timeout,
 }
 
 /// A node's claim on a domain: the create revision of its ownership key.
@@ -104,6 +110,21 @@ impl Membership {
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A client of the cluster's etcd.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The lease's time to live.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Whether the lease ran out: the node holds until it joins again.
+    pub fn expired(&self) -> bool {
+        self.keeper.as_ref().is_none_or(|k| k.is_finished())
     }
 
     /// Whether the node may act on its domains now: its lease is surely still alive.
@@ -236,7 +257,7 @@ impl Membership {
     }
 
     /// Leaves the cluster: the lease is revoked, so every key bound to it goes at once.
-    pub async fn leave(self) -> Result<(), ClusterError> {
+    pub async fn leave(&self) -> Result<(), ClusterError> {
         self.client.clone().lease_revoke(self.lease).await?;
         Ok(())
     }

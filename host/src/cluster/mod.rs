@@ -2,7 +2,7 @@
 //! domains through lease-bound ownership keys, and fences every write it makes for a domain
 //! with a transaction on that domain's ownership key.
 //!
-//! Keys, under the cluster's prefix (`/epu/` by default):
+//! Keys, under the cluster's prefix (`/epu/` by default; [`record`] has the rest):
 //! - `nodes/NODE`: the node's host and labels, bound to its lease: gone when it dies;
 //! - `owners/DOMAIN`: the owning node's name, bound to the owner's lease. Its create revision
 //!   is the claim: a write for the domain compares it, so a node that lost the domain while it
@@ -13,5 +13,10 @@
 
 pub mod balance;
 mod membership;
+mod mirror;
+mod node;
+pub mod record;
 
 pub use membership::{Claim, ClusterError, Membership};
+pub use mirror::EtcdMirror;
+pub use node::{ClusterOptions, ClusterView, Node, DEFAULT_PREFIX, DEFAULT_TTL};

@@ -1,12 +1,19 @@
 //! The daemon: one per state dir. It opens the store, recovers workers and controllers after a
 //! restart, and offers the operations the API exposes.
 
+#[cfg(feature = "cluster")]
+mod clustered;
+#[cfg(not(feature = "cluster"))]
+#[path = "unclustered.rs"]
+mod clustered;
 pub mod dropin;
 mod removal;
 pub mod runs;
 mod startup;
 mod status;
 
+#[cfg(feature = "cluster")]
+pub use clustered::host_name;
 pub use status::DomainStatus;
 
 use removal::TERMINATING;
@@ -81,6 +88,9 @@ pub struct DaemonOptions {
     pub max_engine_bytes: Option<u64>,
     /// The most TCP connections served at once (default [`DEFAULT_MAX_CONNECTIONS`]).
     pub max_connections: Option<usize>,
+    /// The cluster to join as a node (the store then holds only the domains it owns).
+    #[cfg(feature = "cluster")]
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 pub struct Daemon {
@@ -102,6 +112,11 @@ pub struct Daemon {
     pub(crate) run_ops: tokio::sync::Mutex<()>,
     /// Becomes true when the daemon should stop serving.
     shutdown: watch::Sender<bool>,
+    /// The domains being removed, which the cluster's balance leaves alone.
+    removing: tokio::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The daemon's node, in a cluster.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    cluster: Option<Arc<clustered::Node>>,
     _lock: Flock<File>,
 }
 
@@ -147,13 +162,30 @@ impl Daemon {
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| format!("http://{a}/v1/heartbeat"));
+        #[cfg(feature = "cluster")]
+        let cluster = match &options.cluster {
+            Some(c) => {
+                let listen = tcp.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string());
+                Some(clustered::join(c, &store, listen).await?)
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "cluster"))]
+        let cluster: Option<Arc<clustered::Node>> = None;
+        let clustered = cluster.is_some();
         let provisioner = Arc::new(Provisioner::new(DriverContext {
             store: store.clone(),
             wakeups: wakeups.clone(),
             tokens: tokens.clone(),
             state_dir: state_dir.clone(),
             heartbeat_url,
+            kill_strays: !clustered,
         })?);
+        #[cfg(feature = "cluster")]
+        if let Some(node) = &cluster {
+            let node = Arc::downgrade(node);
+            provisioner.set_gate(Box::new(move || node.upgrade().is_some_and(|n| n.is_live())));
+        }
         let zombies = provisioner.clone();
         let health = Arc::new(HealthMonitor::new(
             store.clone(),
@@ -187,6 +219,8 @@ impl Daemon {
             controllers: Default::default(),
             run_ops: Default::default(),
             shutdown: watch::channel(false).0,
+            removing: Default::default(),
+            cluster,
             _lock: lock,
         });
         daemon.services.store.event(
@@ -247,6 +281,7 @@ impl Daemon {
         std::fs::create_dir_all(&plugins_dir)
             .with_context(|| format!("creating the plugins dir {}", plugins_dir.display()))?;
         tokio::spawn(crate::daemon::dropin::watch(daemon.clone(), plugins_dir));
+        tokio::spawn(daemon.clone().balance_forever());
         if terminating || !unfinished.is_empty() || !finish.is_empty() {
             tokio::spawn(
                 daemon
@@ -278,7 +313,7 @@ impl Daemon {
             .check(&spec)
             .await
             .map_err(OpError::Invalid)?;
-        if self.exists(&spec.name)? {
+        if self.exists(&spec.name)? || self.in_cluster(&spec.name).await? {
             return Err(domain_exists(&spec.name));
         }
         let engines = self.services.engines.clone();
@@ -317,6 +352,10 @@ impl Daemon {
         .await
         .map_err(|e| OpError::Internal(e.into()))??;
         spec.engine = crate::engine::engine_name(&spec.engine);
+        #[cfg(feature = "cluster")]
+        if let Some(node) = &self.cluster {
+            return self.add_to_cluster(node, &spec, &loaded).await;
+        }
         let mut controllers = self.controllers.lock().await;
         if controllers.contains_key(&spec.name) || self.exists(&spec.name)? {
             return Err(domain_exists(&spec.name));
@@ -337,11 +376,14 @@ impl Daemon {
     /// The handle of a domain's controller, taken under the lock and used after it is let go,
     /// so that no command waits on an engine while holding the lock.
     async fn handle(&self, name: &str) -> Result<ControllerHandle, OpError> {
-        let controllers = self.controllers.lock().await;
-        controllers
-            .get(name)
-            .cloned()
-            .ok_or_else(|| unknown_domain(name))
+        let handle = self.controllers.lock().await.get(name).cloned();
+        match handle {
+            Some(h) => Ok(h),
+            None => Err(self
+                .elsewhere(name)
+                .await
+                .unwrap_or_else(|| unknown_domain(name))),
+        }
     }
 
     /// Whether a domain of that name is stored, held or not.
@@ -377,7 +419,10 @@ impl Daemon {
         config: Option<Map<String, Value>>,
     ) -> Result<i64, OpError> {
         if self.services.store.domain(name)?.is_none() {
-            return Err(unknown_domain(name));
+            return Err(self
+                .elsewhere(name)
+                .await
+                .unwrap_or_else(|| unknown_domain(name)));
         }
         // Compile before taking the controllers' lock: it can take seconds for some guests.
         let engines = self.services.engines.clone();
@@ -401,6 +446,7 @@ impl Daemon {
                 return Err(OpError::Invalid(why));
             }
         };
+        self.publish_engine(&loaded).await?;
         let handle = self.handle(name).await?;
         handle
             .swap(loaded, crate::engine::engine_name(engine), config)

@@ -55,8 +55,12 @@ impl Daemon {
     /// The removal is recorded first, so a crash in the middle is finished at the next start.
     pub async fn remove_domain(&self, name: &str) -> Result<(), OpError> {
         let Some(record) = self.services.store.domain(name)? else {
+            if let Some(e) = self.elsewhere(name).await {
+                return Err(e);
+            }
             return self.remove_held(name).await;
         };
+        self.removing.lock().await.insert(name.to_string());
         self.services.store.set_removing(name)?;
         let handle = self.controllers.lock().await.remove(name);
         if let Some(handle) = handle {
@@ -65,7 +69,7 @@ impl Daemon {
         self.destroy_all(&record.spec).await?;
         self.services.provisioner.detach(name);
         self.services.store.delete_domain(name)?;
-        Ok(())
+        self.removed_from_cluster(name).await
     }
 
     /// Removes a held domain (one whose stored spec is bad): its workers get SIGTERM, then

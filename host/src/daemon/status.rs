@@ -25,6 +25,9 @@ pub struct DomainStatus {
     pub dry_run: bool,
     pub controller: ControllerStatus,
     pub instances: Vec<InstanceRecord>,
+    /// The node that owns the domain, in a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl Daemon {
@@ -48,43 +51,58 @@ impl Daemon {
         }
     }
 
-    /// Every domain with its instances (or just one domain).
+    /// Every domain with its instances (or just one domain). In a cluster, the domains other
+    /// nodes own are read from the record, each with its owner.
     pub async fn status(&self, only: Option<&str>) -> Result<Vec<DomainStatus>, OpError> {
-        let records = match only {
+        let local = match only {
             Some(name) => match self.services.store.domain(name)? {
                 Some(r) => vec![r],
                 // A held domain has no status but its place in the status's `held`.
                 None if self.exists(name)? => vec![],
+                None if self.in_cluster(name).await? => vec![],
                 None => return Err(unknown_domain(name)),
             },
             None => self.services.store.domains()?,
         };
+        let owners = self.owners().await;
         let controllers = self.controllers.lock().await;
         let mut out = Vec::new();
-        for r in records {
-            let controller = controllers
-                .get(&r.spec.name)
+        for r in local {
+            let name = r.spec.name.clone();
+            let mut status = of_record(r, self.services.store.live_instances(Some(&name))?);
+            status.controller = controllers
+                .get(&name)
                 .map(|h| h.status.lock().unwrap().clone())
                 .unwrap_or_default();
-            let sensors = self
-                .services
-                .sensors
-                .status(&r.spec.name, crate::model::now());
-            out.push(DomainStatus {
-                instances: self.services.store.live_instances(Some(&r.spec.name))?,
-                name: r.spec.name,
-                engine: r.spec.engine,
-                engine_sha: r.engine_sha,
-                config: r.spec.config,
-                config_version: r.config_version,
-                max_instances: r.spec.max_instances,
-                run: r.spec.run,
-                limits: r.spec.limits,
-                sensors,
-                dry_run: r.spec.dry_run,
-                controller,
-            });
+            status.sensors = self.services.sensors.status(&name, crate::model::now());
+            status.owner = owners.get(&name).cloned();
+            out.push(status);
         }
+        drop(controllers);
+        for name in self.remote_domains(only).await? {
+            let owner = owners.get(&name).cloned();
+            out.extend(self.remote_status(&name, owner).await?);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+}
+
+/// A domain's status from its record, with no controller or sensors yet.
+pub(super) fn of_record(r: crate::store::DomainRecord, instances: Vec<InstanceRecord>) -> DomainStatus {
+    DomainStatus {
+        instances,
+        name: r.spec.name,
+        engine: r.spec.engine,
+        engine_sha: r.engine_sha,
+        config: r.spec.config,
+        config_version: r.config_version,
+        max_instances: r.spec.max_instances,
+        run: r.spec.run,
+        limits: r.spec.limits,
+        sensors: vec![],
+        dry_run: r.spec.dry_run,
+        controller: Default::default(),
+        owner: None,
     }
 }

@@ -226,6 +226,17 @@ impl EngineHost {
         Ok(loaded)
     }
 
+    /// Whether an engine is kept in the state dir.
+    pub fn has(&self, sha: &str) -> bool {
+        self.loaded.lock().unwrap().contains_key(sha) || self.blob_path(sha).exists()
+    }
+
+    /// The bytes of an engine kept in the state dir.
+    pub fn bytes(&self, sha: &str) -> Result<Vec<u8>> {
+        let blob = self.blob_path(sha);
+        std::fs::read(&blob).with_context(|| format!("reading engine {}", blob.display()))
+    }
+
     /// Loads an engine kept in the state dir by its sha256.
     pub fn load(&self, sha: &str) -> Result<Arc<LoadedEngine>> {
         if let Some(e) = self.loaded.lock().unwrap().get(sha) {

@@ -31,13 +31,21 @@ pub struct DriverContext {
     pub state_dir: PathBuf,
     /// The heartbeat URL of the daemon's TCP listener, for workers on other machines.
     pub heartbeat_url: Option<String>,
+    /// Whether the store holds every worker of this state dir, so that a process of the state
+    /// dir whose instance it lacks is a stray to kill. Not in a cluster: a node's store holds
+    /// only the domains it owns, and its workers may belong to another node's domain now.
+    pub kill_strays: bool,
 }
+
+/// Whether the daemon may act now; asked before every launch and destroy.
+pub type Gate = Box<dyn Fn() -> bool + Send + Sync>;
 
 /// Launches, destroys and watches the workers of every domain, each with the driver its
 /// deployable names.
 pub struct Provisioner {
     drivers: Vec<Box<dyn Driver>>,
     store: Arc<Store>,
+    gate: std::sync::OnceLock<Gate>,
 }
 
 impl Provisioner {
@@ -49,7 +57,28 @@ impl Provisioner {
             #[cfg(feature = "ec2")]
             Box::new(ec2::Ec2Driver::new(&ctx)),
         ];
-        Ok(Provisioner { drivers, store })
+        Ok(Provisioner {
+            drivers,
+            store,
+            gate: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Makes every later launch and destroy ask `gate` first (a node of a cluster acts only
+    /// while its lease surely holds).
+    pub fn set_gate(&self, gate: Gate) {
+        if self.gate.set(gate).is_err() {
+            tracing::warn!("the provisioner's gate was set twice; the first stays");
+        }
+    }
+
+    fn open(&self) -> Result<()> {
+        match self.gate.get() {
+            Some(gate) if !gate() => anyhow::bail!(
+                "this node is not live in its cluster: it holds, and launches and destroys nothing"
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// The driver of a deployable.
@@ -84,6 +113,7 @@ impl Provisioner {
 
     /// Starts the worker of a recorded launch of `spec`'s domain.
     pub fn launch(&self, inst: &InstanceRecord, spec: &DomainSpec) -> Result<()> {
+        self.open()?;
         self.driver(&spec.deployable)
             .map_err(anyhow::Error::msg)?
             .launch(inst, spec)
@@ -91,6 +121,7 @@ impl Provisioner {
 
     /// Destroys an instance of `spec`'s domain.
     pub fn destroy(&self, inst: &InstanceRecord, spec: &DomainSpec) -> Result<()> {
+        self.open()?;
         self.driver(&spec.deployable)
             .map_err(anyhow::Error::msg)?
             .destroy(inst, spec)

@@ -161,6 +161,13 @@ impl Store {
         Self::with_connection(conn)
     }
 
+    /// A store in memory, for drafts: a domain's rows made or read without a state dir.
+    pub fn in_memory() -> Result<Store> {
+        let mut conn = Connection::open_in_memory()?;
+        schema::migrate(&mut conn)?;
+        Self::with_connection(conn)
+    }
+
     /// Opens an existing store only to read it (the history commands): nothing is migrated or
     /// written, so it works beside a running daemon and on a read-only state dir. A store of
     /// an older schema is opened with [`Store::open`] instead, which migrates it.

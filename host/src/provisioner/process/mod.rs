@@ -38,6 +38,8 @@ pub struct ProcessDriver {
     state_dir: PathBuf,
     api_socket: PathBuf,
     logs_dir: PathBuf,
+    /// See [`DriverContext::kill_strays`].
+    kill_strays: bool,
 }
 
 impl ProcessDriver {
@@ -53,6 +55,7 @@ impl ProcessDriver {
             state_dir: ctx.state_dir.clone(),
             api_socket: ctx.state_dir.join("epu.sock"),
             logs_dir,
+            kill_strays: ctx.kill_strays,
         }))
     }
 }

@@ -92,6 +92,9 @@ impl ProcessDriver {
     /// a dead worker left behind, wherever it moved, as long as it kept its environment.
     /// Returns how many were killed.
     pub(super) fn kill_strays(&self) -> Result<usize> {
+        if !self.kill_strays {
+            return Ok(0);
+        }
         // Processes first: a worker's launch is recorded before it is spawned, so every
         // process found has its instance in the store read after.
         let found = os::scan_worker_processes(&self.state_dir);

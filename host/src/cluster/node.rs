@@ -1,0 +1,198 @@
+//! A daemon's node of the cluster: its membership (joined again after its lease ran out), its
+//! claims, and the record it reads.
+
+use super::balance;
+use super::membership::{Claim, ClusterError, Membership};
+use super::mirror::{Claims, EtcdMirror};
+use super::record::{NodeInfo, Place, Record};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// The default key prefix of a cluster in etcd.
+pub const DEFAULT_PREFIX: &str = "/epu/";
+/// The default time to live of a node's lease.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
+
+/// How a daemon joins its cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    pub endpoints: Vec<String>,
+    pub node: String,
+    pub ttl: Duration,
+    pub prefix: String,
+}
+
+/// The cluster as a node reads it at one moment.
+#[derive(Debug, Default)]
+pub struct ClusterView {
+    /// The live nodes and what each says of itself.
+    pub nodes: BTreeMap<String, NodeInfo>,
+    /// The owner of every owned domain.
+    pub owners: BTreeMap<String, String>,
+    /// Every domain, with where it may run.
+    pub places: BTreeMap<String, Place>,
+}
+
+impl ClusterView {
+    /// Whether `node` may own `domain`.
+    pub fn eligible(&self, domain: &str, node: &str) -> bool {
+        match (self.places.get(domain), self.nodes.get(node)) {
+            (Some(place), Some(info)) => place.admits(&info.host),
+            _ => false,
+        }
+    }
+
+    /// What `me` should claim and give up now.
+    pub fn plan(&self, me: &str) -> balance::Plan {
+        let nodes: Vec<String> = self.nodes.keys().cloned().collect();
+        let domains: Vec<(String, Option<String>)> = self
+            .places
+            .keys()
+            .map(|d| (d.clone(), self.owners.get(d).cloned()))
+            .collect();
+        balance::plan(&balance::View {
+            me,
+            nodes: &nodes,
+            domains: &domains,
+            eligible: &|d, n| self.eligible(d, n),
+        })
+    }
+}
+
+/// A daemon's place in its cluster.
+pub struct Node {
+    pub options: ClusterOptions,
+    pub info: NodeInfo,
+    membership: RwLock<Arc<Membership>>,
+    /// The record, through the daemon runtime's client.
+    pub record: Record,
+    claims: Claims,
+}
+
+impl Node {
+    /// Joins the cluster.
+    pub async fn join(options: ClusterOptions, info: NodeInfo) -> Result<Node, ClusterError> {
+        let membership = Self::join_once(&options, &info).await?;
+        let record = Record::new(membership.client(), &options.prefix);
+        Ok(Node {
+            options,
+            info,
+            membership: RwLock::new(Arc::new(membership)),
+            record,
+            claims: Claims::default(),
+        })
+    }
+
+    async fn join_once(
+        options: &ClusterOptions,
+        info: &NodeInfo,
+    ) -> Result<Membership, ClusterError> {
+        let info = serde_json::to_string(info).expect("node info serializes");
+        Membership::join(
+            &options.endpoints,
+            &options.prefix,
+            &options.node,
+            options.ttl,
+            &info,
+        )
+        .await
+    }
+
+    fn membership(&self) -> Arc<Membership> {
+        self.membership.read().unwrap().clone()
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.options.node
+    }
+
+    /// Whether the node may act on its domains now.
+    pub fn is_live(&self) -> bool {
+        self.membership().is_live()
+    }
+
+    /// Whether the node's lease ran out.
+    pub fn expired(&self) -> bool {
+        self.membership().expired()
+    }
+
+    /// Joins again after the lease ran out; every claim went with it.
+    pub async fn rejoin(&self) -> Result<(), ClusterError> {
+        self.claims.lock().unwrap().clear();
+        let fresh = Self::join_once(&self.options, &self.info).await?;
+        *self.membership.write().unwrap() = Arc::new(fresh);
+        Ok(())
+    }
+
+    /// The store's mirror for this node, fenced on its claims and its liveness.
+    pub fn mirror(self: &Arc<Self>) -> anyhow::Result<EtcdMirror> {
+        let me = Arc::downgrade(self);
+        let live = Arc::new(move || me.upgrade().is_some_and(|n| n.is_live()));
+        EtcdMirror::connect(
+            &self.options.endpoints,
+            &self.options.prefix,
+            self.options.ttl,
+            self.claims.clone(),
+            live,
+        )
+    }
+
+    /// Claims an unowned domain; false if another node was first.
+    pub async fn claim(&self, domain: &str) -> Result<bool, ClusterError> {
+        let claim = self.membership().claim(domain).await?;
+        if let Some(c) = claim {
+            self.claims.lock().unwrap().insert(domain.to_string(), c);
+        }
+        Ok(claim.is_some())
+    }
+
+    /// The domains this node holds claims on.
+    pub fn claimed(&self) -> Vec<String> {
+        self.claims.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// This node's claim on `domain`.
+    pub fn claim_of(&self, domain: &str) -> Option<Claim> {
+        self.claims.lock().unwrap().get(domain).copied()
+    }
+
+    /// Forgets a claim (the domain was lost): nothing more is written for it.
+    pub fn drop_claim(&self, domain: &str) -> Option<Claim> {
+        self.claims.lock().unwrap().remove(domain)
+    }
+
+    /// Gives a domain up.
+    pub async fn release(&self, domain: &str) -> Result<(), ClusterError> {
+        match self.drop_claim(domain) {
+            Some(claim) => self.membership().release(domain, claim).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes a removed domain from the record and gives its ownership up.
+    pub async fn delete(&self, domain: &str) -> Result<(), ClusterError> {
+        let claim = self
+            .claim_of(domain)
+            .ok_or_else(|| ClusterError::Fenced(domain.to_string()))?;
+        self.record.delete(domain, claim).await?;
+        self.release(domain).await
+    }
+
+    /// Leaves the cluster: the lease is revoked, so every domain of the node is free at once.
+    pub async fn leave(&self) -> Result<(), ClusterError> {
+        self.claims.lock().unwrap().clear();
+        self.membership().leave().await
+    }
+
+    /// The cluster as it is now.
+    pub async fn view(&self) -> Result<ClusterView, ClusterError> {
+        let (_, owners) = self.membership().view().await?;
+        Ok(ClusterView {
+            nodes: self.record.nodes().await?,
+            owners,
+            places: self.record.places().await?,
+        })
+    }
+}

@@ -1,0 +1,249 @@
+//! The cluster's state of record in etcd: each domain's rows and placement, and the engines'
+//! bytes in chunks.
+//!
+//! Keys, under the cluster's prefix:
+//! - `places/DOMAIN`: where the domain may run ([`Place`]); its presence is the domain's;
+//! - `domains/DOMAIN/KEY`: the domain's rows (see [`crate::store::Rows`]);
+//! - `engines/SHA/N`: the engine's bytes in chunks of [`CHUNK`], then `engines/SHA/meta`.
+
+use super::membership::{Claim, ClusterError};
+use crate::store::Rows;
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// An engine's bytes go to etcd in chunks of this size (etcd refuses requests past 1.5 MiB).
+pub const CHUNK: usize = 1 << 20;
+/// The most operations in one etcd transaction (etcd's default `--max-txn-ops` is 128).
+const TXN_OPS: usize = 120;
+
+/// Where a domain may run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Place {
+    /// The domain's driver.
+    pub driver: String,
+    /// For a `process` domain: the host its workers run on; only nodes there may own it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// What a node says of itself in `nodes/NODE`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub host: String,
+    /// The node's TCP API, if it listens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    pub pid: u32,
+}
+
+impl Place {
+    /// Whether a node on `host` may own the domain.
+    pub fn admits(&self, host: &str) -> bool {
+        self.host.as_deref().is_none_or(|h| h == host)
+    }
+}
+
+/// The record, through one etcd client.
+#[derive(Clone)]
+pub struct Record {
+    client: Client,
+    prefix: String,
+}
+
+impl Record {
+    pub fn new(client: Client, prefix: &str) -> Record {
+        Record {
+            client,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    fn row_key(&self, domain: &str, row: &str) -> String {
+        self.key(&format!("domains/{domain}/{row}"))
+    }
+
+    /// Creates a domain with its first rows; false if a domain of that name exists.
+    pub async fn create(
+        &self,
+        domain: &str,
+        place: &Place,
+        rows: &Rows,
+    ) -> Result<bool, ClusterError> {
+        let place_key = self.key(&format!("places/{domain}"));
+        let mut ops = vec![TxnOp::put(
+            place_key.as_str(),
+            serde_json::to_vec(place).expect("a place serializes"),
+            None,
+        )];
+        ops.extend(
+            rows.iter()
+                .map(|(k, v)| TxnOp::put(self.row_key(domain, k), v.clone(), None)),
+        );
+        if ops.len() > TXN_OPS {
+            return Err(ClusterError::TooLarge(domain.to_string()));
+        }
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                place_key.as_str(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then(ops);
+        Ok(self.client.clone().txn(txn).await?.succeeded())
+    }
+
+    /// Every domain with its placement.
+    pub async fn places(&self) -> Result<BTreeMap<String, Place>, ClusterError> {
+        let key = self.key("places/");
+        let got = self
+            .client
+            .clone()
+            .get(key.as_str(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        Ok(got
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let name = kv.key_str().ok()?.strip_prefix(&key)?.to_string();
+                Some((name, serde_json::from_slice(kv.value()).ok()?))
+            })
+            .collect())
+    }
+
+    /// A domain's rows.
+    pub async fn load(&self, domain: &str) -> Result<Rows, ClusterError> {
+        let key = self.row_key(domain, "");
+        let got = self
+            .client
+            .clone()
+            .get(key.as_str(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        Ok(got
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let row = kv.key_str().ok()?.strip_prefix(&key)?.to_string();
+                Some((row, kv.value().to_vec()))
+            })
+            .collect())
+    }
+
+    /// Puts and deletes rows of `domain` while `claim` holds, in transactions of at most
+    /// [`TXN_OPS`] operations, deletes last.
+    pub async fn write(
+        &self,
+        domain: &str,
+        claim: Claim,
+        put: &[(&str, &[u8])],
+        delete: &[&str],
+    ) -> Result<(), ClusterError> {
+        let ops: Vec<TxnOp> = put
+            .iter()
+            .map(|(k, v)| TxnOp::put(self.row_key(domain, k), v.to_vec(), None))
+            .chain(
+                delete
+                    .iter()
+                    .map(|k| TxnOp::delete(self.row_key(domain, k), None)),
+            )
+            .collect();
+        let owner = self.key(&format!("owners/{domain}"));
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            let batch: Vec<TxnOp> = ops.by_ref().take(TXN_OPS).collect();
+            let txn = Txn::new()
+                .when([Compare::create_revision(
+                    owner.as_str(),
+                    CompareOp::Equal,
+                    claim.0,
+                )])
+                .and_then(batch);
+            if !self.client.clone().txn(txn).await?.succeeded() {
+                return Err(ClusterError::Fenced(domain.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a removed domain's placement and rows while `claim` holds.
+    pub async fn delete(&self, domain: &str, claim: Claim) -> Result<(), ClusterError> {
+        let owner = self.key(&format!("owners/{domain}"));
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                owner.as_str(),
+                CompareOp::Equal,
+                claim.0,
+            )])
+            .and_then([
+                TxnOp::delete(self.key(&format!("places/{domain}")), None),
+                TxnOp::delete(
+                    self.row_key(domain, ""),
+                    Some(etcd_client::DeleteOptions::new().with_prefix()),
+                ),
+            ]);
+        if self.client.clone().txn(txn).await?.succeeded() {
+            Ok(())
+        } else {
+            Err(ClusterError::Fenced(domain.to_string()))
+        }
+    }
+
+    /// Stores an engine's bytes, unless they are there already.
+    pub async fn put_engine(&self, sha: &str, bytes: &[u8]) -> Result<(), ClusterError> {
+        let mut client = self.client.clone();
+        let meta = self.key(&format!("engines/{sha}/meta"));
+        if client.get(meta.as_str(), None).await?.count() > 0 {
+            return Ok(());
+        }
+        let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let key = self.key(&format!("engines/{sha}/{i:06}"));
+            client.put(key, chunk.to_vec(), None).await?;
+        }
+        let info = serde_json::json!({"chunks": chunks.len(), "size": bytes.len()});
+        client.put(meta, info.to_string(), None).await?;
+        Ok(())
+    }
+
+    /// An engine's bytes, checked against its sha256; `None` if the record lacks them.
+    pub async fn get_engine(&self, sha: &str) -> Result<Option<Vec<u8>>, ClusterError> {
+        let mut client = self.client.clone();
+        let meta = self.key(&format!("engines/{sha}/meta"));
+        if client.get(meta.as_str(), None).await?.count() == 0 {
+            return Ok(None);
+        }
+        let mut bytes = Vec::new();
+        for i in 0.. {
+            let key = self.key(&format!("engines/{sha}/{i:06}"));
+            let got = client.get(key, None).await?;
+            let Some(kv) = got.kvs().first() else { break };
+            bytes.extend_from_slice(kv.value());
+        }
+        let digest = hex::encode(Sha256::digest(&bytes));
+        Ok((digest == sha).then_some(bytes))
+    }
+
+    /// The live nodes and what each says of itself.
+    pub async fn nodes(&self) -> Result<BTreeMap<String, NodeInfo>, ClusterError> {
+        let key = self.key("nodes/");
+        let got = self
+            .client
+            .clone()
+            .get(key.as_str(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        Ok(got
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let name = kv.key_str().ok()?.strip_prefix(&key)?.to_string();
+                let info = serde_json::from_slice(kv.value()).unwrap_or_default();
+                Some((name, info))
+            })
+            .collect())
+    }
+}

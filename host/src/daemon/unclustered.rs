@@ -1,0 +1,55 @@
+//! A daemon built without the cluster (cargo feature `cluster`): it is never a node, and
+//! every cluster hook of the daemon does nothing.
+
+use super::{DomainStatus, Daemon, OpError};
+use crate::engine::LoadedEngine;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Never made: this build has no cluster.
+pub enum Node {}
+
+impl Daemon {
+    pub(super) async fn balance_forever(self: Arc<Self>) {}
+
+    pub(super) async fn publish_engine(&self, _: &Arc<LoadedEngine>) -> Result<(), OpError> {
+        Ok(())
+    }
+
+    pub(super) async fn removed_from_cluster(&self, name: &str) -> Result<(), OpError> {
+        self.removing.lock().await.remove(name);
+        Ok(())
+    }
+
+    pub(super) async fn in_cluster(&self, _: &str) -> Result<bool, OpError> {
+        Ok(false)
+    }
+
+    pub(super) async fn elsewhere(&self, _: &str) -> Option<OpError> {
+        None
+    }
+
+    pub(super) async fn remote_domains(&self, _: Option<&str>) -> Result<Vec<String>, OpError> {
+        Ok(vec![])
+    }
+
+    pub(super) async fn remote_status(
+        &self,
+        _: &str,
+        _: Option<String>,
+    ) -> Result<Option<DomainStatus>, OpError> {
+        Ok(None)
+    }
+
+    pub(super) async fn owners(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    /// Refused: this build has no cluster.
+    pub async fn cluster_status(&self) -> Result<Value, OpError> {
+        Err(OpError::Invalid(
+            "this epu was built without the cluster (cargo feature `cluster`)".into(),
+        ))
+    }
+}
