@@ -1,7 +1,8 @@
 //! One node's membership of the cluster: its lease, kept alive in the background, its claims
 //! on domains, and fenced writes.
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+use super::pool::Pool;
+use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,7 +41,7 @@ fn extend(live_until: &AtomicU64, epoch: Instant, sent: Instant, ttl: Duration) 
 
 /// A node of the cluster.
 pub struct Membership {
-    client: Client,
+    pool: Pool,
     name: String,
     prefix: String,
     lease: i64,
@@ -70,14 +71,11 @@ impl Membership {
         ttl: Duration,
         info: &str,
     ) -> Result<Membership, ClusterError> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(ttl / 3)
-            .with_timeout(ttl / 3)
-            .with_keep_alive(ttl / 3, ttl / 3);
-        let mut client = Client::connect(endpoints, Some(options)).await?;
+        let pool = Pool::connect(endpoints, ttl / 6).await?;
         let epoch = Instant::now();
-        let granted = client
-            .lease_grant(ttl.as_secs().max(1) as i64, None)
+        let seconds = ttl.as_secs().max(1) as i64;
+        let granted = pool
+            .run(|mut c| async move { c.lease_grant(seconds, None).await })
             .await?;
         let lease = granted.id();
         let key = format!("{prefix}nodes/{name}");
@@ -88,12 +86,20 @@ impl Membership {
                 info,
                 Some(PutOptions::new().with_lease(lease)),
             )]);
-        if !client.txn(txn).await?.succeeded() {
-            let _ = client.lease_revoke(lease).await;
+        let answer = pool
+            .run(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        if !answer.succeeded() {
+            let _ = pool
+                .run(|mut c| async move { c.lease_revoke(lease).await })
+                .await;
             return Err(ClusterError::NameTaken(name.to_string()));
         }
         let mut me = Membership {
-            client,
+            pool,
             name: name.to_string(),
             prefix: prefix.to_string(),
             lease,
@@ -112,9 +118,9 @@ impl Membership {
         &self.name
     }
 
-    /// A client of the cluster's etcd.
-    pub fn client(&self) -> Client {
-        self.client.clone()
+    /// Clients of the cluster's etcd members.
+    pub fn pool(&self) -> Pool {
+        self.pool.clone()
     }
 
     /// The lease's time to live.
@@ -135,25 +141,28 @@ impl Membership {
 
     /// Keeps the lease alive a few times per TTL for as long as the process runs.
     fn keep_alive(&self) -> tokio::task::AbortHandle {
-        let mut client = self.client.clone();
+        let pool = self.pool.clone();
         let (lease, ttl, epoch) = (self.lease, self.ttl, self.epoch);
         let live_until = self.live_until.clone();
         let task = tokio::spawn(async move {
-            // One keep-alive stream, opened again only after it failed.
+            // One keep-alive stream, opened again (on the next member) only after it failed.
             let mut open = None;
             loop {
                 let sent = Instant::now();
                 let answered = async {
                     if open.is_none() {
-                        open = Some(client.lease_keep_alive(lease).await?);
+                        let (i, mut client) = pool.client();
+                        open = Some((i, client.lease_keep_alive(lease).await?));
                     }
-                    let (keeper, stream) = open.as_mut().expect("opened above");
+                    let (_, (keeper, stream)) = open.as_mut().expect("opened above");
                     keeper.keep_alive().await?;
                     Ok::<_, etcd_client::Error>(stream.message().await?.map(|r| r.ttl()))
                 };
                 let answer = tokio::time::timeout(ttl / 3, answered).await;
                 if !matches!(answer, Ok(Ok(Some(_)))) {
-                    open = None;
+                    if let Some((i, _)) = open.take() {
+                        pool.failed(i);
+                    }
                 }
                 match answer {
                     Ok(Ok(Some(left))) if left > 0 => extend(&live_until, epoch, sent, ttl),
@@ -184,7 +193,7 @@ impl Membership {
                 self.name.as_str(),
                 Some(PutOptions::new().with_lease(self.lease)),
             )]);
-        let answer = self.client.clone().txn(txn).await?;
+        let answer = self.txn(txn).await?;
         let revision = answer.header().map(|h| h.revision()).unwrap_or_default();
         Ok(answer.succeeded().then_some(Claim(revision)))
     }
@@ -199,7 +208,7 @@ impl Membership {
                 claim.0,
             )])
             .and_then([TxnOp::delete(key.as_str(), None)]);
-        self.client.clone().txn(txn).await?;
+        self.txn(txn).await?;
         Ok(())
     }
 
@@ -219,7 +228,7 @@ impl Membership {
                 claim.0,
             )])
             .and_then([TxnOp::put(format!("{}{key}", self.prefix), value, None)]);
-        if self.client.clone().txn(txn).await?.succeeded() {
+        if self.txn(txn).await?.succeeded() {
             Ok(())
         } else {
             Err(ClusterError::Fenced(domain.to_string()))
@@ -228,15 +237,20 @@ impl Membership {
 
     /// The live nodes, sorted, and the owner of every owned domain.
     pub async fn view(&self) -> Result<(Vec<String>, BTreeMap<String, String>), ClusterError> {
-        let mut client = self.client.clone();
         let list = |p: &str| {
             (
                 format!("{}{p}", self.prefix),
                 Some(GetOptions::new().with_prefix()),
             )
         };
+        let get = |key: String, options: Option<GetOptions>| {
+            self.pool.run(move |mut c| {
+                let (key, options) = (key.clone(), options.clone());
+                async move { c.get(key, options).await }
+            })
+        };
         let (key, options) = list("nodes/");
-        let nodes = client.get(key.as_str(), options).await?;
+        let nodes = get(key.clone(), options).await?;
         let mut names: Vec<String> = nodes
             .kvs()
             .iter()
@@ -244,7 +258,7 @@ impl Membership {
             .collect();
         names.sort();
         let (key, options) = list("owners/");
-        let owners = client.get(key.as_str(), options).await?;
+        let owners = get(key.clone(), options).await?;
         let owned = owners
             .kvs()
             .iter()
@@ -258,8 +272,20 @@ impl Membership {
 
     /// Leaves the cluster: the lease is revoked, so every key bound to it goes at once.
     pub async fn leave(&self) -> Result<(), ClusterError> {
-        self.client.clone().lease_revoke(self.lease).await?;
+        let lease = self.lease;
+        self.pool
+            .run(|mut c| async move { c.lease_revoke(lease).await })
+            .await?;
         Ok(())
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, ClusterError> {
+        self.pool
+            .run(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await
     }
 }
 

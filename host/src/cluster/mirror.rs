@@ -9,7 +9,7 @@
 use super::membership::{Claim, ClusterError};
 use super::record::Record;
 use anyhow::Result;
-use etcd_client::{Client, ConnectOptions};
+use super::pool::Pool;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -80,16 +80,13 @@ impl EtcdMirror {
     ) -> Result<EtcdMirror> {
         let bridge = Bridge::start()?;
         let timeout = ttl / 3;
-        let options = ConnectOptions::new()
-            .with_connect_timeout(timeout)
-            .with_timeout(timeout);
         let endpoints = endpoints.to_vec();
-        let client = bridge
-            .block(ttl, Client::connect(endpoints, Some(options)))
+        let pool = bridge
+            .block(ttl, async move { Pool::connect(&endpoints, ttl / 6).await })
             .ok_or(ClusterError::Timeout)??;
         Ok(EtcdMirror {
             bridge,
-            record: Record::new(client, prefix),
+            record: Record::new(pool, prefix),
             claims,
             live,
             timeout,
@@ -97,7 +94,19 @@ impl EtcdMirror {
     }
 }
 
-impl crate::store::Mirror for EtcdMirror {
+impl EtcdMirror {
+    /// The ids of every instance the record holds live, from any thread.
+    pub fn live_instance_ids(&self) -> Result<std::collections::HashSet<String>> {
+        let record = self.record.clone();
+        let ids = self
+            .bridge
+            .block(self.timeout, async move { record.live_instance_ids().await })
+            .ok_or(ClusterError::Timeout)??;
+        Ok(ids)
+    }
+}
+
+impl crate::store::Mirror for Arc<EtcdMirror> {
     fn write(&self, domain: &str, put: &[(&str, &[u8])], delete: &[&str]) -> Result<()> {
         anyhow::ensure!(
             (self.live)(),

@@ -15,8 +15,10 @@ pub mod balance;
 mod membership;
 mod mirror;
 mod node;
+mod pool;
 pub mod record;
 
 pub use membership::{Claim, ClusterError, Membership};
 pub use mirror::EtcdMirror;
+pub use pool::Pool;
 pub use node::{ClusterOptions, ClusterView, Node, DEFAULT_PREFIX, DEFAULT_TTL};

@@ -74,7 +74,7 @@ impl Node {
     /// Joins the cluster.
     pub async fn join(options: ClusterOptions, info: NodeInfo) -> Result<Node, ClusterError> {
         let membership = Self::join_once(&options, &info).await?;
-        let record = Record::new(membership.client(), &options.prefix);
+        let record = Record::new(membership.pool(), &options.prefix);
         Ok(Node {
             options,
             info,
@@ -127,16 +127,48 @@ impl Node {
     }
 
     /// The store's mirror for this node, fenced on its claims and its liveness.
-    pub fn mirror(self: &Arc<Self>) -> anyhow::Result<EtcdMirror> {
+    pub fn mirror(self: &Arc<Self>) -> anyhow::Result<Arc<EtcdMirror>> {
         let me = Arc::downgrade(self);
         let live = Arc::new(move || me.upgrade().is_some_and(|n| n.is_live()));
-        EtcdMirror::connect(
+        Ok(Arc::new(EtcdMirror::connect(
             &self.options.endpoints,
             &self.options.prefix,
             self.options.ttl,
             self.claims.clone(),
             live,
-        )
+        )?))
+    }
+
+    /// Wakes `wake` whenever a node, an owner or a domain comes or goes, until the daemon
+    /// stops; a broken watch is opened again.
+    pub async fn watch(&self, wake: Arc<tokio::sync::Notify>) {
+        loop {
+            if let Err(e) = self.watch_once(&wake).await {
+                tracing::debug!("watching the cluster: {e}");
+            }
+            tokio::time::sleep(self.options.ttl / 6).await;
+        }
+    }
+
+    async fn watch_once(&self, wake: &tokio::sync::Notify) -> Result<(), ClusterError> {
+        use etcd_client::WatchOptions;
+        let (i, mut client) = self.membership().pool().client();
+        let key = |p: &str| format!("{}{p}", self.options.prefix);
+        let prefix = || Some(WatchOptions::new().with_prefix());
+        let watched = async {
+            let mut stream = client.watch(key("owners/"), prefix()).await?;
+            stream.watch(key("nodes/"), prefix()).await?;
+            stream.watch(key("places/"), prefix()).await?;
+            while let Some(answer) = stream.message().await? {
+                if !answer.events().is_empty() {
+                    wake.notify_one();
+                }
+            }
+            Ok::<_, etcd_client::Error>(())
+        };
+        let result = watched.await;
+        self.membership().pool().failed(i);
+        Ok(result?)
     }
 
     /// Claims an unowned domain; false if another node was first.

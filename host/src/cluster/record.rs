@@ -7,8 +7,9 @@
 //! - `engines/SHA/N`: the engine's bytes in chunks of [`CHUNK`], then `engines/SHA/meta`.
 
 use super::membership::{Claim, ClusterError};
+use super::pool::Pool;
 use crate::store::Rows;
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, GetResponse, Txn, TxnOp, TxnResponse};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -48,16 +49,45 @@ impl Place {
 /// The record, through one etcd client.
 #[derive(Clone)]
 pub struct Record {
-    client: Client,
+    pool: Pool,
     prefix: String,
 }
 
 impl Record {
-    pub fn new(client: Client, prefix: &str) -> Record {
+    pub fn new(pool: Pool, prefix: &str) -> Record {
         Record {
-            client,
+            pool,
             prefix: prefix.to_string(),
         }
+    }
+
+    async fn get(&self, key: &str, prefix: bool) -> Result<GetResponse, ClusterError> {
+        let options = prefix.then(|| GetOptions::new().with_prefix());
+        self.pool
+            .run(|mut c| {
+                let (key, options) = (key.to_string(), options.clone());
+                async move { c.get(key, options).await }
+            })
+            .await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse, ClusterError> {
+        self.pool
+            .run(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await
+    }
+
+    async fn put(&self, key: String, value: Vec<u8>) -> Result<(), ClusterError> {
+        self.pool
+            .run(|mut c| {
+                let (key, value) = (key.clone(), value.clone());
+                async move { c.put(key, value, None).await }
+            })
+            .await?;
+        Ok(())
     }
 
     fn key(&self, rest: &str) -> String {
@@ -95,17 +125,13 @@ impl Record {
                 0,
             )])
             .and_then(ops);
-        Ok(self.client.clone().txn(txn).await?.succeeded())
+        Ok(self.txn(txn).await?.succeeded())
     }
 
     /// Every domain with its placement.
     pub async fn places(&self) -> Result<BTreeMap<String, Place>, ClusterError> {
         let key = self.key("places/");
-        let got = self
-            .client
-            .clone()
-            .get(key.as_str(), Some(GetOptions::new().with_prefix()))
-            .await?;
+        let got = self.get(&key, true).await?;
         Ok(got
             .kvs()
             .iter()
@@ -119,11 +145,7 @@ impl Record {
     /// A domain's rows.
     pub async fn load(&self, domain: &str) -> Result<Rows, ClusterError> {
         let key = self.row_key(domain, "");
-        let got = self
-            .client
-            .clone()
-            .get(key.as_str(), Some(GetOptions::new().with_prefix()))
-            .await?;
+        let got = self.get(&key, true).await?;
         Ok(got
             .kvs()
             .iter()
@@ -163,7 +185,7 @@ impl Record {
                     claim.0,
                 )])
                 .and_then(batch);
-            if !self.client.clone().txn(txn).await?.succeeded() {
+            if !self.txn(txn).await?.succeeded() {
                 return Err(ClusterError::Fenced(domain.to_string()));
             }
         }
@@ -186,7 +208,7 @@ impl Record {
                     Some(etcd_client::DeleteOptions::new().with_prefix()),
                 ),
             ]);
-        if self.client.clone().txn(txn).await?.succeeded() {
+        if self.txn(txn).await?.succeeded() {
             Ok(())
         } else {
             Err(ClusterError::Fenced(domain.to_string()))
@@ -195,32 +217,30 @@ impl Record {
 
     /// Stores an engine's bytes, unless they are there already.
     pub async fn put_engine(&self, sha: &str, bytes: &[u8]) -> Result<(), ClusterError> {
-        let mut client = self.client.clone();
         let meta = self.key(&format!("engines/{sha}/meta"));
-        if client.get(meta.as_str(), None).await?.count() > 0 {
+        if self.get(&meta, false).await?.count() > 0 {
             return Ok(());
         }
         let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let key = self.key(&format!("engines/{sha}/{i:06}"));
-            client.put(key, chunk.to_vec(), None).await?;
+            self.put(key, chunk.to_vec()).await?;
         }
         let info = serde_json::json!({"chunks": chunks.len(), "size": bytes.len()});
-        client.put(meta, info.to_string(), None).await?;
+        self.put(meta, info.to_string().into_bytes()).await?;
         Ok(())
     }
 
     /// An engine's bytes, checked against its sha256; `None` if the record lacks them.
     pub async fn get_engine(&self, sha: &str) -> Result<Option<Vec<u8>>, ClusterError> {
-        let mut client = self.client.clone();
         let meta = self.key(&format!("engines/{sha}/meta"));
-        if client.get(meta.as_str(), None).await?.count() == 0 {
+        if self.get(&meta, false).await?.count() == 0 {
             return Ok(None);
         }
         let mut bytes = Vec::new();
         for i in 0.. {
             let key = self.key(&format!("engines/{sha}/{i:06}"));
-            let got = client.get(key, None).await?;
+            let got = self.get(&key, false).await?;
             let Some(kv) = got.kvs().first() else { break };
             bytes.extend_from_slice(kv.value());
         }
@@ -228,14 +248,32 @@ impl Record {
         Ok((digest == sha).then_some(bytes))
     }
 
+    /// The ids of every instance the record holds live, of every domain.
+    pub async fn live_instance_ids(&self) -> Result<std::collections::HashSet<String>, ClusterError> {
+        let key = self.key("domains/");
+        let options = GetOptions::new().with_prefix().with_keys_only();
+        let got = self
+            .pool
+            .run(|mut c| {
+                let (key, options) = (key.clone(), options.clone());
+                async move { c.get(key, Some(options)).await }
+            })
+            .await?;
+        Ok(got
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let rest = kv.key_str().ok()?.strip_prefix(&key)?;
+                let (_, row) = rest.split_once('/')?;
+                Some(row.strip_prefix("inst/")?.to_string())
+            })
+            .collect())
+    }
+
     /// The live nodes and what each says of itself.
     pub async fn nodes(&self) -> Result<BTreeMap<String, NodeInfo>, ClusterError> {
         let key = self.key("nodes/");
-        let got = self
-            .client
-            .clone()
-            .get(key.as_str(), Some(GetOptions::new().with_prefix()))
-            .await?;
+        let got = self.get(&key, true).await?;
         Ok(got
             .kvs()
             .iter()

@@ -20,6 +20,7 @@ pub(super) use crate::cluster::Node;
 use crate::controller;
 use crate::engine::LoadedEngine;
 use crate::model::DomainSpec;
+use crate::provisioner::LiveIds;
 use crate::store::{Rows, Store};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
@@ -51,7 +52,7 @@ pub(super) async fn join(
     options: &ClusterOptions,
     store: &Store,
     listen: Option<String>,
-) -> Result<Arc<Node>> {
+) -> Result<(Arc<Node>, LiveIds)> {
     let info = NodeInfo {
         host: host_name(),
         addr: listen,
@@ -80,8 +81,10 @@ pub(super) async fn join(
     for d in &local {
         store.forget_domain(d)?;
     }
-    store.set_mirror(Box::new(node.mirror()?));
-    Ok(node)
+    let mirror = node.mirror()?;
+    store.set_mirror(Box::new(mirror.clone()));
+    let live: LiveIds = Arc::new(move || mirror.live_instance_ids());
+    Ok((node, live))
 }
 
 impl Daemon {
@@ -96,15 +99,22 @@ impl Daemon {
             return;
         };
         let period = node.options.ttl / 6;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let watch = tokio::spawn({
+            let (node, wake) = (node.clone(), wake.clone());
+            async move { node.watch(wake).await }
+        });
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
+                _ = wake.notified() => {}
                 _ = self.stopping() => break,
             }
             if let Err(e) = self.balance_once(&node).await {
                 tracing::warn!("balancing the cluster's domains: {e:#}");
             }
         }
+        watch.abort();
         self.let_go_all("the daemon stops").await;
         if let Err(e) = node.leave().await {
             tracing::warn!("leaving the cluster: {e}");

@@ -163,23 +163,23 @@ impl Daemon {
             .and_then(|l| l.local_addr().ok())
             .map(|a| format!("http://{a}/v1/heartbeat"));
         #[cfg(feature = "cluster")]
-        let cluster = match &options.cluster {
+        let (cluster, live_ids) = match &options.cluster {
             Some(c) => {
                 let listen = tcp.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string());
-                Some(clustered::join(c, &store, listen).await?)
+                let (node, live_ids) = clustered::join(c, &store, listen).await?;
+                (Some(node), Some(live_ids))
             }
-            None => None,
+            None => (None, None),
         };
         #[cfg(not(feature = "cluster"))]
-        let cluster: Option<Arc<clustered::Node>> = None;
-        let clustered = cluster.is_some();
+        let (cluster, live_ids): (Option<Arc<clustered::Node>>, _) = (None, None);
         let provisioner = Arc::new(Provisioner::new(DriverContext {
             store: store.clone(),
             wakeups: wakeups.clone(),
             tokens: tokens.clone(),
             state_dir: state_dir.clone(),
             heartbeat_url,
-            kill_strays: !clustered,
+            live_ids,
         })?);
         #[cfg(feature = "cluster")]
         if let Some(node) = &cluster {

@@ -31,11 +31,14 @@ pub struct DriverContext {
     pub state_dir: PathBuf,
     /// The heartbeat URL of the daemon's TCP listener, for workers on other machines.
     pub heartbeat_url: Option<String>,
-    /// Whether the store holds every worker of this state dir, so that a process of the state
-    /// dir whose instance it lacks is a stray to kill. Not in a cluster: a node's store holds
-    /// only the domains it owns, and its workers may belong to another node's domain now.
-    pub kill_strays: bool,
+    /// The ids of the live instances of every domain, where the store holds only some (a
+    /// node of a cluster holds the domains it owns; its workers may belong to another node's
+    /// domain now). A process of the state dir whose instance is not among them is a stray.
+    pub live_ids: Option<LiveIds>,
 }
+
+/// Reads the ids of every live instance (see [`DriverContext::live_ids`]).
+pub type LiveIds = Arc<dyn Fn() -> Result<std::collections::HashSet<String>> + Send + Sync>;
 
 /// Whether the daemon may act now; asked before every launch and destroy.
 pub type Gate = Box<dyn Fn() -> bool + Send + Sync>;

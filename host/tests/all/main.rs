@@ -27,7 +27,9 @@ mod runs;
 mod sensors;
 mod torture;
 
-// Tier `services`: RabbitMQ, moto's EC2 server, chromium, python3.
+// Tier `services`: RabbitMQ, moto's EC2 server, chromium, python3, etcd.
+#[cfg(all(feature = "services", feature = "cluster"))]
+mod cluster;
 #[cfg(feature = "services")]
 mod dashboard;
 #[cfg(feature = "services")]

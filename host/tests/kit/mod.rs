@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod amqp;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod components;
 mod daemon;
 mod domain_add;

@@ -38,8 +38,8 @@ pub struct ProcessDriver {
     state_dir: PathBuf,
     api_socket: PathBuf,
     logs_dir: PathBuf,
-    /// See [`DriverContext::kill_strays`].
-    kill_strays: bool,
+    /// See [`DriverContext::live_ids`].
+    live_ids: Option<crate::provisioner::LiveIds>,
 }
 
 impl ProcessDriver {
@@ -55,7 +55,7 @@ impl ProcessDriver {
             state_dir: ctx.state_dir.clone(),
             api_socket: ctx.state_dir.join("epu.sock"),
             logs_dir,
-            kill_strays: ctx.kill_strays,
+            live_ids: ctx.live_ids.clone(),
         }))
     }
 }

@@ -92,17 +92,21 @@ impl ProcessDriver {
     /// a dead worker left behind, wherever it moved, as long as it kept its environment.
     /// Returns how many were killed.
     pub(super) fn kill_strays(&self) -> Result<usize> {
-        if !self.kill_strays {
-            return Ok(0);
-        }
         // Processes first: a worker's launch is recorded before it is spawned, so every
         // process found has its instance in the store read after.
         let found = os::scan_worker_processes(&self.state_dir);
-        let live = self.store.live_instances(None)?;
-        let known: HashSet<&str> = live.iter().map(|i| i.id.as_str()).collect();
+        let known: HashSet<String> = match &self.live_ids {
+            Some(read) => read()?,
+            None => self
+                .store
+                .live_instances(None)?
+                .into_iter()
+                .map(|i| i.id)
+                .collect(),
+        };
         let mut killed = 0;
         for (pid, _, id) in found {
-            if known.contains(id.as_str()) {
+            if known.contains(&id) {
                 continue;
             }
             os::kill(pid);
