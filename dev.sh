@@ -9,6 +9,7 @@
 #   ./dev.sh etcd         install etcd if needed and start a 3-member cluster on 127.0.0.1:23791-23793
 #   ./dev.sh queue-demo   boot the queue-workers plan, send a burst, and watch the pool follow it
 #   ./dev.sh bench        the benchmark suite (docs/performance.md)
+#   ./dev.sh torture-cluster [ROUNDS] [SEED]   random kills of cluster nodes and etcd members
 #   ./dev.sh torture [ROUNDS] [SEED]   the crash-restart torture, 100 rounds by default
 #   ./dev.sh fuzz [CASES]              every property and fuzz target, 20000 cases each
 set -euo pipefail
@@ -73,7 +74,7 @@ need_protoc() {
 need_etcd() {
     export EPU_TEST_ETCD="http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.1:23793"
     etcd_up && return 0
-    if ! command -v etcd >/dev/null; then
+    if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
         local sudo=""
         [ "$(id -u)" = 0 ] || sudo="sudo"
         echo "installing etcd (apt-get install etcd-server etcd-client)" >&2
@@ -201,13 +202,22 @@ case "${1:-}" in
         # rot. It asserts nothing about speed.
         EPU_BENCH_SIZES=10,100 EPU_BENCH_KILLS=5 EPU_BENCH_CROSSINGS=5 EPU_BENCH_ROUNDS=2 \
             EPU_BENCH_DOMAINS=50 EPU_BENCH_BUSY_DOMAINS=5 EPU_BENCH_IDLE_DOMAINS=50 EPU_BENCH_WINDOW_S=1 \
-            cargo test -p epu --benches
+            EPU_BENCH_FAILOVERS=2 cargo test -p epu --features cluster --benches
         ;;
     torture)
         need_toolchain
         # Prints a line per round and the totals; a violation prints the seed to replay it.
         EPU_TORTURE_ROUNDS="${2:-100}" ${3:+EPU_TORTURE_SEED="$3"} \
             cargo test -p epu --test all -- torture:: --nocapture
+        ;;
+    torture-cluster)
+        need_toolchain
+        need_etcd
+        need_protoc
+        # Random kill -9 of nodes, etcd members and workers; prints a line per round and the
+        # seed (the third argument repeats a run).
+        EPU_CLUSTER_TORTURE_ROUNDS="${2:-100}" ${3:+EPU_CLUSTER_TORTURE_SEED="$3"} \
+            cargo test -p epu --features services,cluster --test all -- cluster::torture --nocapture
         ;;
     fuzz)
         need_toolchain
@@ -219,11 +229,13 @@ case "${1:-}" in
         ;;
     bench)
         need_toolchain
+        need_etcd
+        need_protoc
         # The whole suite, optimised; tables on stdout, JSON in target/bench/.
-        cargo bench -p epu
+        cargo bench -p epu --features cluster
         ;;
     *)
-        echo "usage: ./dev.sh quickstart | test | build | plugins | broker | moto | queue-demo | bench | torture | fuzz" >&2
+        echo "usage: ./dev.sh quickstart | test | build | plugins | broker | moto | queue-demo | etcd | bench | torture | torture-cluster | fuzz" >&2
         exit 2
         ;;
 esac

@@ -194,7 +194,12 @@ pub(super) struct DaemonArgs {
     /// Join a cluster of daemons on etcd at these endpoints (comma-separated URLs). The
     /// cluster's etcd keeps every domain; this node runs its fair share (cargo feature
     /// `cluster`).
-    #[arg(long, env = "EPU_CLUSTER", value_delimiter = ',', value_name = "ENDPOINT,...")]
+    #[arg(
+        long,
+        env = "EPU_CLUSTER",
+        value_delimiter = ',',
+        value_name = "ENDPOINT,..."
+    )]
     pub(super) cluster: Vec<String>,
     /// This node's name in the cluster, unique among its live nodes (default: the host name).
     #[arg(long, env = "EPU_NODE")]
@@ -261,7 +266,9 @@ impl DaemonArgs {
         Ok(Some(crate::cluster::ClusterOptions {
             endpoints,
             node,
-            ttl: self.cluster_ttl.map_or(DEFAULT_TTL, std::time::Duration::from_secs),
+            ttl: self
+                .cluster_ttl
+                .map_or(DEFAULT_TTL, std::time::Duration::from_secs),
             prefix,
         }))
     }

@@ -38,6 +38,7 @@ pub async fn daemon(state_dir: &Path, options: DaemonOptions) -> Result<()> {
         _ = daemon.stopping() => {}
     }
     daemon.request_shutdown();
+    daemon.leave_cluster().await;
     server.await??;
     Ok(())
 }

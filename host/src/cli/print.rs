@@ -66,14 +66,22 @@ pub fn cluster(v: &Value) {
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let me = if n["name"] == v["me"] { " (this node)" } else { "" };
+        let me = if n["name"] == v["me"] {
+            " (this node)"
+        } else {
+            ""
+        };
         println!(
             "node {}{me}  host {}  api {}  owns {}: {}",
             s(n, "name"),
             s(n, "host"),
             n["addr"].as_str().unwrap_or("-"),
             domains.len(),
-            if domains.is_empty() { "-".to_string() } else { domains.join(", ") }
+            if domains.is_empty() {
+                "-".to_string()
+            } else {
+                domains.join(", ")
+            }
         );
     }
     let unowned: Vec<&str> = v["unowned"]

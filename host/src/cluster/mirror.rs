@@ -7,9 +7,9 @@
 //! connections never wait on the daemon's runtime, whose threads may be the ones waiting.
 
 use super::membership::{Claim, ClusterError};
+use super::pool::Pool;
 use super::record::Record;
 use anyhow::Result;
-use super::pool::Pool;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -100,7 +100,10 @@ impl EtcdMirror {
         let record = self.record.clone();
         let ids = self
             .bridge
-            .block(self.timeout, async move { record.live_instance_ids().await })
+            .block(
+                self.timeout,
+                async move { record.live_instance_ids().await },
+            )
             .ok_or(ClusterError::Timeout)??;
         Ok(ids)
     }

@@ -20,5 +20,5 @@ pub mod record;
 
 pub use membership::{Claim, ClusterError, Membership};
 pub use mirror::EtcdMirror;
-pub use pool::Pool;
 pub use node::{ClusterOptions, ClusterView, Node, DEFAULT_PREFIX, DEFAULT_TTL};
+pub use pool::Pool;

@@ -84,19 +84,30 @@ impl Node {
         })
     }
 
+    /// Joins; a name held by a live lease is waited for up to twice the TTL, as a node that
+    /// starts again right after it died finds its old lease still running.
     async fn join_once(
         options: &ClusterOptions,
         info: &NodeInfo,
     ) -> Result<Membership, ClusterError> {
         let info = serde_json::to_string(info).expect("node info serializes");
-        Membership::join(
-            &options.endpoints,
-            &options.prefix,
-            &options.node,
-            options.ttl,
-            &info,
-        )
-        .await
+        let deadline = std::time::Instant::now() + options.ttl * 2;
+        loop {
+            let joined = Membership::join(
+                &options.endpoints,
+                &options.prefix,
+                &options.node,
+                options.ttl,
+                &info,
+            )
+            .await;
+            match joined {
+                Err(ClusterError::NameTaken(_)) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(options.ttl / 6).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn membership(&self) -> Arc<Membership> {

@@ -249,7 +249,9 @@ impl Record {
     }
 
     /// The ids of every instance the record holds live, of every domain.
-    pub async fn live_instance_ids(&self) -> Result<std::collections::HashSet<String>, ClusterError> {
+    pub async fn live_instance_ids(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, ClusterError> {
         let key = self.key("domains/");
         let options = GetOptions::new().with_prefix().with_keys_only();
         let got = self

@@ -15,8 +15,8 @@
 
 use super::{domain_exists, Daemon, OpError};
 use crate::cluster::record::{NodeInfo, Place};
-use crate::cluster::{ClusterError, ClusterOptions};
 pub(super) use crate::cluster::Node;
+use crate::cluster::{ClusterError, ClusterOptions};
 use crate::controller;
 use crate::engine::LoadedEngine;
 use crate::model::DomainSpec;
@@ -30,7 +30,9 @@ use std::sync::Arc;
 impl From<ClusterError> for OpError {
     fn from(e: ClusterError) -> OpError {
         match e {
-            ClusterError::Fenced(_) | ClusterError::NameTaken(_) => OpError::Conflict(e.to_string()),
+            ClusterError::Fenced(_) | ClusterError::NameTaken(_) => {
+                OpError::Conflict(e.to_string())
+            }
             ClusterError::TooLarge(_) => OpError::Invalid(e.to_string()),
             ClusterError::Etcd(_) | ClusterError::Timeout => OpError::Unavailable(e.to_string()),
         }
@@ -92,8 +94,7 @@ impl Daemon {
         self.cluster.as_ref()
     }
 
-    /// Balances, takes and lets go of domains until the daemon stops; then leaves the cluster,
-    /// so the domains move at once (their workers run on).
+    /// Balances, takes and lets go of domains until the daemon stops.
     pub(super) async fn balance_forever(self: Arc<Self>) {
         let Some(node) = self.node().cloned() else {
             return;
@@ -115,6 +116,14 @@ impl Daemon {
             }
         }
         watch.abort();
+    }
+
+    /// Stops every controller (the workers run on) and leaves the cluster, so that the other
+    /// nodes take the domains over at once instead of after the lease's TTL.
+    pub async fn leave_cluster(&self) {
+        let Some(node) = self.node() else {
+            return;
+        };
         self.let_go_all("the daemon stops").await;
         if let Err(e) = node.leave().await {
             tracing::warn!("leaving the cluster: {e}");
@@ -219,7 +228,10 @@ impl Daemon {
         let loaded = tokio::task::spawn_blocking(move || engines.load(&sha)).await??;
         self.services.provisioner.attach(&record.spec);
         let handle = controller::start(self.services.clone(), record, loaded, None);
-        self.controllers.lock().await.insert(name.to_string(), handle);
+        self.controllers
+            .lock()
+            .await
+            .insert(name.to_string(), handle);
         Ok(())
     }
 
@@ -290,6 +302,7 @@ impl Daemon {
         self.removing.lock().await.remove(name);
         if let Some(node) = self.node() {
             node.delete(name).await?;
+            self.services.store.forget_domain(name)?;
         }
         Ok(())
     }

@@ -165,7 +165,10 @@ impl Daemon {
         #[cfg(feature = "cluster")]
         let (cluster, live_ids) = match &options.cluster {
             Some(c) => {
-                let listen = tcp.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string());
+                let listen = tcp
+                    .as_ref()
+                    .and_then(|l| l.local_addr().ok())
+                    .map(|a| a.to_string());
                 let (node, live_ids) = clustered::join(c, &store, listen).await?;
                 (Some(node), Some(live_ids))
             }
@@ -184,7 +187,9 @@ impl Daemon {
         #[cfg(feature = "cluster")]
         if let Some(node) = &cluster {
             let node = Arc::downgrade(node);
-            provisioner.set_gate(Box::new(move || node.upgrade().is_some_and(|n| n.is_live())));
+            provisioner.set_gate(Box::new(move || {
+                node.upgrade().is_some_and(|n| n.is_live())
+            }));
         }
         let zombies = provisioner.clone();
         let health = Arc::new(HealthMonitor::new(

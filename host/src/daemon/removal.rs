@@ -134,6 +134,14 @@ impl Daemon {
     /// Terminates every run that is not terminated yet (workers, then services), removes
     /// every other domain (destroying its workers), then asks the daemon to stop.
     pub async fn terminate(&self) -> Result<(), OpError> {
+        if self.cluster.is_some() {
+            return Err(OpError::Invalid(
+                "a node of a cluster does not terminate the cluster's domains: remove them with \
+                 `epu domain remove`, or stop this node with SIGTERM (its domains move to the \
+                 other nodes, and their workers run on)"
+                    .into(),
+            ));
+        }
         let _ops = self.run_ops.lock().await;
         // Recorded first: a crash in the middle leaves the daemon terminating, and the next
         // start finishes the terminate instead of launching anything.

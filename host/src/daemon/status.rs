@@ -89,7 +89,10 @@ impl Daemon {
 }
 
 /// A domain's status from its record, with no controller or sensors yet.
-pub(super) fn of_record(r: crate::store::DomainRecord, instances: Vec<InstanceRecord>) -> DomainStatus {
+pub(super) fn of_record(
+    r: crate::store::DomainRecord,
+    instances: Vec<InstanceRecord>,
+) -> DomainStatus {
     DomainStatus {
         instances,
         name: r.spec.name,

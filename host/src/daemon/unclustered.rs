@@ -1,7 +1,7 @@
 //! A daemon built without the cluster (cargo feature `cluster`): it is never a node, and
 //! every cluster hook of the daemon does nothing.
 
-use super::{DomainStatus, Daemon, OpError};
+use super::{Daemon, DomainStatus, OpError};
 use crate::engine::LoadedEngine;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -12,6 +12,9 @@ pub enum Node {}
 
 impl Daemon {
     pub(super) async fn balance_forever(self: Arc<Self>) {}
+
+    /// Nothing to leave.
+    pub async fn leave_cluster(&self) {}
 
     pub(super) async fn publish_engine(&self, _: &Arc<LoadedEngine>) -> Result<(), OpError> {
         Ok(())

@@ -220,7 +220,10 @@ fn delete_in(tx: &Transaction, domain: &str) -> Result<()> {
 fn export_in(c: &Connection, domain: &str) -> Result<Rows> {
     let mut rows = Rows::new();
     for t in TABLES {
-        let sql = format!("SELECT * FROM {} WHERE {} = ?1 {}", t.name, t.domain, t.filter);
+        let sql = format!(
+            "SELECT * FROM {} WHERE {} = ?1 {}",
+            t.name, t.domain, t.filter
+        );
         let mut stmt = c.prepare_cached(&sql)?;
         let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
         let mut query = if t.filter.contains("?2") {

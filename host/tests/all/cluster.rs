@@ -98,7 +98,10 @@ fn a_killed_node_s_domains_are_owned_again_within_the_ttl_with_their_workers_ado
     });
     let took = killed.elapsed();
     assert!(moved, "the domains of the killed node were not owned again");
-    eprintln!("failover: {} domains owned again {took:?} after the kill -9", lost.len());
+    eprintln!(
+        "failover: {} domains owned again {took:?} after the kill -9",
+        lost.len()
+    );
     assert!(
         took <= Duration::from_secs(TTL + 2),
         "failover took {took:?}, more than TTL + 2 s"
@@ -161,7 +164,8 @@ fn a_paused_node_acts_on_nothing_it_lost_when_it_wakes() {
                     (d["name"].as_str().unwrap().to_string(), pids)
                 })
                 .collect::<BTreeMap<_, _>>();
-            last.values().all(|p| p.len() == 2 && p.iter().all(|&p| is_alive(p as i32)))
+            last.values()
+                .all(|p| p.len() == 2 && p.iter().all(|&p| is_alive(p as i32)))
         });
         assert!(ok, "the live node did not restore every domain: {last:?}");
         last
@@ -174,10 +178,15 @@ fn a_paused_node_acts_on_nothing_it_lost_when_it_wakes() {
     // It launched, destroyed and stored nothing for the domains it lost.
     for e in events_since(paused, woke) {
         let kind = e["kind"].as_str().unwrap_or("");
-        let lost = e["domain"].as_str().is_some_and(|d| mine.iter().any(|m| *m == d));
-        let acted = kind == "launch-recorded"
-            || (kind == "state" && e["detail"]["to"] == "terminating");
-        assert!(!(lost && acted), "the woken node acted on a lost domain: {e}");
+        let lost = e["domain"]
+            .as_str()
+            .is_some_and(|d| mine.iter().any(|m| *m == d));
+        let acted =
+            kind == "launch-recorded" || (kind == "state" && e["detail"]["to"] == "terminating");
+        assert!(
+            !(lost && acted),
+            "the woken node acted on a lost domain: {e}"
+        );
     }
     // Whatever it owns now, the workers are the same: nothing was launched or destroyed.
     let after = c.wait_settled(&domains, 2, Duration::from_secs(30));
@@ -194,7 +203,11 @@ fn losing_etcd_s_quorum_holds_every_node_and_decides_resume_once_it_returns() {
     // One member of three: nothing changes.
     c.etcd.kill_member(0);
     std::thread::sleep(Duration::from_secs(2 * TTL));
-    assert_eq!(c.owners(), owners, "losing one member of three moved domains");
+    assert_eq!(
+        c.owners(),
+        owners,
+        "losing one member of three moved domains"
+    );
     assert_eq!(c.wait_settled(&domains, 2, Duration::from_secs(10)), before);
 
     // Two of three: no quorum. Every node holds; the workers run on.
@@ -213,7 +226,10 @@ fn losing_etcd_s_quorum_holds_every_node_and_decides_resume_once_it_returns() {
     for (name, pids) in &before {
         for &p in pids {
             if p != victim {
-                assert!(is_alive(p as i32), "worker {p} of {name} died without quorum");
+                assert!(
+                    is_alive(p as i32),
+                    "worker {p} of {name} died without quorum"
+                );
             }
         }
     }
@@ -224,13 +240,17 @@ fn losing_etcd_s_quorum_holds_every_node_and_decides_resume_once_it_returns() {
     let after = c.wait_settled(&domains, 2, Duration::from_secs(60));
     for (name, pids) in &before {
         let kept: Vec<&i64> = pids.iter().filter(|p| **p != victim).collect();
-        assert!(kept.iter().all(|p| after[name].contains(p)), "{name}: {pids:?} → {:?}", after[name]);
+        assert!(
+            kept.iter().all(|p| after[name].contains(p)),
+            "{name}: {pids:?} → {:?}",
+            after[name]
+        );
     }
     assert!(!after[d].contains(&victim));
 }
 
 /// Rounds of random kills (`EPU_CLUSTER_TORTURE_ROUNDS`, 20 by default; 100 in
-/// `./dev.sh torture-cluster`): of a node (started again), of an etcd member (started again),
+/// `./dev.sh torture-cluster`; the seed is printed): of a node (started again), of an etcd member (started again),
 /// or of a worker. After each, the cluster settles with every domain owned, each worker of
 /// the record a live process, and no other worker process anywhere.
 #[test]
@@ -242,7 +262,11 @@ fn torture_random_kills_of_nodes_and_etcd_members_orphan_and_double_nothing() {
     let mut c = Cluster::start(3, TTL);
     let domains = add_domains(&c, 6);
     let mut settled = c.wait_settled(&domains, 2, Duration::from_secs(60));
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut seed: u64 = std::env::var("EPU_CLUSTER_TORTURE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| now().to_bits() | 1);
+    eprintln!("torture seed {seed} (EPU_CLUSTER_TORTURE_SEED repeats it)");
     let mut next = move |n: usize| {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -275,4 +299,39 @@ fn torture_random_kills_of_nodes_and_etcd_members_orphan_and_double_nothing() {
         eprintln!("round {round}: {what}");
         settled = c.wait_settled(&domains, 2, Duration::from_secs(60));
     }
+}
+
+#[test]
+fn commands_name_the_owner_and_a_removal_leaves_the_cluster() {
+    let c = Cluster::start(2, TTL);
+    let domains = add_domains(&c, 2);
+    c.wait_settled(&domains, 2, Duration::from_secs(60));
+    let owners = c.owners();
+    let d = &domains[0];
+    let owner = c.nodes.iter().find(|n| n.name == owners[d]).unwrap();
+    let other = c.nodes.iter().find(|n| n.name != owners[d]).unwrap();
+
+    // A name the cluster has is taken, through any node.
+    let taken = other.epu.add_domain(d).config("preserve_n=1").fails();
+    assert!(taken.contains("already exists"), "{taken}");
+    // A command for a domain another node owns names that node.
+    let elsewhere = other.epu.fails(&["reconfigure", d, "preserve_n=1"]);
+    assert!(elsewhere.contains(&owner.name), "{elsewhere}");
+    // A node does not terminate the cluster's domains.
+    let refused = other.epu.fails(&["terminate"]);
+    assert!(refused.contains("cluster"), "{refused}");
+
+    owner.epu.ok(&["reconfigure", d, "preserve_n=1"]);
+    let ok = wait_for(Duration::from_secs(20), || {
+        c.instances().get(d).is_some_and(|i| i.len() == 1)
+    });
+    assert!(ok, "the owner did not apply the reconfigure");
+
+    owner.epu.ok(&["domain", "remove", d]);
+    let gone = wait_for(Duration::from_secs(20), || {
+        !c.owners().contains_key(d) && !c.instances().contains_key(d)
+    });
+    assert!(gone, "the removed domain is still in the cluster");
+    let rest = &domains[1..];
+    c.wait_settled(rest, 2, Duration::from_secs(30));
 }

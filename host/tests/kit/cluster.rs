@@ -7,6 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// Domain → its live instances as (id, pid, state).
+pub type Instances = BTreeMap<String, Vec<(String, Option<i64>, String)>>;
+
 /// A free loopback port (bound, then let go).
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -26,7 +29,10 @@ impl Etcd {
     pub fn start(n: usize) -> Etcd {
         let ports = (0..n).map(|_| (free_port(), free_port())).collect();
         let mut etcd = Etcd {
-            dir: tempfile::Builder::new().prefix("epu-etcd").tempdir().unwrap(),
+            dir: tempfile::Builder::new()
+                .prefix("epu-etcd")
+                .tempdir()
+                .unwrap(),
             ports,
             members: (0..n).map(|_| None).collect(),
         };
@@ -54,10 +60,19 @@ impl Etcd {
             .args(["--name", &format!("m{i}")])
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("m{i}")))
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{client}")])
-            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client}")])
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{client}"),
+            ])
+            .args([
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{client}"),
+            ])
             .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+            ])
             .args(["--initial-cluster", &peers.join(",")])
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", "epu-test"])
@@ -214,7 +229,10 @@ impl Cluster {
         let mut out = BTreeMap::new();
         for n in v["nodes"].as_array().unwrap() {
             for d in n["domains"].as_array().unwrap() {
-                out.insert(d.as_str().unwrap().into(), n["name"].as_str().unwrap().into());
+                out.insert(
+                    d.as_str().unwrap().into(),
+                    n["name"].as_str().unwrap().into(),
+                );
             }
         }
         Some(out)
@@ -226,11 +244,11 @@ impl Cluster {
     }
 
     /// Domain → its live instances as (id, pid, state), through any node.
-    pub fn instances(&self) -> BTreeMap<String, Vec<(String, Option<i64>, String)>> {
+    pub fn instances(&self) -> Instances {
         self.try_instances().expect("status")
     }
 
-    fn try_instances(&self) -> Option<BTreeMap<String, Vec<(String, Option<i64>, String)>>> {
+    fn try_instances(&self) -> Option<Instances> {
         let status = self.any().try_json(&["status", "--json"])?;
         let list = status["domains"]
             .as_array()

@@ -64,7 +64,7 @@ async fn a_node_whose_lease_ran_out_is_fenced_off_its_domain() {
     let claim = a.claim("d").await.unwrap().unwrap();
     a.fenced_put("d", claim, "memo/d", b"1").await.unwrap();
     // As if a slept past its TTL: its lease is gone, and b claims the domain.
-    a.client.clone().lease_revoke(a.lease).await.unwrap();
+    a.leave().await.unwrap();
     let b = join(&p, "b", 5).await;
     let b_claim = b
         .claim("d")
@@ -75,12 +75,8 @@ async fn a_node_whose_lease_ran_out_is_fenced_off_its_domain() {
     let late = a.fenced_put("d", claim, "memo/d", b"stale").await;
     assert!(matches!(late, Err(ClusterError::Fenced(_))), "{late:?}");
     b.fenced_put("d", b_claim, "memo/d", b"2").await.unwrap();
-    let got = b
-        .client
-        .clone()
-        .get(format!("{p}memo/d"), None)
-        .await
-        .unwrap();
+    let (_, mut client) = b.pool().client();
+    let got = client.get(format!("{p}memo/d"), None).await.unwrap();
     assert_eq!(got.kvs()[0].value(), b"2");
 }
 

@@ -63,6 +63,13 @@ impl Daemon {
         plan_path: &Path,
         name: Option<&str>,
     ) -> Result<Value, OpError> {
+        if self.cluster.is_some() {
+            return Err(OpError::Invalid(
+                "a node of a cluster does not boot runs yet: boot the plan on a daemon outside \
+                 the cluster, or add its domains with `epu domain add`"
+                    .into(),
+            ));
+        }
         let plan = plan::load(plan_path).map_err(|e| OpError::Invalid(format!("{e:#}")))?;
         let run = name.unwrap_or(&plan.name).to_string();
         plan::check_name(&run).map_err(|e| OpError::Invalid(e.to_string()))?;

@@ -131,6 +131,17 @@ pub fn start_time(pid: i32) -> Option<u64> {
     }
 }
 
+/// A pidfd of process `pid` (Linux 5.3 and later): it becomes readable when the process
+/// ends, whoever its parent is. `None` where the kernel has no `pidfd_open`, or the process
+/// is gone.
+pub fn pidfd(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; nothing is borrowed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a non-negative answer is a new fd that nothing else owns.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// Whether the process `pid` is definitely still the one that started at `start`.
 pub fn is_alive(pid: i32, start: u64) -> bool {
     liveness(pid, start) == Liveness::Alive

@@ -121,10 +121,22 @@ impl ProcessDriver {
         Ok(killed)
     }
 
-    /// Watches a worker that is not our child by polling `/proc`.
+    /// Watches a worker that is not our child: through a pidfd, which tells its end at once,
+    /// and by polling `/proc` where there is none.
     fn watch_adopted(self: &Arc<Self>, id: String, pid: i32, start: u64) {
         let me = self.clone();
         tokio::spawn(async move {
+            // The pidfd is opened before the start time is checked, so it is the worker's and
+            // not a later process's that took its pid.
+            if let Some(fd) = os::pidfd(pid) {
+                if os::liveness(pid, start) == Liveness::Alive {
+                    // SAFETY: the AsyncFd owns the pidfd, which nothing else closes or
+                    // replaces while it is registered.
+                    if let Ok(fd) = unsafe { tokio::io::unix::AsyncFd::register(fd) } {
+                        let _ = fd.readable().await;
+                    }
+                }
+            }
             // Unknown (an unreadable `/proc`) is not an end: look again.
             while os::liveness(pid, start) != Liveness::Gone {
                 tokio::time::sleep(ADOPTED_POLL).await;

@@ -56,7 +56,11 @@ fn a_domain_moves_between_stores_through_its_record_and_keeps_its_handles() {
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].vars, vec![("k".to_string(), "v".to_string())]);
     assert_eq!(b.domain("d").unwrap().unwrap().spec.config["preserve_n"], 1);
-    assert_eq!(*record.writes.lock().unwrap(), 0, "an import writes nothing");
+    assert_eq!(
+        *record.writes.lock().unwrap(),
+        0,
+        "an import writes nothing"
+    );
 
     // The next launch takes a handle past both earlier ones, the ended one too.
     launch(&b, "d", "i-3");
@@ -87,8 +91,13 @@ fn a_refused_record_write_leaves_the_store_as_it_was_and_unowned_domains_refuse_
     b.import_domain("d", &rows).unwrap();
 
     *record.fenced.lock().unwrap() = true;
-    assert!(b.record_decision("d", 0, None, &[new("i-1")], None).is_err());
-    assert!(b.instance("i-1").unwrap().is_none(), "nothing was committed");
+    assert!(b
+        .record_decision("d", 0, None, &[new("i-1")], None)
+        .is_err());
+    assert!(
+        b.instance("i-1").unwrap().is_none(),
+        "nothing was committed"
+    );
 
     *record.fenced.lock().unwrap() = false;
     b.forget_domain("d").unwrap();
