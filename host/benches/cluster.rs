@@ -111,17 +111,34 @@ fn main() {
         pids = settle(&c);
     }
 
+    // A worker that dies within FAST_FAIL (2 s) of its launch counts toward a crash loop and
+    // is replaced after a backoff: each kill takes a worker older than that.
     let mut reaction = Vec::new();
+    let mut replaced: BTreeMap<String, (f64, i64)> = BTreeMap::new();
     for round in 0..kills {
         let d = &domains[round % domains.len()];
-        let pid = pids[d][round % 2];
+        let (when, newest) = replaced.get(d).copied().unwrap_or((0.0, 0));
+        let wait = when + 2.5 - now();
+        if wait > 0.0 {
+            std::thread::sleep(Duration::from_secs_f64(wait));
+        }
+        let before = pids[d].clone();
+        let pid = *before.iter().find(|p| **p != newest).unwrap();
         let killed = now();
         signal(pid as i32, Signal::SIGKILL);
         let launched = wait_some(Duration::from_secs(30), || {
             first(&c, "launch-recorded", std::slice::from_ref(d), killed)
         });
+        let noticed = first(&c, "state", std::slice::from_ref(d), killed).unwrap_or(launched);
+        eprintln!(
+            "kill {round}: exit recorded after {:.1} ms, replacement recorded after {:.1} ms",
+            (noticed - killed) * 1e3,
+            (launched - killed) * 1e3
+        );
         reaction.push((launched - killed) * 1e3);
         pids = settle(&c);
+        let new = pids[d].iter().find(|p| !before.contains(p)).copied();
+        replaced.insert(d.clone(), (launched, new.unwrap_or(0)));
     }
 
     let mut report = Report::new("cluster");

@@ -62,13 +62,43 @@ impl Record {
     }
 
     async fn get(&self, key: &str, prefix: bool) -> Result<GetResponse, ClusterError> {
-        let options = prefix.then(|| GetOptions::new().with_prefix());
+        self.get_with(key, prefix.then(|| GetOptions::new().with_prefix()))
+            .await
+    }
+
+    async fn get_with(
+        &self,
+        key: &str,
+        options: Option<GetOptions>,
+    ) -> Result<GetResponse, ClusterError> {
         self.pool
             .run(|mut c| {
                 let (key, options) = (key.to_string(), options.clone());
                 async move { c.get(key, options).await }
             })
             .await
+    }
+
+    /// Every key under `under` (relative to the prefix), each parsed by `parse` from the rest
+    /// of its key and its value (empty when `keys_only`); keys it gives `None` for are left
+    /// out.
+    async fn list<T>(
+        &self,
+        under: &str,
+        keys_only: bool,
+        parse: impl Fn(&str, &[u8]) -> Option<T>,
+    ) -> Result<Vec<T>, ClusterError> {
+        let key = self.key(under);
+        let mut options = GetOptions::new().with_prefix();
+        if keys_only {
+            options = options.with_keys_only();
+        }
+        let got = self.get_with(&key, Some(options)).await?;
+        Ok(got
+            .kvs()
+            .iter()
+            .filter_map(|kv| parse(kv.key_str().ok()?.strip_prefix(&key)?, kv.value()))
+            .collect())
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResponse, ClusterError> {
@@ -130,30 +160,22 @@ impl Record {
 
     /// Every domain with its placement.
     pub async fn places(&self) -> Result<BTreeMap<String, Place>, ClusterError> {
-        let key = self.key("places/");
-        let got = self.get(&key, true).await?;
-        Ok(got
-            .kvs()
-            .iter()
-            .filter_map(|kv| {
-                let name = kv.key_str().ok()?.strip_prefix(&key)?.to_string();
-                Some((name, serde_json::from_slice(kv.value()).ok()?))
+        let places = self
+            .list("places/", false, |name, v| {
+                Some((name.to_string(), serde_json::from_slice(v).ok()?))
             })
-            .collect())
+            .await?;
+        Ok(places.into_iter().collect())
     }
 
     /// A domain's rows.
     pub async fn load(&self, domain: &str) -> Result<Rows, ClusterError> {
-        let key = self.row_key(domain, "");
-        let got = self.get(&key, true).await?;
-        Ok(got
-            .kvs()
-            .iter()
-            .filter_map(|kv| {
-                let row = kv.key_str().ok()?.strip_prefix(&key)?.to_string();
-                Some((row, kv.value().to_vec()))
+        let rows = self
+            .list(&format!("domains/{domain}/"), false, |row, v| {
+                Some((row.to_string(), v.to_vec()))
             })
-            .collect())
+            .await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Puts and deletes rows of `domain` while `claim` holds, in transactions of at most
@@ -252,38 +274,25 @@ impl Record {
     pub async fn live_instance_ids(
         &self,
     ) -> Result<std::collections::HashSet<String>, ClusterError> {
-        let key = self.key("domains/");
-        let options = GetOptions::new().with_prefix().with_keys_only();
-        let got = self
-            .pool
-            .run(|mut c| {
-                let (key, options) = (key.clone(), options.clone());
-                async move { c.get(key, Some(options)).await }
-            })
-            .await?;
-        Ok(got
-            .kvs()
-            .iter()
-            .filter_map(|kv| {
-                let rest = kv.key_str().ok()?.strip_prefix(&key)?;
+        let ids = self
+            .list("domains/", true, |rest, _| {
                 let (_, row) = rest.split_once('/')?;
                 Some(row.strip_prefix("inst/")?.to_string())
             })
-            .collect())
+            .await?;
+        Ok(ids.into_iter().collect())
     }
 
     /// The live nodes and what each says of itself.
     pub async fn nodes(&self) -> Result<BTreeMap<String, NodeInfo>, ClusterError> {
-        let key = self.key("nodes/");
-        let got = self.get(&key, true).await?;
-        Ok(got
-            .kvs()
-            .iter()
-            .filter_map(|kv| {
-                let name = kv.key_str().ok()?.strip_prefix(&key)?.to_string();
-                let info = serde_json::from_slice(kv.value()).unwrap_or_default();
-                Some((name, info))
+        let nodes = self
+            .list("nodes/", false, |name, v| {
+                Some((
+                    name.to_string(),
+                    serde_json::from_slice(v).unwrap_or_default(),
+                ))
             })
-            .collect())
+            .await?;
+        Ok(nodes.into_iter().collect())
     }
 }
