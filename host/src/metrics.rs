@@ -53,6 +53,10 @@ pub struct Gauges {
     pub dry_run: IntGaugeVec,
     pub sensor_value: GaugeVec,
     pub sensor_stale: IntGaugeVec,
+    /// In a cluster: 1 for each domain this node owns.
+    pub owned: IntGaugeVec,
+    /// In a cluster: 1 while this node may act, 0 while it holds.
+    pub node_live: IntGaugeVec,
 }
 
 impl Gauges {
@@ -66,6 +70,8 @@ impl Gauges {
             &self.quarantined,
             &self.dry_run,
             &self.sensor_stale,
+            &self.owned,
+            &self.node_live,
         ] {
             g.reset();
         }
@@ -199,6 +205,18 @@ impl Metrics {
                     "epu_sensor_stale",
                     "1 while a sensor's reading is stale.",
                     &["domain", "sensor"],
+                ),
+                owned: gauge(
+                    &r,
+                    "epu_cluster_domain_owned",
+                    "1 for each domain this node of a cluster owns.",
+                    &["domain", "node"],
+                ),
+                node_live: gauge(
+                    &r,
+                    "epu_cluster_node_live",
+                    "1 while this node of a cluster may act, 0 while it holds.",
+                    &["node"],
                 ),
             },
             registry: r,

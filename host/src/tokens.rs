@@ -18,6 +18,9 @@ pub const TOKEN_VAR: &str = "EPU_API_TOKEN";
 pub struct Tokens {
     admin: String,
     secret: String,
+    /// The token every node of a cluster admits as the admin's, for requests that another
+    /// node forwards.
+    cluster: std::sync::OnceLock<String>,
 }
 
 /// The shortest token a state dir file may hold.
@@ -94,6 +97,7 @@ impl Tokens {
         Ok(Tokens {
             admin,
             secret: load_or_create(&state_dir.join("api-secret"))?,
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
@@ -106,9 +110,14 @@ impl Tokens {
         format!("{:x}", h.finalize())[..40].to_string()
     }
 
-    /// Whether `token` is the admin token.
+    /// Admits the cluster's token as an admin token from now on.
+    pub fn admit_cluster(&self, token: String) {
+        let _ = self.cluster.set(token);
+    }
+
+    /// Whether `token` is the admin token (or the cluster's).
     pub fn is_admin(&self, token: &str) -> bool {
-        same(token, &self.admin)
+        same(token, &self.admin) || self.cluster.get().is_some_and(|c| same(token, c))
     }
 
     /// Whether `token` is the worker token of instance `id`.

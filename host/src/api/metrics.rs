@@ -5,12 +5,23 @@ use crate::daemon::DomainStatus;
 use crate::metrics::Metrics;
 use crate::model::{Health, InstanceState};
 
-/// The exposition text, with the gauges set from `domains`.
-pub fn render(metrics: &Metrics, domains: &[DomainStatus]) -> String {
+/// The exposition text, with the gauges set from `domains` (the daemon's own) and, in a
+/// cluster, from `node` (its name, and whether it may act).
+pub fn render(metrics: &Metrics, domains: &[DomainStatus], node: Option<(String, bool)>) -> String {
     let g = &metrics.gauges;
     g.reset();
+    if let Some((me, live)) = &node {
+        g.node_live
+            .with_label_values(&[me.as_str()])
+            .set(i64::from(*live));
+    }
     for d in domains {
         let name = d.name.as_str();
+        if let (Some((me, _)), Some(owner)) = (&node, &d.owner) {
+            if owner == me {
+                g.owned.with_label_values(&[name, me.as_str()]).set(1);
+            }
+        }
         for s in InstanceState::ALL.iter().filter(|s| !s.is_final()) {
             let n = d.instances.iter().filter(|i| i.state == *s).count();
             g.instances

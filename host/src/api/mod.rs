@@ -7,6 +7,7 @@
 
 mod dashboard;
 mod domains;
+mod forward;
 mod metrics;
 mod ops;
 mod server;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domains::*;
+use forward::forward;
 use ops::*;
 use tcp::*;
 
@@ -124,6 +126,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route_layer(axum::middleware::from_fn_with_state(
+            daemon.clone(),
+            forward,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             daemon.clone(),
             count_request,
@@ -229,8 +235,8 @@ async fn count_request(State(d): Shared, req: Request, next: Next) -> Response {
 
 /// Prometheus metrics, in the text exposition format.
 async fn metrics_text(State(d): Shared) -> Result<Response, ApiError> {
-    let domains = d.status(None).await?;
-    let text = metrics::render(&d.services.metrics, &domains);
+    let domains = d.own_status().await?;
+    let text = metrics::render(&d.services.metrics, &domains, d.node_state());
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

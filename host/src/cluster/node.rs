@@ -68,6 +68,8 @@ pub struct Node {
     /// The record, through the daemon runtime's client.
     pub record: Record,
     claims: Claims,
+    /// The token nodes forward requests to each other with.
+    pub token: String,
 }
 
 impl Node {
@@ -75,7 +77,9 @@ impl Node {
     pub async fn join(options: ClusterOptions, info: NodeInfo) -> Result<Node, ClusterError> {
         let membership = Self::join_once(&options, &info).await?;
         let record = Record::new(membership.pool(), &options.prefix);
+        let token = record.cluster_token().await?;
         Ok(Node {
+            token,
             options,
             info,
             membership: RwLock::new(Arc::new(membership)),

@@ -158,6 +158,23 @@ impl Record {
         Ok(self.txn(txn).await?.succeeded())
     }
 
+    /// The token nodes forward requests to each other with: made by the first node that asks.
+    pub async fn cluster_token(&self) -> Result<String, ClusterError> {
+        let key = self.key("secret/api-token");
+        let fresh = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.as_str(), fresh, None)]);
+        self.txn(txn).await?;
+        let got = self.get(&key, false).await?;
+        let kv = got.kvs().first().ok_or(ClusterError::Timeout)?;
+        Ok(String::from_utf8_lossy(kv.value()).into_owned())
+    }
+
     /// Every domain with its placement.
     pub async fn places(&self) -> Result<BTreeMap<String, Place>, ClusterError> {
         let places = self

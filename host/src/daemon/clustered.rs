@@ -325,12 +325,37 @@ impl Daemon {
                 let addr = view.nodes.get(owner).and_then(|n| n.addr.clone());
                 let at = addr.map(|a| format!(" (at {a})")).unwrap_or_default();
                 OpError::Unavailable(format!(
-                    "domain '{name}' is owned by node '{owner}'{at}: send the command to that node"
+                    "domain '{name}' is owned by node '{owner}'{at}, which cannot be forwarded \
+                     to (a node forwards only to nodes started with --listen)"
                 ))
             }
             None => OpError::Unavailable(format!(
                 "domain '{name}' has no owner at the moment; try again in a few seconds"
             )),
+        })
+    }
+
+    /// This node's name and whether it may act now, in a cluster.
+    pub fn node_state(&self) -> Option<(String, bool)> {
+        self.node().map(|n| (n.name().to_string(), n.is_live()))
+    }
+
+    /// Where a request for `name` goes, if another node owns it.
+    pub async fn forward_target(&self, name: &str) -> Option<super::ForwardTarget> {
+        let node = self.node()?;
+        if self.services.store.domain(name).ok()?.is_some() {
+            return None;
+        }
+        let view = node.view().await.ok()?;
+        let owner = view.owners.get(name)?;
+        if owner == node.name() {
+            return None;
+        }
+        Some(super::ForwardTarget {
+            node: owner.clone(),
+            addr: view.nodes.get(owner)?.addr.clone()?,
+            token: node.token.clone(),
+            me: node.name().to_string(),
         })
     }
 

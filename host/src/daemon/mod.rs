@@ -74,6 +74,17 @@ fn domain_exists(name: &str) -> OpError {
     OpError::Conflict(format!("domain '{name}' already exists"))
 }
 
+/// Where a request for a domain another node owns goes.
+pub struct ForwardTarget {
+    /// The owner's name and TCP API address.
+    pub node: String,
+    pub addr: String,
+    /// The cluster's token, which the owner admits.
+    pub token: String,
+    /// This node's name.
+    pub me: String,
+}
+
 /// How a daemon is started.
 #[derive(Clone, Debug, Default)]
 pub struct DaemonOptions {
@@ -170,6 +181,7 @@ impl Daemon {
                     .and_then(|l| l.local_addr().ok())
                     .map(|a| a.to_string());
                 let (node, live_ids) = clustered::join(c, &store, listen).await?;
+                tokens.admit_cluster(node.token.clone());
                 (Some(node), Some(live_ids))
             }
             None => (None, None),

@@ -54,6 +54,21 @@ impl Daemon {
     /// Every domain with its instances (or just one domain). In a cluster, the domains other
     /// nodes own are read from the record, each with its owner.
     pub async fn status(&self, only: Option<&str>) -> Result<Vec<DomainStatus>, OpError> {
+        self.status_of(only, true).await
+    }
+
+    /// The domains this daemon runs (in a cluster: those this node owns), as in [`status`].
+    ///
+    /// [`status`]: Daemon::status
+    pub async fn own_status(&self) -> Result<Vec<DomainStatus>, OpError> {
+        self.status_of(None, false).await
+    }
+
+    async fn status_of(
+        &self,
+        only: Option<&str>,
+        remote: bool,
+    ) -> Result<Vec<DomainStatus>, OpError> {
         let local = match only {
             Some(name) => match self.services.store.domain(name)? {
                 Some(r) => vec![r],
@@ -79,7 +94,12 @@ impl Daemon {
             out.push(status);
         }
         drop(controllers);
-        for name in self.remote_domains(only).await? {
+        let remote = if remote {
+            self.remote_domains(only).await?
+        } else {
+            vec![]
+        };
+        for name in remote {
             let owner = owners.get(&name).cloned();
             out.extend(self.remote_status(&name, owner).await?);
         }

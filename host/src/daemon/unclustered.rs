@@ -33,6 +33,16 @@ impl Daemon {
         None
     }
 
+    /// None: this daemon is not a node.
+    pub fn node_state(&self) -> Option<(String, bool)> {
+        None
+    }
+
+    /// Never: no other node owns anything.
+    pub async fn forward_target(&self, _: &str) -> Option<super::ForwardTarget> {
+        None
+    }
+
     pub(super) async fn remote_domains(&self, _: Option<&str>) -> Result<Vec<String>, OpError> {
         Ok(vec![])
     }

@@ -70,6 +70,27 @@ fn three_nodes_share_thirty_domains_fairly() {
         let name = d["name"].as_str().unwrap();
         assert_eq!(d["owner"].as_str(), owners.get(name).map(String::as_str));
     }
+    // Each node's /metrics shows the domains it owns, and that it is live.
+    for n in &c.nodes {
+        let dir = n.epu.state_dir();
+        let addr = std::fs::read_to_string(dir.join("listen.addr")).unwrap();
+        let token = std::fs::read_to_string(dir.join("api-token")).unwrap();
+        let (code, body) =
+            crate::kit::http::request(addr.trim(), "GET", "/metrics", Some(token.trim()), "");
+        assert_eq!(code, 200, "{body}");
+        let live = format!("epu_cluster_node_live{{node=\"{}\"}} 1", n.name);
+        assert!(body.contains(&live), "{}: no {live}", n.name);
+        let owned = body
+            .lines()
+            .filter(|l| l.starts_with("epu_cluster_domain_owned{") && l.ends_with(" 1"))
+            .count();
+        let mine = owners.values().filter(|o| **o == n.name).count();
+        assert_eq!(
+            owned, mine,
+            "{}: /metrics owns {owned}, the cluster says {mine}",
+            n.name
+        );
+    }
 }
 
 #[test]
@@ -302,36 +323,36 @@ fn torture_random_kills_of_nodes_and_etcd_members_orphan_and_double_nothing() {
 }
 
 #[test]
-fn commands_name_the_owner_and_a_removal_leaves_the_cluster() {
+fn commands_through_any_node_reach_the_owner_and_a_removal_leaves_the_cluster() {
     let c = Cluster::start(2, TTL);
     let domains = add_domains(&c, 2);
     c.wait_settled(&domains, 2, Duration::from_secs(60));
     let owners = c.owners();
     let d = &domains[0];
-    let owner = c.nodes.iter().find(|n| n.name == owners[d]).unwrap();
     let other = c.nodes.iter().find(|n| n.name != owners[d]).unwrap();
 
     // A name the cluster has is taken, through any node.
     let taken = other.epu.add_domain(d).config("preserve_n=1").fails();
     assert!(taken.contains("already exists"), "{taken}");
-    // A command for a domain another node owns names that node.
-    let elsewhere = other.epu.fails(&["reconfigure", d, "preserve_n=1"]);
-    assert!(elsewhere.contains(&owner.name), "{elsewhere}");
     // A node does not terminate the cluster's domains.
     let refused = other.epu.fails(&["terminate"]);
     assert!(refused.contains("cluster"), "{refused}");
 
-    owner.epu.ok(&["reconfigure", d, "preserve_n=1"]);
+    // Commands for a domain another node owns are forwarded to it.
+    other.epu.ok(&["reconfigure", d, "preserve_n=1"]);
     let ok = wait_for(Duration::from_secs(20), || {
         c.instances().get(d).is_some_and(|i| i.len() == 1)
     });
-    assert!(ok, "the owner did not apply the reconfigure");
+    assert!(ok, "the owner did not apply the forwarded reconfigure");
+    let history = other.epu.ok(&["engine", "history", d, "--json"]);
+    assert!(history.contains("npreserving"), "{history}");
 
-    owner.epu.ok(&["domain", "remove", d]);
+    other.epu.ok(&["domain", "remove", d]);
     let gone = wait_for(Duration::from_secs(20), || {
         !c.owners().contains_key(d) && !c.instances().contains_key(d)
     });
     assert!(gone, "the removed domain is still in the cluster");
-    let rest = &domains[1..];
-    c.wait_settled(rest, 2, Duration::from_secs(30));
+    c.wait_settled(&domains[1..], 2, Duration::from_secs(30));
+    let unknown = other.epu.fails(&["reconfigure", d, "preserve_n=1"]);
+    assert!(unknown.contains("unknown domain"), "{unknown}");
 }

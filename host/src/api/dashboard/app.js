@@ -67,7 +67,7 @@ function renderDomains(domains) {
     if (d.name === selected) tr.className = "selected";
     const desired = d.controller.desired ?? "-";
     const cells = [
-      d.name + (d.dry_run ? " (dry run)" : ""),
+      d.name + (d.dry_run ? " (dry run)" : "") + (d.owner ? ` @ ${d.owner}` : ""),
       `${d.engine} ${d.engine_sha.slice(0, 12)}`,
       d.controller.quarantined ? "QUARANTINED" : (d.controller.engine_status || "-"),
       String(desired),

@@ -1,0 +1,84 @@
+//! In a cluster, a request for a domain another node owns is forwarded to that node's TCP
+//! listener with the cluster's token, and its answer is passed back as it is. A forwarded
+//! request is never forwarded again.
+
+use super::*;
+use axum::body::Body;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+/// Marks a request that a node forwarded; its value is that node's name.
+const FORWARDED: &str = "x-epu-forwarded-by";
+/// The largest answer passed back (a scenario export can be large).
+const MAX_ANSWER: usize = 64 << 20;
+/// How long the owner may take to answer (a swap compiles, then calls the engine twice).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Forwards a request for a domain this node does not run to the domain's owner.
+pub(super) async fn forward(State(d): Shared, req: Request, next: Next) -> Response {
+    let Some(name) = domain_of(req.uri().path()) else {
+        return next.run(req).await;
+    };
+    if req.headers().contains_key(FORWARDED) {
+        return next.run(req).await;
+    }
+    let Some(target) = d.forward_target(&name).await else {
+        return next.run(req).await;
+    };
+    match tokio::time::timeout(FORWARD_TIMEOUT, proxy(req, &target)).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => ApiError(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "forwarding to node '{}' at {}: {e:#}",
+                target.node, target.addr
+            ),
+        )
+        .into_response(),
+        Err(_) => ApiError(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("node '{}' did not answer in time", target.node),
+        )
+        .into_response(),
+    }
+}
+
+/// The domain a request is for: `/v1/domains/NAME[/...]`.
+fn domain_of(path: &str) -> Option<String> {
+    let name = path.strip_prefix("/v1/domains/")?.split('/').next()?;
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+async fn proxy(req: Request, target: &crate::daemon::ForwardTarget) -> Result<Response> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY).await?;
+    let stream = tokio::net::TcpStream::connect(&target.addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut out = axum::http::Request::builder()
+        .method(parts.method)
+        .uri(path)
+        .header("host", target.addr.as_str())
+        .header(
+            axum::http::header::AUTHORIZATION,
+            format!("Bearer {}", target.token),
+        )
+        .header(FORWARDED, target.me.as_str());
+    if let Some(t) = parts.headers.get(axum::http::header::CONTENT_TYPE) {
+        out = out.header(axum::http::header::CONTENT_TYPE, t);
+    }
+    let answer = sender.send_request(out.body(Full::new(body))?).await?;
+    let (parts, body) = answer.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_ANSWER);
+    let bytes = limited
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
+        .to_bytes();
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}
