@@ -7,6 +7,7 @@ mod clustered;
 #[path = "unclustered.rs"]
 mod clustered;
 pub mod dropin;
+mod engine_ops;
 mod removal;
 pub mod runs;
 mod startup;
@@ -26,7 +27,7 @@ use crate::health::HealthMonitor;
 use crate::model::DomainSpec;
 use crate::provisioner::{DriverContext, Provisioner};
 use crate::sensors::{PushError, SensorBoard};
-use crate::store::{EngineVersion, Store};
+use crate::store::Store;
 use crate::wakeups::Wakeups;
 use anyhow::{Context, Result};
 use nix::fcntl::Flock;
@@ -425,110 +426,6 @@ impl Daemon {
             .map_err(|e| OpError::from_command(e, OpError::Invalid))
     }
 
-    /// Validates an engine (a bundled name or a `.wasm` path) against the live domain and
-    /// swaps it in, with `config` as the domain's new config if given (an engine of another
-    /// kind takes other keys); returns the new engine version. On refusal the old engine runs
-    /// on with its config.
-    pub async fn swap_engine(
-        &self,
-        name: &str,
-        engine: &str,
-        config: Option<Map<String, Value>>,
-    ) -> Result<i64, OpError> {
-        if self.services.store.domain(name)?.is_none() {
-            return Err(self
-                .elsewhere(name)
-                .await
-                .unwrap_or_else(|| unknown_domain(name)));
-        }
-        // Compile before taking the controllers' lock: it can take seconds for some guests.
-        let engines = self.services.engines.clone();
-        let spec = engine.to_string();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let bytes = EngineHost::read_engine(&spec, Path::new("."), engines.max_engine_bytes())?;
-            engines
-                .prepare(&bytes)
-                .map_err(|e| e.context(format!("engine '{spec}'")))
-        })
-        .await
-        .map_err(|e| OpError::Internal(e.into()))?;
-        let loaded = match loaded {
-            Ok(l) => l,
-            Err(e) => {
-                let why = format!("{e:#}");
-                let detail = serde_json::json!({"engine": engine, "error": why});
-                self.services
-                    .store
-                    .event(Some(name), None, "swap-rejected", detail)?;
-                return Err(OpError::Invalid(why));
-            }
-        };
-        self.publish_engine(&loaded).await?;
-        let handle = self.handle(name).await?;
-        handle
-            .swap(loaded, crate::engine::engine_name(engine), config)
-            .await
-            .map_err(|e| OpError::from_command(e, OpError::Invalid))
-    }
-
-    /// The engines a domain has had, oldest first.
-    pub fn engine_history(&self, name: &str) -> Result<Vec<EngineVersion>, OpError> {
-        let versions = self.services.store.engine_versions(name)?;
-        if versions.is_empty() {
-            return Err(unknown_domain(name));
-        }
-        Ok(versions)
-    }
-
-    /// Swaps back to the engine the domain had before its current one, and to the config it
-    /// ran with, with the same checks.
-    pub async fn rollback_engine(&self, name: &str) -> Result<i64, OpError> {
-        let versions = self.engine_history(name)?;
-        let [.., previous, current] = versions.as_slice() else {
-            return Err(OpError::Invalid(format!(
-                "'{name}' has had only one engine"
-            )));
-        };
-        let record = self
-            .services
-            .store
-            .domain(name)?
-            .ok_or_else(|| unknown_domain(name))?;
-        let config = match previous.config_version {
-            Some(v) if v != record.config_version => Some(self.services.store.config_at(name, v)?),
-            _ => None,
-        };
-        let engines = self.services.engines.clone();
-        let sha = previous.sha.clone();
-        let loaded = tokio::task::spawn_blocking(move || engines.load(&sha))
-            .await
-            .map_err(|e| OpError::Internal(e.into()))??;
-        let handle = self.handle(name).await?;
-        tracing::info!(domain = name, from = %current.sha, to = %previous.sha, "rolling back");
-        handle
-            .swap(loaded, previous.name.clone(), config)
-            .await
-            .map_err(|e| OpError::from_command(e, OpError::Invalid))
-    }
-
-    /// A scenario file (TOML) of what the domain's engine saw and decided lately, from a full
-    /// snapshot on, and its number of steps; `epu engine test` replays it.
-    pub async fn export_scenario(&self, name: &str) -> Result<(String, usize), OpError> {
-        let handle = self.handle(name).await?;
-        let (config, steps) = handle
-            .recording()
-            .await
-            .map_err(|e| OpError::from_command(e, OpError::Conflict))?;
-        if steps.is_empty() {
-            return Err(OpError::Conflict(format!(
-                "'{name}' has no decide recorded yet since its engine or config last changed"
-            )));
-        }
-        let scenario = crate::engine_test::from_recording(config, &steps);
-        let text = toml::to_string(&scenario).map_err(|e| OpError::Internal(e.into()))?;
-        Ok((text, steps.len()))
-    }
-
     /// Records a reading of a domain's pushed sensor; it is kept across restarts.
     pub fn push_reading(&self, domain: &str, sensor: &str, value: f64) -> Result<(), OpError> {
         if self.services.store.domain(domain)?.is_none() {
@@ -550,14 +447,5 @@ impl Daemon {
             .save_pushed_reading(domain, sensor, value, time)?;
         board.record(domain, sensor, Ok(value), time);
         Ok(())
-    }
-
-    /// Lifts a domain's quarantine.
-    pub async fn resume_engine(&self, name: &str) -> Result<(), OpError> {
-        let handle = self.handle(name).await?;
-        handle
-            .resume()
-            .await
-            .map_err(|e| OpError::from_command(e, OpError::Conflict))
     }
 }
