@@ -112,6 +112,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/domains/{name}/scenario", get(scenario))
         .route("/v1/domains/{name}/sensors/{sensor}", post(push_reading))
         .route("/v1/cluster", get(cluster_status))
+        .route("/v1/cluster/events/{name}", get(cluster_events))
         .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/events", get(events))
         .route("/v1/terminate", post(terminate))
@@ -245,6 +246,11 @@ async fn metrics_text(State(d): Shared) -> Result<Response, ApiError> {
         text,
     )
         .into_response())
+}
+
+/// A domain's events as the cluster's record keeps them.
+async fn cluster_events(State(d): Shared, Path(name): Path<String>) -> Reply {
+    Ok(Json(json!({"events": d.cluster_events(&name).await?})))
 }
 
 /// The cluster's nodes and who owns what.

@@ -167,6 +167,13 @@ pub(super) enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A domain's events as the cluster's etcd keeps them, from every node that owned it
+    /// (the last 1000, for at most 24 hours); `epu events` shows only this node's own log.
+    Events {
+        domain: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How `epu daemon` and `epu run` serve.

@@ -117,6 +117,17 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Cluster(ClusterCommand::Events { domain, json }) => {
+            let v = client.get(&format!("/v1/cluster/events/{domain}")).await?;
+            for e in v["events"].as_array().cloned().unwrap_or_default() {
+                if json {
+                    println!("{e}");
+                } else {
+                    print::cluster_event(&e);
+                }
+            }
+            Ok(())
+        }
         Command::Domain(DomainCommand::Add {
             name,
             engine,

@@ -93,6 +93,24 @@ pub fn cluster(v: &Value) {
     }
 }
 
+/// Prints one event of `epu cluster events` for people.
+pub fn cluster_event(e: &Value) {
+    let when = e["time"]
+        .as_f64()
+        .map(|t| {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t.max(0.0));
+            humantime::format_rfc3339_millis(at).to_string()
+        })
+        .unwrap_or_default();
+    println!(
+        "{when}  {:<10} {:<16} {:<16} {}",
+        s(e, "node"),
+        e["instance"].as_str().unwrap_or("-"),
+        s(e, "kind"),
+        clean(&e["detail"].to_string())
+    );
+}
+
 /// Prints `epu status` for people.
 pub fn status(v: &Value) {
     let domains = v["domains"].as_array().cloned().unwrap_or_default();

@@ -18,6 +18,11 @@ use std::collections::BTreeMap;
 pub const CHUNK: usize = 1 << 20;
 /// The most operations in one etcd transaction (etcd's default `--max-txn-ops` is 128).
 const TXN_OPS: usize = 120;
+/// The most events the record keeps of one domain; older ones are deleted.
+pub const EVENTS_PER_DOMAIN: usize = 1000;
+/// How long the record keeps an event, at most: each is bound to a lease of this TTL, granted
+/// afresh every hour, so an event goes between 23 and 24 hours after it was shipped.
+pub const EVENT_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Where a domain may run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -298,6 +303,72 @@ impl Record {
             })
             .await?;
         Ok(ids.into_iter().collect())
+    }
+
+    /// A lease for the events shipped in the coming hour.
+    pub async fn event_lease(&self) -> Result<i64, ClusterError> {
+        let ttl = EVENT_RETENTION.as_secs() as i64;
+        let granted = self
+            .pool
+            .run(|mut c| async move { c.lease_grant(ttl, None).await })
+            .await?;
+        Ok(granted.id())
+    }
+
+    /// Adds events to the record (unfenced: they are history), each `(domain, key, JSON)`
+    /// with a key that sorts by time, bound to `lease`; then trims each domain's to
+    /// [`EVENTS_PER_DOMAIN`].
+    pub async fn put_events(
+        &self,
+        lease: i64,
+        events: &[(String, String, Vec<u8>)],
+    ) -> Result<(), ClusterError> {
+        for batch in events.chunks(TXN_OPS) {
+            let ops: Vec<TxnOp> = batch
+                .iter()
+                .map(|(d, k, v)| {
+                    let key = self.key(&format!("events/{d}/{k}"));
+                    let options = etcd_client::PutOptions::new().with_lease(lease);
+                    TxnOp::put(key, v.clone(), Some(options))
+                })
+                .collect();
+            self.txn(Txn::new().and_then(ops)).await?;
+        }
+        let domains: std::collections::BTreeSet<&String> =
+            events.iter().map(|(d, _, _)| d).collect();
+        for d in domains {
+            self.trim_events(d).await?;
+        }
+        Ok(())
+    }
+
+    async fn trim_events(&self, domain: &str) -> Result<(), ClusterError> {
+        let under = format!("events/{domain}/");
+        let mut keys = self.list(&under, true, |k, _| Some(k.to_string())).await?;
+        if keys.len() <= EVENTS_PER_DOMAIN {
+            return Ok(());
+        }
+        keys.sort();
+        let excess = keys.len() - EVENTS_PER_DOMAIN;
+        let ops: Vec<TxnOp> = keys[..excess]
+            .iter()
+            .map(|k| TxnOp::delete(self.key(&format!("events/{domain}/{k}")), None))
+            .collect();
+        for batch in ops.chunks(TXN_OPS) {
+            self.txn(Txn::new().and_then(batch.to_vec())).await?;
+        }
+        Ok(())
+    }
+
+    /// A domain's events in the record, oldest first.
+    pub async fn events(&self, domain: &str) -> Result<Vec<serde_json::Value>, ClusterError> {
+        let mut events = self
+            .list(&format!("events/{domain}/"), false, |k, v| {
+                Some((k.to_string(), serde_json::from_slice(v).ok()?))
+            })
+            .await?;
+        events.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(events.into_iter().map(|(_, v)| v).collect())
     }
 
     /// The live nodes and what each says of itself.

@@ -16,6 +16,8 @@
 use super::{domain_exists, Daemon, OpError};
 use crate::cluster::record::{NodeInfo, Place};
 pub(super) use crate::cluster::Node;
+
+mod events;
 use crate::cluster::{ClusterError, ClusterOptions};
 use crate::controller;
 use crate::engine::LoadedEngine;
@@ -105,6 +107,7 @@ impl Daemon {
             let (node, wake) = (node.clone(), wake.clone());
             async move { node.watch(wake).await }
         });
+        let shipper = tokio::spawn(events::ship(self.services.store.clone(), node.clone()));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
@@ -116,6 +119,7 @@ impl Daemon {
             }
         }
         watch.abort();
+        shipper.abort();
     }
 
     /// Stops every controller (the workers run on) and leaves the cluster, so that the other

@@ -44,6 +44,16 @@ fn events_since(node: &crate::kit::cluster::Node, after: f64) -> Vec<Value> {
         .collect()
 }
 
+/// Whether the cluster's record has an event of `domain` from `node` (of `kind`, if given).
+fn record_has(c: &Cluster, domain: &str, node: &str, kind: Option<&str>) -> bool {
+    c.any()
+        .epu
+        .ok(&["cluster", "events", domain, "--json"])
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .any(|e| e["node"] == node && kind.is_none_or(|k| e["kind"] == k))
+}
+
 fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -109,9 +119,15 @@ fn a_killed_node_s_domains_are_owned_again_within_the_ttl_with_their_workers_ado
         .collect();
     assert!(!lost.is_empty());
 
+    // Events reach the record within a second of being made; those of a node's last second
+    // may die with it. Wait until the victim's are there.
+    let name = c.nodes[victim].name.clone();
+    assert!(wait_for(Duration::from_secs(10), || record_has(
+        &c, &lost[0], &name, None
+    )));
+
     let killed = Instant::now();
     c.nodes[victim].kill9();
-    let name = c.nodes[victim].name.clone();
     let moved = wait_for(Duration::from_secs(TTL + 10), || {
         let owners = c.owners();
         lost.iter()
@@ -131,6 +147,23 @@ fn a_killed_node_s_domains_are_owned_again_within_the_ttl_with_their_workers_ado
     // Every worker was adopted: the same pids, nothing launched twice.
     let after = c.wait_settled(&domains, 2, Duration::from_secs(30));
     assert_eq!(before, after, "the workers changed across the failover");
+
+    // The domain's history outlives the node that made it: the cluster's record, read
+    // through a live node, has the dead node's events and the new owner's.
+    let new_owner = c.owners()[&lost[0]].clone();
+    assert!(
+        record_has(&c, &lost[0], &name, None),
+        "the dead node's events are gone"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || record_has(
+            &c,
+            &lost[0],
+            &new_owner,
+            Some("domain-taken")
+        )),
+        "the new owner's events never reached the record"
+    );
 
     // The adopting owner keeps preserve_n: a killed worker is replaced once.
     let d = &lost[0];
