@@ -32,6 +32,19 @@ pub enum ClusterError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Claim(pub i64);
 
+impl Claim {
+    /// The fence of every write for `domain` under `prefix`: its ownership key still has
+    /// this claim's create revision.
+    pub fn holds(self, prefix: &str, domain: &str) -> Compare {
+        Compare::create_revision(owner_key(prefix, domain), CompareOp::Equal, self.0)
+    }
+}
+
+/// The ownership key of `domain` under `prefix`.
+pub fn owner_key(prefix: &str, domain: &str) -> String {
+    format!("{prefix}owners/{domain}")
+}
+
 /// The lease stays ours until `ttl` after a keep-alive was `sent`; the node stops acting a
 /// third of the TTL earlier, so that a clock slower than etcd's never lets it act late.
 fn extend(live_until: &AtomicU64, epoch: Instant, sent: Instant, ttl: Duration) {
@@ -123,11 +136,6 @@ impl Membership {
         self.pool.clone()
     }
 
-    /// The lease's time to live.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// Whether the lease ran out: the node holds until it joins again.
     pub fn expired(&self) -> bool {
         self.keeper.as_ref().is_none_or(|k| k.is_finished())
@@ -180,7 +188,7 @@ impl Membership {
     }
 
     fn owner_key(&self, domain: &str) -> String {
-        format!("{}owners/{domain}", self.prefix)
+        owner_key(&self.prefix, domain)
     }
 
     /// Claims an unowned domain; `None` if another node owns it.
@@ -200,19 +208,16 @@ impl Membership {
 
     /// Gives a domain up, if it is still this claim's.
     pub async fn release(&self, domain: &str, claim: Claim) -> Result<(), ClusterError> {
-        let key = self.owner_key(domain);
         let txn = Txn::new()
-            .when([Compare::create_revision(
-                key.as_str(),
-                CompareOp::Equal,
-                claim.0,
-            )])
-            .and_then([TxnOp::delete(key.as_str(), None)]);
+            .when([claim.holds(&self.prefix, domain)])
+            .and_then([TxnOp::delete(self.owner_key(domain), None)]);
         self.txn(txn).await?;
         Ok(())
     }
 
-    /// Puts `key = value` only while `claim` on `domain` holds.
+    /// Puts `key = value` only while `claim` on `domain` holds (the daemon's own writes go
+    /// through [`Record::write`](super::record::Record::write), with the same fence).
+    #[cfg(test)]
     pub async fn fenced_put(
         &self,
         domain: &str,
@@ -220,13 +225,8 @@ impl Membership {
         key: &str,
         value: &[u8],
     ) -> Result<(), ClusterError> {
-        let owner = self.owner_key(domain);
         let txn = Txn::new()
-            .when([Compare::create_revision(
-                owner.as_str(),
-                CompareOp::Equal,
-                claim.0,
-            )])
+            .when([claim.holds(&self.prefix, domain)])
             .and_then([TxnOp::put(format!("{}{key}", self.prefix), value, None)]);
         if self.txn(txn).await?.succeeded() {
             Ok(())

@@ -218,16 +218,11 @@ impl Record {
                     .map(|k| TxnOp::delete(self.row_key(domain, k), None)),
             )
             .collect();
-        let owner = self.key(&format!("owners/{domain}"));
         let mut ops = ops.into_iter().peekable();
         while ops.peek().is_some() {
             let batch: Vec<TxnOp> = ops.by_ref().take(TXN_OPS).collect();
             let txn = Txn::new()
-                .when([Compare::create_revision(
-                    owner.as_str(),
-                    CompareOp::Equal,
-                    claim.0,
-                )])
+                .when([claim.holds(&self.prefix, domain)])
                 .and_then(batch);
             if !self.txn(txn).await?.succeeded() {
                 return Err(ClusterError::Fenced(domain.to_string()));
@@ -238,13 +233,8 @@ impl Record {
 
     /// Deletes a removed domain's placement and rows while `claim` holds.
     pub async fn delete(&self, domain: &str, claim: Claim) -> Result<(), ClusterError> {
-        let owner = self.key(&format!("owners/{domain}"));
         let txn = Txn::new()
-            .when([Compare::create_revision(
-                owner.as_str(),
-                CompareOp::Equal,
-                claim.0,
-            )])
+            .when([claim.holds(&self.prefix, domain)])
             .and_then([
                 TxnOp::delete(self.key(&format!("places/{domain}")), None),
                 TxnOp::delete(
