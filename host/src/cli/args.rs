@@ -220,6 +220,15 @@ pub(super) struct DaemonArgs {
     /// the etcd without seeing each other.
     #[arg(long, env = "EPU_CLUSTER_PREFIX")]
     pub(super) cluster_prefix: Option<String>,
+    /// A label of this node, KEY=VALUE (repeatable; EPU_NODE_LABELS is comma-separated):
+    /// a domain's placement may require it (at most 32).
+    #[arg(
+        long = "label",
+        env = "EPU_NODE_LABELS",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub(super) labels: Vec<String>,
 }
 
 impl DaemonArgs {
@@ -253,8 +262,12 @@ impl DaemonArgs {
             .collect();
         if endpoints.is_empty() {
             anyhow::ensure!(
-                self.node.is_none() && self.cluster_ttl.is_none() && self.cluster_prefix.is_none(),
-                "--node, --cluster-ttl and --cluster-prefix need --cluster ENDPOINT[,ENDPOINT...]"
+                self.node.is_none()
+                    && self.cluster_ttl.is_none()
+                    && self.cluster_prefix.is_none()
+                    && self.labels.is_empty(),
+                "--node, --label, --cluster-ttl and --cluster-prefix need --cluster \
+                 ENDPOINT[,ENDPOINT...]"
             );
             return Ok(None);
         }
@@ -277,6 +290,7 @@ impl DaemonArgs {
                 .cluster_ttl
                 .map_or(DEFAULT_TTL, std::time::Duration::from_secs),
             prefix,
+            labels: crate::model::parse_labels("--label", &self.labels)?,
         }))
     }
 }
@@ -435,6 +449,12 @@ pub(super) enum DomainCommand {
         /// destroy nothing (to trial a policy beside the real one).
         #[arg(long)]
         dry_run: bool,
+        /// In a cluster: a node that may own the domain (repeatable; default any node).
+        #[arg(long = "node", value_name = "NAME")]
+        nodes: Vec<String>,
+        /// In a cluster: a label KEY=VALUE a node must carry to own the domain (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },

@@ -142,6 +142,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
             limits,
             sensors,
             dry_run,
+            nodes,
+            labels,
             command,
         }) => {
             let engine = engine_arg(engine)?;
@@ -171,6 +173,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 "limits": limits.to_limits()?,
                 "sensors": sensors,
                 "dry_run": dry_run,
+                "placement": {
+                    "nodes": nodes,
+                    "labels": crate::model::parse_labels("--label", &labels)?,
+                },
             });
             client.post("/v1/domains", &spec).await?;
             println!("added domain {name}");

@@ -71,8 +71,21 @@ pub fn cluster(v: &Value) {
         } else {
             ""
         };
+        let labels: Vec<String> = n["labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let labels = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("  labels {}", labels.join(","))
+        };
         println!(
-            "node {}{me}  host {}  api {}  owns {}: {}",
+            "node {}{me}  host {}  api {}{labels}  owns {}: {}",
             s(n, "name"),
             s(n, "host"),
             n["addr"].as_str().unwrap_or("-"),

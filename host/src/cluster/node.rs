@@ -21,6 +21,8 @@ pub struct ClusterOptions {
     pub node: String,
     pub ttl: Duration,
     pub prefix: String,
+    /// The node's labels, which domains' placements name.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The cluster as a node reads it at one moment.
@@ -38,7 +40,7 @@ impl ClusterView {
     /// Whether `node` may own `domain`.
     pub fn eligible(&self, domain: &str, node: &str) -> bool {
         match (self.places.get(domain), self.nodes.get(node)) {
-            (Some(place), Some(info)) => place.admits(&info.host),
+            (Some(place), Some(info)) => place.admits(node, info),
             _ => false,
         }
     }

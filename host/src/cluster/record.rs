@@ -8,6 +8,7 @@
 
 use super::membership::{Claim, ClusterError};
 use super::pool::Pool;
+use crate::model::Placement;
 use crate::store::Rows;
 use etcd_client::{Compare, CompareOp, GetOptions, GetResponse, Txn, TxnOp, TxnResponse};
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,9 @@ pub struct Place {
     /// For a `process` domain: the host its workers run on; only nodes there may own it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The nodes and labels the domain names.
+    #[serde(default, skip_serializing_if = "Placement::is_empty")]
+    pub placement: Placement,
 }
 
 /// What a node says of itself in `nodes/NODE`.
@@ -42,12 +46,17 @@ pub struct NodeInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addr: Option<String>,
     pub pid: u32,
+    /// The node's labels (`--label KEY=VALUE`), which placements name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Place {
-    /// Whether a node on `host` may own the domain.
-    pub fn admits(&self, host: &str) -> bool {
-        self.host.as_deref().is_none_or(|h| h == host)
+    /// Whether node `name` may own the domain: on its host (if it has one), and admitted by
+    /// its placement.
+    pub fn admits(&self, name: &str, node: &NodeInfo) -> bool {
+        self.host.as_deref().is_none_or(|h| h == node.host)
+            && self.placement.admits(name, &node.labels)
     }
 }
 

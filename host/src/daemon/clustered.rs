@@ -61,6 +61,7 @@ pub(super) async fn join(
         host: host_name(),
         addr: listen,
         pid: std::process::id(),
+        labels: options.labels.clone(),
     };
     let node = Node::join(options.clone(), info)
         .await
@@ -276,10 +277,7 @@ impl Daemon {
         let draft = Store::in_memory()?;
         draft.insert_domain(spec, &loaded.sha)?;
         let rows = draft.export_domain(&spec.name)?;
-        let place = Place {
-            driver: spec.deployable.driver().to_string(),
-            host: (spec.deployable.driver() == "process").then(|| node.info.host.clone()),
-        };
+        let place = self.place_of(node, spec).await?;
         if !node.record.create(&spec.name, &place, &rows).await? {
             return Err(domain_exists(&spec.name));
         }
@@ -288,6 +286,35 @@ impl Daemon {
             .store
             .event(Some(&spec.name), None, "domain-added", detail)?;
         Ok(())
+    }
+
+    /// Where a new domain may run. A `process` domain is held to one host: this node's, or
+    /// if its placement does not admit this node, the host of a live node it admits.
+    async fn place_of(&self, node: &Node, spec: &DomainSpec) -> Result<Place, OpError> {
+        let mut place = Place {
+            driver: spec.deployable.driver().to_string(),
+            host: None,
+            placement: spec.placement.clone(),
+        };
+        if spec.deployable.driver() != "process" {
+            return Ok(place);
+        }
+        if place.admits(node.name(), &node.info) {
+            place.host = Some(node.info.host.clone());
+            return Ok(place);
+        }
+        let view = node.view().await?;
+        let Some((_, info)) = view.nodes.iter().find(|(n, i)| place.admits(n, i)) else {
+            return Err(OpError::Invalid(format!(
+                "no live node matches the placement of domain '{}' ({}), and a process \
+                 domain needs one to fix the host its workers run on: start such a node, or \
+                 change the placement",
+                spec.name,
+                serde_json::to_string(&spec.placement).unwrap_or_default()
+            )));
+        };
+        place.host = Some(info.host.clone());
+        Ok(place)
     }
 
     /// Publishes an engine to the record before a swap makes a domain use it.
@@ -402,7 +429,7 @@ impl Daemon {
                     .map(|(d, _)| d)
                     .collect();
                 json!({"name": name, "alive": true, "host": info.host, "addr": info.addr,
-                       "domains": domains})
+                       "labels": info.labels, "domains": domains})
             })
             .collect();
         let unowned: Vec<&String> = view

@@ -326,6 +326,12 @@ impl Daemon {
     pub async fn add_domain(&self, mut spec: DomainSpec) -> Result<(), OpError> {
         spec.check()
             .map_err(|e| OpError::Invalid(format!("{e:#}")))?;
+        if !spec.placement.is_empty() && self.node_state().is_none() {
+            return Err(OpError::Invalid(
+                "placement (nodes, labels) applies only to a daemon in a cluster (--cluster)"
+                    .into(),
+            ));
+        }
         self.services
             .provisioner
             .check(&spec)

@@ -25,6 +25,9 @@ pub struct DomainStatus {
     pub dry_run: bool,
     pub controller: ControllerStatus,
     pub instances: Vec<InstanceRecord>,
+    /// Where in the cluster the domain may run.
+    #[serde(skip_serializing_if = "crate::model::Placement::is_empty")]
+    pub placement: crate::model::Placement,
     /// The node that owns the domain, in a cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
@@ -125,6 +128,7 @@ pub(super) fn of_record(
         limits: r.spec.limits,
         sensors: vec![],
         dry_run: r.spec.dry_run,
+        placement: r.spec.placement,
         controller: Default::default(),
         owner: None,
     }

@@ -64,6 +64,7 @@ impl DomainSpec {
         self.health.check()?;
         self.limits.check()?;
         super::sensor::check_all(&self.sensors)?;
+        self.placement.check()?;
         match &self.deployable {
             Deployable::Process(p) => p.check(),
             Deployable::Ec2(e) => e.check(),
@@ -232,6 +233,7 @@ mod tests {
             limits: EngineLimits::default(),
             sensors: vec![],
             dry_run: false,
+            placement: Default::default(),
         }
     }
 

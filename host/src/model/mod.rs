@@ -2,12 +2,14 @@
 
 mod check;
 mod deployable;
+mod placement;
 pub mod sensor;
 
 pub use check::{within, within_f64, GRACE_RANGE, MAX_INSTANCES_CAP, PULSE_MS_RANGE};
 pub use deployable::{
     default_grace, default_inherit_env, Deployable, Ec2Deployable, ProcessDeployable,
 };
+pub use placement::{check_labels, parse_labels, Placement, MAX_PLACEMENT_ITEMS};
 use serde::{Deserialize, Serialize};
 
 /// Ordered instance states. They only move forward: an update to an earlier state is dropped.
@@ -251,6 +253,9 @@ pub struct DomainSpec {
     /// nothing is launched or destroyed.
     #[serde(default)]
     pub dry_run: bool,
+    /// Where in a cluster the domain may run (refused outside a cluster).
+    #[serde(default, skip_serializing_if = "Placement::is_empty")]
+    pub placement: Placement,
 }
 
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;

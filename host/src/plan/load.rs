@@ -252,6 +252,7 @@ pub(super) fn load_domain(
         limits: d.limits,
         sensors,
         dry_run: d.dry_run,
+        placement: Default::default(),
     };
     // Sensors are checked once their references are filled, at boot.
     let refs =

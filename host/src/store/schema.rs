@@ -171,6 +171,10 @@ DROP INDEX instances_by_handle;
 CREATE UNIQUE INDEX instances_by_handle ON instances (domain, handle);
 ALTER TABLE domains ADD COLUMN handle_floor INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Where in a cluster a domain may run (a model::Placement as JSON).
+    r#"
+ALTER TABLE domains ADD COLUMN placement TEXT NOT NULL DEFAULT '{}';
+"#,
 ];
 
 /// The schema version this build writes.

@@ -22,6 +22,7 @@ fn spec(name: &str) -> DomainSpec {
         limits: Default::default(),
         sensors: vec![],
         dry_run: false,
+        placement: Default::default(),
     }
 }
 

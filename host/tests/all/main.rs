@@ -30,6 +30,8 @@ mod torture;
 // Tier `services`: RabbitMQ, moto's EC2 server, chromium, python3, etcd.
 #[cfg(all(feature = "services", feature = "cluster"))]
 mod cluster;
+#[cfg(all(feature = "services", feature = "cluster"))]
+mod cluster_placement;
 #[cfg(feature = "services")]
 mod dashboard;
 #[cfg(feature = "services")]

@@ -130,6 +130,8 @@ impl Drop for Etcd {
 /// One node of a cluster: a daemon with its own state dir.
 pub struct Node {
     pub name: String,
+    /// The node's `--label KEY=VALUE`s.
+    pub labels: Vec<String>,
     pub epu: Epu,
     pub daemon: Option<DaemonGuard>,
 }
@@ -137,7 +139,8 @@ pub struct Node {
 impl Node {
     /// Starts (or starts again) the node's daemon and waits until it answers.
     pub fn start(&mut self, endpoints: &str, ttl: u64) {
-        let child = self.epu.spawn_with(&[
+        let ttl = ttl.to_string();
+        let mut args = vec![
             "daemon",
             "--listen",
             "127.0.0.1:0",
@@ -146,8 +149,12 @@ impl Node {
             "--node",
             &self.name,
             "--cluster-ttl",
-            &ttl.to_string(),
-        ]);
+            &ttl,
+        ];
+        for l in &self.labels {
+            args.extend(["--label", l.as_str()]);
+        }
+        let child = self.epu.spawn_with(&args);
         self.daemon = Some(DaemonGuard {
             child,
             state_dir: self.epu.state_dir(),
@@ -191,10 +198,18 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a 3-member etcd and `n` nodes with a lease TTL of `ttl` seconds.
     pub fn start(n: usize, ttl: u64) -> Cluster {
+        Cluster::start_labelled(&vec![vec![]; n], ttl)
+    }
+
+    /// Starts a 3-member etcd and a node per entry of `labels`, with those labels.
+    pub fn start_labelled(labels: &[Vec<&str>], ttl: u64) -> Cluster {
         let etcd = Etcd::start(3);
-        let mut nodes: Vec<Node> = (0..n)
-            .map(|i| Node {
+        let mut nodes: Vec<Node> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, labels)| Node {
                 name: format!("n{i}"),
+                labels: labels.iter().map(|l| l.to_string()).collect(),
                 epu: Epu::new(),
                 daemon: None,
             })
