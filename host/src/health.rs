@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a worker reports about itself.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reported {
     Ok,

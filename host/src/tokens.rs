@@ -101,16 +101,24 @@ impl Tokens {
         })
     }
 
-    /// The token that instance `id`'s worker uses.
+    /// The token that instance `id`'s worker uses. In a cluster it derives from the cluster's
+    /// token, so that every node admits it (the worker's node may be gone).
     pub fn worker_token(&self, id: &str) -> String {
         let mut h = Sha256::new();
-        h.update(self.secret.as_bytes());
+        match self.cluster.get() {
+            Some(cluster) => {
+                h.update(b"worker\0");
+                h.update(cluster.as_bytes());
+            }
+            None => h.update(self.secret.as_bytes()),
+        }
         h.update([0]);
         h.update(id.as_bytes());
         format!("{:x}", h.finalize())[..40].to_string()
     }
 
-    /// Admits the cluster's token as an admin token from now on.
+    /// Admits the cluster's token as an admin token from now on; worker tokens derive from it
+    /// (call it before any worker is launched).
     pub fn admit_cluster(&self, token: String) {
         let _ = self.cluster.set(token);
     }

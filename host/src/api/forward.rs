@@ -19,12 +19,37 @@ pub(super) async fn forward(State(d): Shared, req: Request, next: Next) -> Respo
     let Some(name) = domain_of(req.uri().path()) else {
         return next.run(req).await;
     };
-    if req.headers().contains_key(FORWARDED) {
+    if was_forwarded(req.headers()) {
         return next.run(req).await;
     }
     let Some(target) = d.forward_target(&name).await else {
         return next.run(req).await;
     };
+    relay(req, &target).await
+}
+
+/// Whether a node forwarded this request (it is then never forwarded again).
+pub(super) fn was_forwarded(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(FORWARDED)
+}
+
+/// Passes a POST of `body` to `path` on to the target node, and its answer back.
+pub(super) async fn relay_json(
+    target: &crate::daemon::ForwardTarget,
+    path: &str,
+    body: &Value,
+) -> Response {
+    let req = axum::http::Request::builder()
+        .method(axum::http::Method::POST)
+        .uri(path)
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("a request of a path and a body");
+    relay(req, target).await
+}
+
+/// Passes a request on to the target node, and its answer (or what went wrong) back.
+async fn relay(req: Request, target: &crate::daemon::ForwardTarget) -> Response {
     match tokio::time::timeout(FORWARD_TIMEOUT, proxy(req, &target)).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => ApiError(

@@ -3,13 +3,17 @@
 
 use super::*;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HeartbeatBody {
     node_id: String,
     #[serde(default = "ok")]
     state: Reported,
     error: Option<String>,
+    /// The instance's domain (`EPU_DOMAIN`): in a cluster, a node that does not own it passes
+    /// the heartbeat on to the owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    domain: Option<String>,
 }
 
 pub(super) fn ok() -> Reported {
@@ -20,23 +24,35 @@ pub(super) async fn heartbeat(
     State(d): Shared,
     peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
     worker: Option<axum::Extension<WorkerToken>>,
+    headers: axum::http::HeaderMap,
     ApiJson(b): ApiJson<HeartbeatBody>,
-) -> Reply {
+) -> Response {
     if let (Some(axum::Extension(WorkerToken(t))), Some(axum::Extension(ConnectInfo(peer)))) =
         (worker, peer)
     {
         if !d.tokens.is_worker(&t, &b.node_id) {
             let why = "a token that is not this instance's";
-            return Err(refuse(&d, peer, "/v1/heartbeat", why));
+            return refuse(&d, peer, "/v1/heartbeat", why).into_response();
         }
     }
     match d.health.heartbeat(&b.node_id, b.state, b.error.as_deref()) {
-        Ok(()) => Ok(Json(json!({ "ok": true }))),
-        Err(HeartbeatError::UnknownNode(n)) => Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("unknown node '{n}'"),
-        )),
-        Err(HeartbeatError::Store(e)) => Err(e.into()),
+        Ok(()) => Json(json!({ "ok": true })).into_response(),
+        Err(HeartbeatError::UnknownNode(n)) => {
+            let owner = match &b.domain {
+                Some(domain) if !forward::was_forwarded(&headers) => d.forward_target(domain).await,
+                _ => None,
+            };
+            match owner {
+                Some(target) => {
+                    let body = serde_json::to_value(&b).expect("a heartbeat serializes");
+                    forward::relay_json(&target, "/v1/heartbeat", &body).await
+                }
+                None => {
+                    ApiError(StatusCode::NOT_FOUND, format!("unknown node '{n}'")).into_response()
+                }
+            }
+        }
+        Err(HeartbeatError::Store(e)) => ApiError::from(e).into_response(),
     }
 }
 

@@ -156,6 +156,14 @@ pub(super) enum Command {
         /// What went wrong, with --state process-error.
         #[arg(long)]
         error: Option<String>,
+        /// The instance's domain (workers get EPU_DOMAIN): in a cluster, a node that does not
+        /// own it passes the heartbeat on to the owner.
+        #[arg(long, env = "EPU_DOMAIN")]
+        domain: Option<String>,
+        /// Other nodes' API sockets to try, in turn, when the worker's own node does not
+        /// answer (workers in a cluster get EPU_API_SOCKETS).
+        #[arg(long = "peer-socket", env = "EPU_API_SOCKETS", value_delimiter = ':')]
+        peers: Vec<String>,
     },
 }
 

@@ -19,6 +19,16 @@ impl Client {
         }
     }
 
+    /// A client of the daemon whose API socket is `socket`.
+    pub fn at_socket(socket: PathBuf) -> Client {
+        Client { socket }
+    }
+
+    /// Whether the socket takes a connection.
+    pub async fn reachable(&self) -> bool {
+        tokio::net::UnixStream::connect(&self.socket).await.is_ok()
+    }
+
     /// Whether a daemon answers on the socket.
     pub async fn is_up(&self) -> bool {
         self.get("/v1/status").await.is_ok()

@@ -307,12 +307,26 @@ async fn dispatch(cli: Cli) -> Result<()> {
             node_id,
             state,
             error,
+            domain,
+            peers,
         } => {
-            client
-                .post(
-                    "/v1/heartbeat",
-                    &json!({"node_id": node_id, "state": state, "error": error}),
-                )
+            let body =
+                json!({"node_id": node_id, "state": state, "error": error, "domain": domain});
+            // In a cluster, the worker's node may be gone: another node on the host passes
+            // the heartbeat on to the domain's owner.
+            let mut peer = None;
+            if !client.reachable().await {
+                for socket in peers.iter().filter(|p| !p.is_empty()) {
+                    let other = Client::at_socket(socket.into());
+                    if other.reachable().await {
+                        peer = Some(other);
+                        break;
+                    }
+                }
+            }
+            peer.as_ref()
+                .unwrap_or(&client)
+                .post("/v1/heartbeat", &body)
                 .await?;
             Ok(())
         }

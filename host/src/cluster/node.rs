@@ -72,6 +72,8 @@ pub struct Node {
     claims: Claims,
     /// The token nodes forward requests to each other with.
     pub token: String,
+    /// The live nodes as the last view saw them, for the workers' env.
+    peers: RwLock<BTreeMap<String, NodeInfo>>,
 }
 
 impl Node {
@@ -87,6 +89,7 @@ impl Node {
             membership: RwLock::new(Arc::new(membership)),
             record,
             claims: Claims::default(),
+            peers: RwLock::default(),
         })
     }
 
@@ -238,10 +241,38 @@ impl Node {
     /// The cluster as it is now.
     pub async fn view(&self) -> Result<ClusterView, ClusterError> {
         let (_, owners) = self.membership().view().await?;
+        let nodes = self.record.nodes().await?;
+        *self.peers.write().unwrap() = nodes.clone();
         Ok(ClusterView {
-            nodes: self.record.nodes().await?,
+            nodes,
             owners,
             places: self.record.places().await?,
         })
+    }
+
+    /// Where a worker sends its heartbeats when this node is gone, as env vars: the API
+    /// sockets of the other live nodes on this host (`EPU_API_SOCKETS`, ':'-separated, which
+    /// `epu heartbeat` tries in turn) and the heartbeat URLs of the other live nodes that
+    /// listen (`EPU_HEARTBEAT_URLS`, ','-separated). Any node passes a heartbeat on to the
+    /// domain's owner. A list with nothing in it is left out.
+    pub fn peer_env(&self) -> Vec<(String, String)> {
+        let peers = self.peers.read().unwrap();
+        let others = || peers.iter().filter(|(n, _)| *n != self.name());
+        let sockets: Vec<&str> = others()
+            .filter(|(_, i)| i.host == self.info.host)
+            .filter_map(|(_, i)| i.socket.as_deref())
+            .collect();
+        let urls: Vec<String> = others()
+            .filter_map(|(_, i)| i.addr.as_ref())
+            .map(|a| format!("http://{a}/v1/heartbeat"))
+            .collect();
+        [
+            ("EPU_API_SOCKETS", sockets.join(":")),
+            ("EPU_HEARTBEAT_URLS", urls.join(",")),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
     }
 }

@@ -45,6 +45,9 @@ pub struct NodeInfo {
     /// The node's TCP API, if it listens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addr: Option<String>,
+    /// The node's API socket, which workers on its host may send heartbeats to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
     pub pid: u32,
     /// The node's labels (`--label KEY=VALUE`), which placements name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

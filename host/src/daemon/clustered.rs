@@ -56,10 +56,12 @@ pub(super) async fn join(
     options: &ClusterOptions,
     store: &Store,
     listen: Option<String>,
+    socket: String,
 ) -> Result<(Arc<Node>, LiveIds)> {
     let info = NodeInfo {
         host: host_name(),
         addr: listen,
+        socket: Some(socket),
         pid: std::process::id(),
         labels: options.labels.clone(),
     };

@@ -175,20 +175,24 @@ impl Daemon {
             .and_then(|l| l.local_addr().ok())
             .map(|a| format!("http://{a}/v1/heartbeat"));
         #[cfg(feature = "cluster")]
-        let (cluster, live_ids) = match &options.cluster {
+        let (cluster, live_ids, peer_env) = match &options.cluster {
             Some(c) => {
                 let listen = tcp
                     .as_ref()
                     .and_then(|l| l.local_addr().ok())
                     .map(|a| a.to_string());
-                let (node, live_ids) = clustered::join(c, &store, listen).await?;
+                let socket = state_dir.join("epu.sock").display().to_string();
+                let (node, live_ids) = clustered::join(c, &store, listen, socket).await?;
                 tokens.admit_cluster(node.token.clone());
-                (Some(node), Some(live_ids))
+                let peers = node.clone();
+                let peer_env: crate::provisioner::PeerEnv = Arc::new(move || peers.peer_env());
+                (Some(node), Some(live_ids), Some(peer_env))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         #[cfg(not(feature = "cluster"))]
-        let (cluster, live_ids): (Option<Arc<clustered::Node>>, _) = (None, None);
+        let (cluster, live_ids, peer_env): (Option<Arc<clustered::Node>>, _, _) =
+            (None, None, None);
         let provisioner = Arc::new(Provisioner::new(DriverContext {
             store: store.clone(),
             wakeups: wakeups.clone(),
@@ -196,6 +200,7 @@ impl Daemon {
             state_dir: state_dir.clone(),
             heartbeat_url,
             live_ids,
+            peer_env,
         })?);
         #[cfg(feature = "cluster")]
         if let Some(node) = &cluster {

@@ -35,7 +35,12 @@ pub struct DriverContext {
     /// node of a cluster holds the domains it owns; its workers may belong to another node's
     /// domain now). A process of the state dir whose instance is not among them is a stray.
     pub live_ids: Option<LiveIds>,
+    /// Env vars every worker gets beside its own (in a cluster: [`crate::cluster::Node::peer_env`]).
+    pub peer_env: Option<PeerEnv>,
 }
+
+/// Makes the env vars of [`DriverContext::peer_env`].
+pub type PeerEnv = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
 
 /// Reads the ids of every live instance (see [`DriverContext::live_ids`]).
 pub type LiveIds = Arc<dyn Fn() -> Result<std::collections::HashSet<String>> + Send + Sync>;

@@ -40,6 +40,8 @@ pub struct ProcessDriver {
     logs_dir: PathBuf,
     /// See [`DriverContext::live_ids`].
     live_ids: Option<crate::provisioner::LiveIds>,
+    /// See [`DriverContext::peer_env`].
+    peer_env: Option<crate::provisioner::PeerEnv>,
 }
 
 impl ProcessDriver {
@@ -56,6 +58,7 @@ impl ProcessDriver {
             api_socket: ctx.state_dir.join("epu.sock"),
             logs_dir,
             live_ids: ctx.live_ids.clone(),
+            peer_env: ctx.peer_env.clone(),
         }))
     }
 }
@@ -175,6 +178,9 @@ impl ProcessDriver {
         env.push(("EPU_TOKEN".into(), self.tokens.worker_token(&inst.id)));
         if let Some(url) = &self.heartbeat_url {
             env.push(("EPU_HEARTBEAT_URL".into(), url.clone()));
+        }
+        if let Some(peers) = &self.peer_env {
+            env.extend(peers());
         }
         for (k, v) in &inst.vars {
             env.push((format!("EPU_VAR_{}", k.to_uppercase()), v.clone()));
