@@ -165,4 +165,22 @@ mod tests {
         assert!(!t.is_admin(&w));
         assert!(Tokens::load(dir.path(), Some("short".into())).is_err());
     }
+
+    #[test]
+    fn in_a_cluster_every_node_admits_every_worker_s_token() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (
+            Tokens::load(a.path(), None).unwrap(),
+            Tokens::load(b.path(), None).unwrap(),
+        );
+        assert!(!b.is_worker(&a.worker_token("i-1"), "i-1"));
+        let cluster = "c".repeat(64);
+        a.admit_cluster(cluster.clone());
+        b.admit_cluster(cluster.clone());
+        let w = a.worker_token("i-1");
+        assert!(b.is_worker(&w, "i-1"));
+        assert!(!b.is_worker(&w, "i-2"));
+        assert!(!b.is_admin(&w));
+        assert!(b.is_admin(&cluster));
+    }
 }
