@@ -17,15 +17,7 @@ mod kit;
 mod support;
 
 use kit::Epu;
-use support::{env_count, env_counts, Report};
-
-/// CPU seconds (user + system) a process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
+use support::{cpu_seconds, env_count, env_counts, Report};
 
 /// Decides made so far, summed over every domain.
 fn decides(epu: &Epu) -> u64 {

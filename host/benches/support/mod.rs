@@ -15,6 +15,14 @@ pub fn env_count(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// CPU seconds (user + system) a process has used.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
 /// A comma-separated list of counts from the environment, or `default`.
 #[allow(dead_code)] // Not every bench takes a list.
 pub fn env_counts(var: &str, default: &[usize]) -> Vec<usize> {

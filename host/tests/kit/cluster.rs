@@ -92,6 +92,22 @@ impl Etcd {
         }
     }
 
+    /// The pids of the running members.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().flatten().map(Child::id).collect()
+    }
+
+    /// The store's revision: it counts every write the cluster took.
+    pub fn revision(&self) -> i64 {
+        let out = Command::new("etcdctl")
+            .args(["--endpoints", &self.endpoints(), "--command-timeout=5s"])
+            .args(["get", "revision-probe", "--write-out=json"])
+            .output()
+            .expect("etcdctl");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("etcdctl's JSON");
+        v["header"]["revision"].as_i64().expect("a revision")
+    }
+
     /// Whether member `i` runs.
     pub fn member_up(&self, i: usize) -> bool {
         self.members[i].is_some()
