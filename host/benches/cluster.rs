@@ -155,9 +155,17 @@ fn throughput(report: &mut Report, ttl: u64, n: usize, window: Duration) {
         r1 - r0
     );
     report.info("decides per CPU-second, one daemon on SQLite", single, "/s");
-    report.info("decides per CPU-second, 3 nodes (the daemons)", cluster, "/s");
+    report.info(
+        "decides per CPU-second, 3 nodes (the daemons)",
+        cluster,
+        "/s",
+    );
     report.info("decides per CPU-second, 3 nodes and etcd", with_etcd, "/s");
-    report.info("3 nodes ÷ one daemon, decides per CPU-second", cluster / single, "×");
+    report.info(
+        "3 nodes ÷ one daemon, decides per CPU-second",
+        cluster / single,
+        "×",
+    );
     report.at_most(
         "etcd writes per 1000 decides that change nothing",
         1000.0 * (r1 - r0) as f64 / decided.max(1.0),

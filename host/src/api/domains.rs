@@ -53,6 +53,10 @@ pub(super) async fn reconfigure(
 pub(super) struct SwapBody {
     /// A bundled engine's name or the path of a `.wasm` file on the daemon's machine.
     engine: String,
+    /// In a cluster: the sha256 of an engine a node staged in the record (a request
+    /// forwarded from the node whose machine has the file); `engine` then only names it.
+    #[serde(default)]
+    engine_sha: Option<String>,
     /// The domain's new config, for an engine that takes other keys.
     config: Option<serde_json::Map<String, Value>>,
 }
@@ -62,7 +66,8 @@ pub(super) async fn swap_engine(
     Path(name): Path<String>,
     ApiJson(b): ApiJson<SwapBody>,
 ) -> Reply {
-    let version = d.swap_engine(&name, &b.engine, b.config).await?;
+    let sha = b.engine_sha.as_deref();
+    let version = d.swap_engine(&name, &b.engine, sha, b.config).await?;
     Ok(Json(json!({ "domain": name, "engine_version": version })))
 }
 

@@ -25,7 +25,31 @@ pub(super) async fn forward(State(d): Shared, req: Request, next: Next) -> Respo
     let Some(target) = d.forward_target(&name).await else {
         return next.run(req).await;
     };
+    let req = if req.method() == axum::http::Method::POST && req.uri().path().ends_with("/engine") {
+        match stage_swap(&d, req).await {
+            Ok(req) => req,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        req
+    };
     relay(req, &target).await
+}
+
+/// An `engine swap` names a file on this machine, which the owner may not have: the engine is
+/// read here, checked, and staged in the cluster's record, and the request names its sha256.
+async fn stage_swap(d: &Daemon, req: Request) -> Result<Request, ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
+    let mut swap: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))?;
+    if let (Some(engine), None) = (swap["engine"].as_str(), swap.get("engine_sha")) {
+        let sha = d.stage_engine(engine).await?;
+        swap["engine_sha"] = Value::String(sha);
+    }
+    Ok(Request::from_parts(parts, Body::from(swap.to_string())))
 }
 
 /// Whether a node forwarded this request (it is then never forwarded again).

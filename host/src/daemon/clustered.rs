@@ -17,6 +17,7 @@ use super::{domain_exists, Daemon, OpError};
 use crate::cluster::record::{NodeInfo, Place};
 pub(super) use crate::cluster::Node;
 
+mod engines;
 mod events;
 use crate::cluster::{ClusterError, ClusterOptions};
 use crate::controller;
@@ -317,17 +318,6 @@ impl Daemon {
         };
         place.host = Some(info.host.clone());
         Ok(place)
-    }
-
-    /// Publishes an engine to the record before a swap makes a domain use it.
-    pub(super) async fn publish_engine(&self, loaded: &Arc<LoadedEngine>) -> Result<(), OpError> {
-        let Some(node) = self.node() else {
-            return Ok(());
-        };
-        self.services.engines.keep(loaded)?;
-        let bytes = self.services.engines.bytes(&loaded.sha)?;
-        node.record.put_engine(&loaded.sha, &bytes).await?;
-        Ok(())
     }
 
     /// After a removal: the domain leaves the record and its ownership is given up.

@@ -68,7 +68,7 @@ async fn apply(daemon: &Daemon, path: &Path) {
         .filter(|d| d.spec.engine == name && d.engine_sha != sha)
     {
         match daemon
-            .swap_engine(&d.spec.name, &path.display().to_string(), None)
+            .swap_engine(&d.spec.name, &path.display().to_string(), None, None)
             .await
         {
             Ok(v) => {

@@ -11,10 +11,13 @@ impl Daemon {
     /// swaps it in, with `config` as the domain's new config if given (an engine of another
     /// kind takes other keys); returns the new engine version. On refusal the old engine runs
     /// on with its config.
+    /// `staged`, if given, is the sha256 of the engine's bytes, which a node staged in the
+    /// cluster's record ([`Daemon::stage_engine`]); `engine` then only names it.
     pub async fn swap_engine(
         &self,
         name: &str,
         engine: &str,
+        staged: Option<&str>,
         config: Option<Map<String, Value>>,
     ) -> Result<i64, OpError> {
         if self.services.store.domain(name)?.is_none() {
@@ -23,11 +26,18 @@ impl Daemon {
                 .await
                 .unwrap_or_else(|| unknown_domain(name)));
         }
+        let staged = match staged {
+            Some(sha) => Some(self.staged_engine(sha).await?),
+            None => None,
+        };
         // Compile before taking the controllers' lock: it can take seconds for some guests.
         let engines = self.services.engines.clone();
         let spec = engine.to_string();
         let loaded = tokio::task::spawn_blocking(move || {
-            let bytes = EngineHost::read_engine(&spec, Path::new("."), engines.max_engine_bytes())?;
+            let bytes = match staged {
+                Some(bytes) => bytes,
+                None => EngineHost::read_engine(&spec, Path::new("."), engines.max_engine_bytes())?,
+            };
             engines
                 .prepare(&bytes)
                 .map_err(|e| e.context(format!("engine '{spec}'")))

@@ -20,6 +20,17 @@ impl Daemon {
         Ok(())
     }
 
+    /// Never called: nothing is forwarded outside a cluster.
+    pub async fn stage_engine(&self, _: &str) -> Result<String, OpError> {
+        Err(OpError::Invalid("staging an engine needs a cluster".into()))
+    }
+
+    pub(super) async fn staged_engine(&self, _: &str) -> Result<Vec<u8>, OpError> {
+        Err(OpError::Invalid(
+            "engine_sha names a staged engine, which needs a cluster".into(),
+        ))
+    }
+
     pub(super) async fn removed_from_cluster(&self, name: &str) -> Result<(), OpError> {
         self.removing.lock().await.remove(name);
         Ok(())

@@ -31,6 +31,8 @@ mod torture;
 #[cfg(all(feature = "services", feature = "cluster"))]
 mod cluster;
 #[cfg(all(feature = "services", feature = "cluster"))]
+mod cluster_engines;
+#[cfg(all(feature = "services", feature = "cluster"))]
 mod cluster_heartbeats;
 #[cfg(all(feature = "services", feature = "cluster"))]
 mod cluster_placement;
