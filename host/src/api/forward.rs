@@ -74,7 +74,7 @@ pub(super) async fn relay_json(
 
 /// Passes a request on to the target node, and its answer (or what went wrong) back.
 async fn relay(req: Request, target: &crate::daemon::ForwardTarget) -> Response {
-    match tokio::time::timeout(FORWARD_TIMEOUT, proxy(req, &target)).await {
+    match tokio::time::timeout(FORWARD_TIMEOUT, proxy(req, target)).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => ApiError(
             StatusCode::BAD_GATEWAY,
