@@ -16,7 +16,7 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Forwards a request for a domain this node does not run to the domain's owner.
 pub(super) async fn forward(State(d): Shared, req: Request, next: Next) -> Response {
-    let Some(name) = domain_of(req.uri().path()) else {
+    let Some(name) = domain_of(req.uri()) else {
         return next.run(req).await;
     };
     if was_forwarded(req.headers()) {
@@ -92,10 +92,22 @@ async fn relay(req: Request, target: &crate::daemon::ForwardTarget) -> Response 
     }
 }
 
-/// The domain a request is for: `/v1/domains/NAME[/...]`.
-fn domain_of(path: &str) -> Option<String> {
-    let name = path.strip_prefix("/v1/domains/")?.split('/').next()?;
-    (!name.is_empty()).then(|| name.to_string())
+/// The domain a request is for: `/v1/domains/NAME[/...]`, or `/v1/events?domain=NAME` (a
+/// domain's log is its owner's).
+fn domain_of(uri: &axum::http::Uri) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Filter {
+        domain: Option<String>,
+    }
+    let name = match uri.path() {
+        "/v1/events" => Query::<Filter>::try_from_uri(uri).ok()?.0.domain?,
+        path => path
+            .strip_prefix("/v1/domains/")?
+            .split('/')
+            .next()?
+            .to_string(),
+    };
+    (!name.is_empty()).then_some(name)
 }
 
 async fn proxy(req: Request, target: &crate::daemon::ForwardTarget) -> Result<Response> {

@@ -379,6 +379,12 @@ fn commands_through_any_node_reach_the_owner_and_a_removal_leaves_the_cluster() 
     assert!(ok, "the owner did not apply the forwarded reconfigure");
     let history = other.epu.ok(&["engine", "history", d, "--json"]);
     assert!(history.contains("npreserving"), "{history}");
+    // A domain's log is its owner's, through any node.
+    let log = other.epu.ok(&["events", d, "--json"]);
+    assert!(
+        log.contains("domain-taken") && log.contains("reconfigured"),
+        "{log}"
+    );
 
     other.epu.ok(&["domain", "remove", d]);
     let gone = wait_for(Duration::from_secs(20), || {
