@@ -457,5 +457,6 @@ fn new_record(handle: u64, seq: i64, now: f64) -> InstanceRecord {
         created: now,
         handle,
         cloud_id: None,
+        protected: false,
     }
 }

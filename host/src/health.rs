@@ -57,12 +57,14 @@ impl HealthMonitor {
         }
     }
 
-    /// Takes a heartbeat from a worker.
+    /// Takes a heartbeat from a worker; `protect`, if given, protects the instance from
+    /// destroys (or lifts that), as the worker asks.
     pub fn heartbeat(
         &self,
         node_id: &str,
         reported: Reported,
         error: Option<&str>,
+        protect: Option<bool>,
     ) -> Result<(), HeartbeatError> {
         let inst = self
             .store
@@ -103,6 +105,9 @@ impl HealthMonitor {
                 }
             }
             changed |= self.store.set_health(node_id, health)?.is_some();
+            if let Some(p) = protect {
+                changed |= self.store.set_protected(node_id, p, "worker")?.is_some();
+            }
         }
         if changed {
             self.wakeups.wake(&inst.domain);

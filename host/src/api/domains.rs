@@ -112,6 +112,21 @@ pub(super) async fn push_reading(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProtectBody {
+    protected: bool,
+}
+
+pub(super) async fn protect_instance(
+    State(d): Shared,
+    Path((name, id)): Path<(String, String)>,
+    ApiJson(b): ApiJson<ProtectBody>,
+) -> Reply {
+    let inst = d.protect_instance(&name, &id, b.protected).await?;
+    Ok(Json(json!({ "domain": name, "instance": inst })))
+}
+
+#[derive(Deserialize)]
 pub(super) struct SeriesQuery {
     /// How far back, in seconds.
     #[serde(default = "default_window")]

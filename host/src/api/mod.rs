@@ -111,6 +111,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/domains/{name}/engine/resume", post(resume_engine))
         .route("/v1/domains/{name}/scenario", get(scenario))
         .route("/v1/domains/{name}/sensors/{sensor}", post(push_reading))
+        .route(
+            "/v1/domains/{name}/instances/{id}/protect",
+            post(protect_instance),
+        )
         .route("/v1/cluster", get(cluster_status))
         .route("/v1/cluster/events/{name}", get(cluster_events))
         .route("/v1/heartbeat", post(heartbeat))

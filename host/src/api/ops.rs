@@ -14,6 +14,9 @@ pub(super) struct HeartbeatBody {
     /// the heartbeat on to the owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     domain: Option<String>,
+    /// Protect the instance from destroys while it is healthy (true), or lift that (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    protect: Option<bool>,
 }
 
 pub(super) fn ok() -> Reported {
@@ -35,7 +38,10 @@ pub(super) async fn heartbeat(
             return refuse(&d, peer, "/v1/heartbeat", why).into_response();
         }
     }
-    match d.health.heartbeat(&b.node_id, b.state, b.error.as_deref()) {
+    match d
+        .health
+        .heartbeat(&b.node_id, b.state, b.error.as_deref(), b.protect)
+    {
         Ok(()) => Json(json!({ "ok": true })).into_response(),
         Err(HeartbeatError::UnknownNode(n)) => {
             let owner = match &b.domain {

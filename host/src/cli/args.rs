@@ -108,6 +108,9 @@ pub(super) enum Command {
     /// Send readings to a domain's sensors.
     #[command(subcommand)]
     Sensor(SensorCommand),
+    /// Protect an instance from destroys, or lift that.
+    #[command(subcommand)]
+    Instance(InstanceCommand),
     /// Change a domain's engine config: KEY=VALUE..., values are JSON or plain strings.
     Reconfigure {
         domain: String,
@@ -164,6 +167,12 @@ pub(super) enum Command {
         /// answer (workers in a cluster get EPU_API_SOCKETS).
         #[arg(long = "peer-socket", env = "EPU_API_SOCKETS", value_delimiter = ':')]
         peers: Vec<String>,
+        /// Protect this instance from destroys while it is healthy (while it holds a job, say).
+        #[arg(long, conflicts_with = "unprotect")]
+        protect: bool,
+        /// Lift the protection.
+        #[arg(long)]
+        unprotect: bool,
     },
 }
 
@@ -368,6 +377,54 @@ pub(super) enum SensorCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub(super) enum InstanceCommand {
+    /// Keep a live instance from destroys while it is healthy: a decision that names it is
+    /// carried out without it (an unhealthy protected instance is still replaced).
+    Protect {
+        domain: String,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift an instance's protection: the engine may destroy it again.
+    Unprotect {
+        domain: String,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The disruption budget of `epu domain add`.
+#[derive(clap::Args)]
+pub(super) struct BudgetArgs {
+    /// The most launches the daemon carries out in any window (default: no cap).
+    #[arg(long)]
+    pub(super) max_launches: Option<u32>,
+    /// The most destroys the daemon carries out in any window (default: no cap).
+    #[arg(long)]
+    pub(super) max_destroys: Option<u32>,
+    /// The budget's sliding window, in seconds (default 60; 1 to 86400).
+    #[arg(long, value_parser = finite)]
+    pub(super) budget_window: Option<f64>,
+    /// Destroys never take the healthy instances below this percentage of the engine's
+    /// highest target in the window (0 to 100).
+    #[arg(long)]
+    pub(super) min_healthy_percent: Option<u32>,
+}
+
+impl BudgetArgs {
+    pub(super) fn to_budget(&self) -> crate::model::Budget {
+        crate::model::Budget {
+            max_launches: self.max_launches,
+            max_destroys: self.max_destroys,
+            window_seconds: self.budget_window,
+            min_healthy_percent: self.min_healthy_percent,
+        }
+    }
+}
+
 /// The sandbox limits of `epu domain add`.
 #[derive(clap::Args)]
 pub(super) struct LimitArgs {
@@ -457,6 +514,8 @@ pub(super) enum DomainCommand {
         /// destroy nothing (to trial a policy beside the real one).
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        budget: BudgetArgs,
         /// In a cluster: a node that may own the domain (repeatable; default any node).
         #[arg(long = "node", value_name = "NAME")]
         nodes: Vec<String>,

@@ -142,6 +142,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             limits,
             sensors,
             dry_run,
+            budget,
             nodes,
             labels,
             command,
@@ -173,6 +174,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 "limits": limits.to_limits()?,
                 "sensors": sensors,
                 "dry_run": dry_run,
+                "budget": budget.to_budget(),
                 "placement": {
                     "nodes": nodes,
                     "labels": crate::model::parse_labels("--label", &labels)?,
@@ -204,6 +206,26 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Engine(cmd) => engine_command(&client, &state_dir, cmd).await,
+        Command::Instance(cmd) => {
+            let (domain, id, json, protected) = match cmd {
+                InstanceCommand::Protect { domain, id, json } => (domain, id, json, true),
+                InstanceCommand::Unprotect { domain, id, json } => (domain, id, json, false),
+            };
+            let v = client
+                .post(
+                    &format!("/v1/domains/{domain}/instances/{id}/protect"),
+                    &json!({ "protected": protected }),
+                )
+                .await?;
+            if json {
+                print_json(&v);
+            } else if protected {
+                println!("{domain}: {id} is protected from destroys while it is healthy");
+            } else {
+                println!("{domain}: {id} is no longer protected");
+            }
+            Ok(())
+        }
         Command::Sensor(SensorCommand::Push {
             domain,
             name,
@@ -309,9 +331,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
             error,
             domain,
             peers,
+            protect,
+            unprotect,
         } => {
-            let body =
+            let mut body =
                 json!({"node_id": node_id, "state": state, "error": error, "domain": domain});
+            if protect || unprotect {
+                body["protect"] = json!(protect);
+            }
             // In a cluster, the worker's node may be gone: another node on the host passes
             // the heartbeat on to the domain's owner.
             let mut peer = None;

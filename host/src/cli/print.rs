@@ -196,6 +196,7 @@ pub fn status(v: &Value) {
             Some(ms) if ms > 0 => println!("  crash-loop backoff: {ms} ms"),
             _ => {}
         }
+        held_lines(&c["held"]);
         if !instances.is_empty() {
             println!(
                 "  {:<16} {:<12} {:<14} {:<10} in state for",
@@ -210,14 +211,36 @@ pub fn status(v: &Value) {
                 .or_else(|| i["cloud_id"].as_str().map(str::to_string))
                 .unwrap_or_else(|| "-".into());
             println!(
-                "  {:<16} {:<12} {:<14} {:<10} {:.0}s",
+                "  {:<16} {:<12} {:<14} {:<10} {:.0}s{}",
                 s(i, "id"),
                 s(i, "state"),
                 s(i, "health"),
                 pid,
-                since.max(0.0)
+                since.max(0.0),
+                if i["protected"] == true {
+                    "  protected"
+                } else {
+                    ""
+                }
             );
         }
+    }
+}
+
+/// What a domain's protections and budget hold back of its engine's last decision.
+fn held_lines(held: &Value) {
+    let destroys = held["destroys"].as_array().cloned().unwrap_or_default();
+    for d in &destroys {
+        let why = match d[1].as_str() {
+            Some("protected") => "it is protected",
+            Some("budget") => "the budget's max_destroys is spent for the window",
+            Some("min-healthy") => "it would take the healthy instances below min_healthy_percent",
+            _ => "-",
+        };
+        println!("  HELD: destroy of {}: {why}", d[0].as_str().unwrap_or("-"));
+    }
+    if let Some(n) = held["launches"].as_u64().filter(|n| *n > 0) {
+        println!("  HELD: {n} launch(es): the budget's max_launches is spent for the window");
     }
 }
 

@@ -2,6 +2,7 @@
 //! the decision, record it, and carry it out.
 
 use super::faults::{Fault, FaultKind};
+use super::guard::{Held, HoldReason};
 use super::{short_id, Controller};
 use crate::contract::{decision, engine_status_name, snapshot};
 use crate::engine::bindings::{Decision, EngineStatus, Launch};
@@ -101,17 +102,41 @@ impl Controller {
             self.event("provisioning-error", json!({"error": format!("{e:#}")}));
             return pulse;
         }
-        // Only now are the engine's tables as the daemon has them.
+        // Only now are the engine's tables as the daemon has them; unless something was held
+        // back, which the engine counts as done: it is told the whole domain again.
+        let held = !self.last_held.is_empty();
         if let Some(instance) = self.instance.as_mut() {
             let stretch_full = self.recording.record(snap, &decision, seed);
-            instance.synced = (!stretch_full).then_some(told);
+            instance.synced = (!stretch_full && !held).then_some(told);
         }
         self.sensor_seen = readings.seen;
         self.no_fault();
-        decision
+        let next = decision
             .next_decide_ms
             .map(|ms| Duration::from_millis(u64::from(ms.max(10))))
-            .unwrap_or(pulse)
+            .unwrap_or(pulse);
+        match self.guard.retry_at(&self.spec.budget).filter(|_| held) {
+            Some(at) => next.min(Duration::from_secs_f64((at - now).clamp(0.01, 86_400.0))),
+            None => next,
+        }
+    }
+
+    /// Reports what the guard held back: in the status, and as an event for each destroy or
+    /// launch count newly held (not again while it stays held).
+    fn report_held(&mut self, held: Held) {
+        for (id, reason) in &held.destroys {
+            if !self.last_held.destroys.contains(&(id.clone(), *reason)) {
+                self.event("destroy-held", json!({"instance": id, "reason": reason}));
+            }
+        }
+        if held.launches > 0 && held.launches != self.last_held.launches {
+            self.event(
+                "launch-held",
+                json!({"count": held.launches, "reason": HoldReason::Budget}),
+            );
+        }
+        self.status.lock().unwrap().held = (!held.is_empty()).then(|| held.clone());
+        self.last_held = held;
     }
 
     /// What the domain does while its engine is quarantined: `hold` does nothing; `preserve`
@@ -162,6 +187,9 @@ impl Controller {
         if self.stopping() {
             return Ok(());
         }
+        let (guarded, held) = self.guard.apply(&self.spec.budget, live, d, now());
+        self.report_held(held);
+        let d = &guarded;
         let new: Vec<NewInstance> = d
             .launches
             .iter()

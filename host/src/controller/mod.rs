@@ -16,6 +16,7 @@ mod cycle;
 mod engine_ops;
 mod event_budget;
 mod faults;
+pub mod guard;
 mod recording;
 mod threads;
 
@@ -75,6 +76,9 @@ pub struct ControllerStatus {
     pub isolated: bool,
     /// The instance count the last decision aims at.
     pub desired: Option<u32>,
+    /// What the domain's protections and budget hold back of the last decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<guard::Held>,
 }
 
 /// One decide as recorded: the snapshot in, the decision out, and the seed of the random
@@ -213,6 +217,7 @@ pub fn start(
     let name = record.spec.name.clone();
     let stopping = Arc::new(AtomicBool::new(false));
     let deadline = command_deadline(&record.spec.limits);
+    let guard = guard::Guard::seeded(&services.store, &record.spec);
     let controller = Controller {
         generation: services.store.generation(&name),
         services: services.clone(),
@@ -235,6 +240,8 @@ pub fn start(
         sensor_seen: 0,
         cached: None,
         recording: Default::default(),
+        guard,
+        last_held: Default::default(),
         timed_out: false,
         _pollers: pollers,
     };
@@ -293,6 +300,9 @@ struct Controller {
     faults: faults::FaultBook,
     /// Engine-caused events written since the last prune of old ones.
     engine_events: u32,
+    /// What the guard let through lately, and what it held back of the last decision.
+    guard: guard::Guard,
+    last_held: guard::Held,
     /// Set by the handle's `stop`: carry out nothing more.
     stopping: Arc<AtomicBool>,
     /// The sensor board's change counter as the last carried-out decide saw it.

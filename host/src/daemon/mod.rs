@@ -8,6 +8,7 @@ mod clustered;
 mod clustered;
 pub mod dropin;
 mod engine_ops;
+mod instances;
 mod removal;
 pub mod runs;
 mod startup;

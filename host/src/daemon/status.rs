@@ -25,6 +25,9 @@ pub struct DomainStatus {
     pub dry_run: bool,
     pub controller: ControllerStatus,
     pub instances: Vec<InstanceRecord>,
+    /// What disruption the daemon lets the engine cause.
+    #[serde(skip_serializing_if = "crate::model::Budget::is_empty")]
+    pub budget: crate::model::Budget,
     /// Where in the cluster the domain may run.
     #[serde(skip_serializing_if = "crate::model::Placement::is_empty")]
     pub placement: crate::model::Placement,
@@ -129,6 +132,7 @@ pub(super) fn of_record(
         sensors: vec![],
         dry_run: r.spec.dry_run,
         placement: r.spec.placement,
+        budget: r.spec.budget,
         controller: Default::default(),
         owner: None,
     }

@@ -65,6 +65,7 @@ impl DomainSpec {
         self.limits.check()?;
         super::sensor::check_all(&self.sensors)?;
         self.placement.check()?;
+        self.budget.check()?;
         match &self.deployable {
             Deployable::Process(p) => p.check(),
             Deployable::Ec2(e) => e.check(),
@@ -234,6 +235,7 @@ mod tests {
             sensors: vec![],
             dry_run: false,
             placement: Default::default(),
+            budget: Default::default(),
         }
     }
 

@@ -1,10 +1,12 @@
 //! The words of the domain model shared by every module: instance states, health, domain specs.
 
+mod budget;
 mod check;
 mod deployable;
 mod placement;
 pub mod sensor;
 
+pub use budget::Budget;
 pub use check::{within, within_f64, GRACE_RANGE, MAX_INSTANCES_CAP, PULSE_MS_RANGE};
 pub use deployable::{
     default_grace, default_inherit_env, Deployable, Ec2Deployable, ProcessDeployable,
@@ -256,6 +258,9 @@ pub struct DomainSpec {
     /// Where in a cluster the domain may run (refused outside a cluster).
     #[serde(default, skip_serializing_if = "Placement::is_empty")]
     pub placement: Placement,
+    /// How much disruption the daemon lets the engine cause ([`Budget`]).
+    #[serde(default, skip_serializing_if = "Budget::is_empty")]
+    pub budget: Budget,
 }
 
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;

@@ -253,6 +253,7 @@ pub(super) fn load_domain(
         sensors,
         dry_run: d.dry_run,
         placement: Default::default(),
+        budget: d.budget,
     };
     // Sensors are checked once their references are filled, at boot.
     let refs =

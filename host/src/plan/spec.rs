@@ -53,6 +53,8 @@ pub(super) struct PlanDomain {
     pub(super) sensors: Vec<SensorSpec>,
     #[serde(default)]
     pub(super) dry_run: bool,
+    #[serde(default)]
+    pub(super) budget: crate::model::Budget,
 }
 
 pub(super) fn default_max() -> u32 {

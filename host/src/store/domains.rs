@@ -24,8 +24,8 @@ impl Store {
             tx.execute(
                 "INSERT INTO domains (name, engine_name, engine_sha, deployable, health, \
                  max_instances, pulse_ms, run, config_version, created, limits, sensors, dry_run, \
-                 placement) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?11, ?12, ?13)",
+                 placement, budget) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     spec.name,
                     spec.engine,
@@ -40,6 +40,7 @@ impl Store {
                     serde_json::to_string(&spec.sensors)?,
                     spec.dry_run,
                     serde_json::to_string(&spec.placement)?,
+                    serde_json::to_string(&spec.budget)?,
                 ],
             )?;
             tx.execute(
@@ -394,7 +395,7 @@ fn read_domains_in(
             "SELECT d.name, d.engine_name, d.engine_sha, d.deployable, d.health, \
          d.max_instances, d.pulse_ms, d.run, d.config_version, d.memo, d.last_decide_seq, \
          e.config, d.limits, d.quarantined, d.preserve_target, d.sensors, d.dry_run, \
-         d.placement FROM domains d JOIN engine_configs e ON e.domain = d.name AND e.version = d.config_version"
+         d.placement, d.budget FROM domains d JOIN engine_configs e ON e.domain = d.name AND e.version = d.config_version"
         };
     }
     // Two statements: with `?1 IS NULL OR d.name = ?1`, SQLite scans every domain.
@@ -451,6 +452,8 @@ fn read_domain_row(r: &rusqlite::Row, name: &str) -> Result<DomainRecord> {
             .with_context(|| format!("stored sensors of domain '{name}'"))?;
         let placement = serde_json::from_str(&json(17, "placement")?)
             .with_context(|| format!("stored placement of domain '{name}'"))?;
+        let budget = serde_json::from_str(&json(18, "budget")?)
+            .with_context(|| format!("stored budget of domain '{name}'"))?;
         Ok(DomainRecord {
             engine_sha: r.get(2)?,
             config_version: r.get(8)?,
@@ -470,6 +473,7 @@ fn read_domain_row(r: &rusqlite::Row, name: &str) -> Result<DomainRecord> {
                 sensors,
                 dry_run: r.get(16)?,
                 placement,
+                budget,
                 name,
             },
         })

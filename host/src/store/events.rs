@@ -37,6 +37,23 @@ impl Store {
         })
     }
 
+    /// The launches and destroys a domain's decisions carried out after `since` (a time), as
+    /// (time, launches, destroys), newest first; at most the last 100,000 decisions.
+    pub fn carried_out_since(&self, domain: &str, since: f64) -> Result<Vec<(f64, u32, u32)>> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT time, COALESCE(json_array_length(detail, '$.launch'), 0), \
+                 COALESCE(json_array_length(detail, '$.destroy'), 0) FROM events \
+                 WHERE domain = ?1 AND kind = 'decision' AND time > ?2 \
+                 ORDER BY seq DESC LIMIT 100000",
+            )?;
+            let rows = stmt.query_map(params![domain, since], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     /// A receiver that sees the newest event sequence number change.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.last_seq.subscribe()

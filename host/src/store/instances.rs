@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 pub(super) const INSTANCE_COLUMNS: &str = "id, domain, launch_id, state, state_time, health, \
      health_time, last_heartbeat, \
      COALESCE((SELECT vars FROM launches WHERE launches.launch_id = instances.launch_id), '[]'), \
-     pid, pid_start, error, changed_seq, created, handle, cloud_id";
+     pid, pid_start, error, changed_seq, created, handle, cloud_id, protected";
 
 impl Store {
     /// The instances of a domain (or of all domains) that are not final.
@@ -117,6 +117,36 @@ impl Store {
         })
     }
 
+    /// Protects an instance from destroys while it is healthy, or lifts that; `by` says who
+    /// (an operator, or the worker itself). Returns the updated record if it changed.
+    pub fn set_protected(
+        &self,
+        id: &str,
+        protected: bool,
+        by: &str,
+    ) -> Result<Option<InstanceRecord>> {
+        self.with_domain_write(|tx| {
+            let Some(current) = instance_in_tx(tx, id)? else {
+                return Ok((None, None));
+            };
+            if current.protected == protected {
+                return Ok((None, None));
+            }
+            let kind = if protected {
+                "protected"
+            } else {
+                "unprotected"
+            };
+            let detail = serde_json::json!({"by": by});
+            let seq = append_event(tx, Some(&current.domain), Some(id), kind, &detail)?;
+            tx.execute(
+                "UPDATE instances SET protected = ?2, changed_seq = ?3 WHERE id = ?1",
+                params![id, protected, seq],
+            )?;
+            Ok((instance_in_tx(tx, id)?, Some(current.domain)))
+        })
+    }
+
     /// Records the time of a heartbeat.
     pub fn touch_heartbeat(&self, id: &str, time: f64) -> Result<()> {
         self.with_conn(|c| {
@@ -209,5 +239,6 @@ fn instance_from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
         created: r.get(13)?,
         handle: r.get::<_, i64>(14)? as u64,
         cloud_id: r.get(15)?,
+        protected: r.get(16)?,
     })
 }

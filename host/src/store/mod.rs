@@ -83,6 +83,8 @@ pub struct InstanceRecord {
     pub handle: u64,
     /// The cloud's id of the instance (`ec2` driver), once known.
     pub cloud_id: Option<String>,
+    /// Whether the daemon keeps the instance from destroys while it is healthy.
+    pub protected: bool,
 }
 
 #[cfg(test)]
@@ -107,6 +109,7 @@ impl InstanceRecord {
             created: 0.0,
             handle,
             cloud_id: None,
+            protected: false,
         }
     }
 }

@@ -175,6 +175,11 @@ ALTER TABLE domains ADD COLUMN handle_floor INTEGER NOT NULL DEFAULT 0;
     r#"
 ALTER TABLE domains ADD COLUMN placement TEXT NOT NULL DEFAULT '{}';
 "#,
+    // Disruption budgets (a model::Budget as JSON), and protected instances.
+    r#"
+ALTER TABLE domains ADD COLUMN budget TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE instances ADD COLUMN protected INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -23,6 +23,7 @@ fn spec(name: &str) -> DomainSpec {
         sensors: vec![],
         dry_run: false,
         placement: Default::default(),
+        budget: Default::default(),
     }
 }
 

@@ -24,6 +24,7 @@ mod metrics;
 mod original_engines;
 mod properties;
 mod runs;
+mod scale_in;
 mod sensors;
 mod torture;
 

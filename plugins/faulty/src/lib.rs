@@ -113,6 +113,7 @@ mod engine {
         "wasi",
         "count",
         "fuzz",
+        "destroy-all",
         "sleep",
         "memo-bomb",
         "empty-launches",
@@ -406,6 +407,16 @@ mod engine {
                 match mode {
                     "count" => return Ok(count(&live, snapshot.memo.as_deref())),
                     "fuzz" if decides > 1 => return Ok(fuzz(&live)),
+                    // Destroys every instance it knows, every decide, and launches nothing.
+                    "destroy-all" => {
+                        return Ok(Decision {
+                            launches: vec![],
+                            destroy: live.iter().filter(|(_, t)| !**t).map(|(h, _)| *h).collect(),
+                            next_decide_ms: Some(200),
+                            memo: None,
+                            status: EngineStatus::Stable,
+                        })
+                    }
                     _ => {}
                 }
                 live.len()
