@@ -149,6 +149,15 @@ fn every_number_is_range_checked_at_every_entry() {
             "unknown field",
         ),
         (json!({"limits": {"timeout_ms": 0}}), "limits.timeout_ms"),
+        (
+            json!({"budget": {"min_healthy_percent": 101}}),
+            "budget.min_healthy_percent",
+        ),
+        (
+            json!({"budget": {"window_seconds": 0}}),
+            "budget.window_seconds",
+        ),
+        (json!({"budget": {"max_destroy": 1}}), "unknown field"),
     ];
     let token = admin_token(&epu);
     for (change, want) in cases {

@@ -212,3 +212,28 @@ fn min_healthy_percent_holds_a_floor_against_an_engine_that_destroys_everything(
         "{held:?}"
     );
 }
+
+#[test]
+fn a_plan_s_budget_is_checked_by_key_and_shows_in_the_status() {
+    let epu = Epu::new();
+    let dir = epu.dir.path().join("plan");
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = |budget: &str| {
+        let text = format!(
+            "name = \"p\"\n[[domain]]\nname = \"d\"\nengine = \"npreserving\"\n\
+             config = {{ preserve_n = 1 }}\nbudget = {budget}\n\
+             [domain.process]\ncommand = [\"/bin/sleep\", \"1000\"]\n"
+        );
+        std::fs::write(dir.join("plan.toml"), text).unwrap();
+    };
+    plan("{ max_destroys = 2, min_healthy_percent = 101 }");
+    let err = epu.fails(&["boot", "--validate", dir.to_str().unwrap()]);
+    assert!(err.contains("budget.min_healthy_percent"), "{err}");
+    plan("{ max_destroys = 2, window_seconds = 30 }");
+    let _d = epu.daemon();
+    epu.ok(&["boot", dir.to_str().unwrap()]);
+    let budget = &epu.domain("d")["budget"];
+    assert_eq!(budget["max_destroys"], 2, "{budget}");
+    assert_eq!(budget["window_seconds"], 30.0, "{budget}");
+    epu.ok(&["terminate"]);
+}
