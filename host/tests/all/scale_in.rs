@@ -237,3 +237,26 @@ fn a_plan_s_budget_is_checked_by_key_and_shows_in_the_status() {
     assert_eq!(budget["window_seconds"], 30.0, "{budget}");
     epu.ok(&["terminate"]);
 }
+
+#[test]
+fn an_engine_that_always_names_a_protected_instance_never_gets_it() {
+    let epu = Epu::new();
+    let _d = epu.daemon();
+    add(&epu, 3, &["--grace", "0"]);
+    let keep = live(&epu)[0].clone();
+    epu.ok(&["instance", "protect", "d", &keep.id]);
+    let faulty = PathBuf::from(env!("EPU_TEST_ENGINES_DIR")).join("faulty.wasm");
+    let swap = ["engine", "swap", "d", faulty.to_str().unwrap()];
+    epu.ok(&[&swap[..], &["-c", "mode=destroy-all"]].concat());
+    assert!(
+        wait_for(Duration::from_secs(20), || epu.instances("d").len() == 1),
+        "{:?}",
+        epu.instances("d")
+    );
+    // Many decides later (every 200 ms), it is still there.
+    std::thread::sleep(Duration::from_secs(2));
+    let left = epu.instances("d");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, keep.id);
+    assert!(is_alive(keep.pid.unwrap()));
+}
