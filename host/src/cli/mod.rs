@@ -3,6 +3,7 @@
 
 mod args;
 mod client;
+mod daemon_args;
 mod engine;
 mod foreground;
 mod history;
