@@ -154,7 +154,8 @@ fn max_destroys_spreads_a_scale_to_zero_over_windows() {
         wait_for(Duration::from_secs(30), || epu.instances("d").is_empty()),
         "all 6 should go in the end"
     );
-    // Read the log: no more than 2 destroys in any 3 s window.
+    // Read the log: no more than 2 destroys in any 3 s window. (A decision is logged a few ms
+    // after the budget counts it, so the window read from the log is 0.1 s shorter.)
     let mut times: Vec<f64> = events(&epu, "decision")
         .iter()
         .flat_map(|e| {
@@ -165,7 +166,7 @@ fn max_destroys_spreads_a_scale_to_zero_over_windows() {
     times.sort_by(f64::total_cmp);
     assert_eq!(times.len(), 6, "{times:?}");
     for (i, t) in times.iter().enumerate() {
-        let within = times[i..].iter().filter(|u| **u < t + 3.0).count();
+        let within = times[i..].iter().filter(|u| **u < t + 2.9).count();
         assert!(
             within <= 2,
             "{within} destroys within 3 s from {t}: {times:?}"
@@ -199,10 +200,17 @@ fn min_healthy_percent_holds_a_floor_against_an_engine_that_destroys_everything(
         "-c",
         "mode=destroy-all",
     ]);
+    // Watch until the floor is reached and for 3 s more (many decides at 200 ms).
     let mut fewest = 6;
-    let end = std::time::Instant::now() + Duration::from_secs(6);
-    while std::time::Instant::now() < end {
+    let mut floor_since = None;
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < end
+        && floor_since.is_none_or(|t: std::time::Instant| t.elapsed() < Duration::from_secs(3))
+    {
         fewest = fewest.min(live(&epu).len());
+        if fewest <= 3 && floor_since.is_none() {
+            floor_since = Some(std::time::Instant::now());
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(fewest, 3, "the floor is 50 % of 6");
