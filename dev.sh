@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The developer entry point.
 #   ./dev.sh quickstart   build everything and run the quickstart plan in the foreground
-#   ./dev.sh test         run the whole test suite (starts RabbitMQ first, installing it if needed)
+#   ./dev.sh test         run the whole test suite (installs and starts what it needs first)
+#   ./dev.sh setup        install everything the tests need and start RabbitMQ and etcd
 #   ./dev.sh build        build epu (target/debug/epu) with its bundled engines, and the plan tools
 #   ./dev.sh plugins      build the Python, JavaScript and C engines into plugins/out/
 #   ./dev.sh broker       install RabbitMQ if needed and start it on 127.0.0.1:5672
@@ -16,13 +17,41 @@ set -euo pipefail
 cd "$(dirname "$0")"
 target="${CARGO_TARGET_DIR:-target}"
 
+# Installs Debian packages (with sudo unless root); `why` says what for.
+apt_install() {
+    local why="$1"
+    shift
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "installing $why (apt-get install $*)" >&2
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq "$@" >/dev/null \
+        || { echo "could not install $*: install them with apt-get and retry" >&2; exit 1; }
+}
+
 need_toolchain() {
     command -v cargo >/dev/null || { echo "cargo is missing: install Rust with rustup" >&2; exit 1; }
-    command -v cc >/dev/null || { echo "a C compiler is missing (SQLite is built from source): apt-get install gcc" >&2; exit 1; }
+    command -v cc >/dev/null || apt_install "a C compiler (SQLite is built from source)" gcc
     if ! rustup target list --installed | grep -qx wasm32-wasip2; then
         echo "installing the wasm32-wasip2 target (engines are built for it)" >&2
         rustup target add wasm32-wasip2
     fi
+}
+
+# What plugins/build.sh needs to build the engines written in C, Python and JavaScript (it
+# installs componentize-py, componentize-js, wit-bindgen and wasm-tools itself).
+need_guest_toolchains() {
+    if ! command -v clang-19 >/dev/null || ! command -v wasm-ld-19 >/dev/null ||
+        [ ! -d /usr/lib/wasm32-wasi ] || [ ! -d /usr/lib/llvm-19/lib/clang/19/lib/wasi ]; then
+        apt_install "the C engine's toolchain" clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32
+    fi
+    command -v python3 >/dev/null || apt_install "python3" python3
+    python3 -c 'import venv' 2>/dev/null || apt_install "python3's venv" python3-venv
+    command -v npm >/dev/null || apt_install "node and npm" nodejs npm
+}
+
+# What the tests need beyond the services: `epu graph` draws its text with DejaVu Sans.
+need_fonts() {
+    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_install "DejaVu fonts" fonts-dejavu-core
 }
 
 broker_up() {
@@ -35,13 +64,7 @@ need_broker() {
     # Debian puts it in /usr/sbin, which a plain user's PATH may lack.
     local server
     server="$(command -v rabbitmq-server || echo /usr/sbin/rabbitmq-server)"
-    if [ ! -x "$server" ]; then
-        local sudo=""
-        [ "$(id -u)" = 0 ] || sudo="sudo"
-        echo "installing RabbitMQ (apt-get install rabbitmq-server)" >&2
-        $sudo apt-get update -qq && $sudo apt-get install -y -qq rabbitmq-server >/dev/null \
-            || { echo "could not install rabbitmq-server: install it with apt-get and retry" >&2; exit 1; }
-    fi
+    [ -x "$server" ] || apt_install "RabbitMQ" rabbitmq-server
     echo "starting RabbitMQ on 127.0.0.1:5672" >&2
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo -E"
@@ -63,25 +86,14 @@ etcd_up() {
 
 # protoc, with which the etcd client of the cluster feature is built.
 need_protoc() {
-    command -v protoc >/dev/null && return 0
-    local sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo"
-    echo "installing protoc (apt-get install protobuf-compiler)" >&2
-    $sudo apt-get update -qq && $sudo apt-get install -y -qq protobuf-compiler >/dev/null \
-        || { echo "could not install protobuf-compiler: install it with apt-get and retry" >&2; exit 1; }
+    command -v protoc >/dev/null || apt_install "protoc" protobuf-compiler
 }
 
 need_etcd() {
     export EPU_TEST_ETCD="http://127.0.0.1:23791,http://127.0.0.1:23792,http://127.0.0.1:23793"
     etcd_up && return 0
-    if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
-        local sudo=""
-        [ "$(id -u)" = 0 ] || sudo="sudo"
-        echo "installing etcd (apt-get install etcd-server etcd-client)" >&2
-        $sudo apt-get update -qq && $sudo apt-get install -y -qq etcd-server etcd-client >/dev/null \
-            || { echo "could not install etcd-server: install it with apt-get and retry" >&2; exit 1; }
-        # The package may start a system member on the default ports; the tests use their own.
-    fi
+    # The package may start a system member on the default ports; the tests use their own.
+    { command -v etcd && command -v etcdctl; } >/dev/null || apt_install "etcd" etcd-server etcd-client
     local dir="${EPU_ETCD_DIR:-/tmp/epu-etcd}"
     local peers="m1=http://127.0.0.1:23801,m2=http://127.0.0.1:23802,m3=http://127.0.0.1:23803"
     mkdir -p "$dir"
@@ -114,13 +126,7 @@ need_moto() {
 # The dashboard's browser test: Debian's chromium and playwright-core (pinned in
 # host/tests/browser/package-lock.json).
 need_browser() {
-    if [ ! -x /usr/bin/chromium ]; then
-        local sudo=""
-        [ "$(id -u)" = 0 ] || sudo="sudo"
-        echo "installing chromium (apt-get install chromium)" >&2
-        $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null \
-            || { echo "could not install chromium: install it with apt-get and retry" >&2; exit 1; }
-    fi
+    [ -x /usr/bin/chromium ] || apt_install "chromium" chromium
     if [ ! -d host/tests/browser/node_modules/playwright-core ]; then
         (cd host/tests/browser && npm ci --no-audit --no-fund --silent)
     fi
@@ -128,12 +134,20 @@ need_browser() {
 
 # libfaketime, with which the clock-jump test shifts the daemon's wall clock.
 need_faketime() {
-    [ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] && return 0
-    local sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo"
-    echo "installing libfaketime (apt-get install faketime)" >&2
-    $sudo apt-get update -qq && $sudo apt-get install -y -qq faketime >/dev/null \
-        || { echo "could not install faketime: install it with apt-get and retry" >&2; exit 1; }
+    [ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || apt_install "libfaketime" faketime
+}
+
+# Everything the whole suite needs, installed and started: one path for ./dev.sh test and CI.
+need_everything() {
+    need_toolchain
+    need_guest_toolchains
+    need_fonts
+    need_broker
+    need_moto
+    need_browser
+    need_faketime
+    need_etcd
+    need_protoc
 }
 
 case "${1:-}" in
@@ -182,16 +196,15 @@ case "${1:-}" in
         ;;
     plugins)
         need_toolchain
+        need_guest_toolchains
         plugins/build.sh
         ;;
+    setup)
+        need_everything
+        echo "everything the tests need is installed, and RabbitMQ and etcd are up"
+        ;;
     test)
-        need_toolchain
-        need_broker
-        need_moto
-        need_browser
-        need_faketime
-        need_etcd
-        need_protoc
+        need_everything
         # The tests check and run the engines written in Python, JavaScript and C.
         plugins/build.sh
         # The tests run the queue-workers plan's programs, which live beside epu.
@@ -199,8 +212,8 @@ case "${1:-}" in
         # Every tier: the tests of outside services and of the guest toolchains too.
         cargo test --workspace --features epu/services,epu/guests,epu/cluster
         # A smoke run of the benchmark suite at small sizes (debug build), so that it does not
-        # rot. It asserts nothing about speed.
-        EPU_BENCH_SIZES=10,100 EPU_BENCH_KILLS=5 EPU_BENCH_CROSSINGS=5 EPU_BENCH_ROUNDS=2 \
+        # rot. It asserts nothing about speed, and prints no verdicts (EPU_BENCH_SMOKE).
+        EPU_BENCH_SMOKE=1 EPU_BENCH_SIZES=10,100 EPU_BENCH_KILLS=5 EPU_BENCH_CROSSINGS=5 EPU_BENCH_ROUNDS=2 \
             EPU_BENCH_DOMAINS=50 EPU_BENCH_BUSY_DOMAINS=5 EPU_BENCH_IDLE_DOMAINS=50 EPU_BENCH_WINDOW_S=1 \
             EPU_BENCH_FAILOVERS=2 cargo test -p epu --features cluster --benches
         ;;
