@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the engines written in Python, JavaScript and C into plugins/out/<name>.wasm, each a
 # component of wit/engine.wit. (The Rust engines are built with epu itself and bundled in it.)
-# Missing tools are installed where that needs no root: componentize-py in a venv, the npm
-# packages, wit-bindgen and wasm-tools with cargo, under plugins/.tools/. What needs apt is
-# named, with the command to run.
+# Missing tools are installed where that needs no root: componentize-py in a venv and the npm
+# packages, under plugins/.tools/. The C engine's bindings and component are made by
+# epu-guest-tools (plugins/guest-tools, a crate of the workspace). What needs apt is named,
+# with the command to run (./dev.sh plugins and ./dev.sh test install it).
 #   plugins/build.sh            every engine
 #   plugins/build.sh sensor-py  one (sensor-py, target-js, fixed-c)
 set -euo pipefail
@@ -39,13 +40,13 @@ build_js() {
     node target-js/build.mjs "$out/target-js.wasm"
 }
 
-cargo_tool() { # name crate version [cargo install flags...]
-    local name="$1" crate="$2" version="$3"
-    shift 3
-    if [ ! -x "$tools/bin/$name" ]; then
-        echo "installing $crate $version into $tools (a few minutes, once)" >&2
-        cargo install -q "$crate@$version" --locked --root "$tools" "$@"
-    fi
+# epu-guest-tools, built in the workspace's target dir (seconds when epu is built already).
+guest_tools() {
+    command -v cargo >/dev/null || missing "cargo is missing: install Rust with rustup"
+    (cd .. && cargo build -q -p guest-tools) || missing "could not build plugins/guest-tools"
+    local dir="${CARGO_TARGET_DIR:-target}"
+    case "$dir" in /*) ;; *) dir="$(cd .. && pwd)/$dir" ;; esac
+    echo "$dir/debug/epu-guest-tools"
 }
 
 # The adapter from WASI preview 1 (what wasi-libc speaks) to preview 2, as wasmtime 48 ships it
@@ -72,21 +73,16 @@ build_c() {
     command -v "$clang" >/dev/null && command -v wasm-ld-19 >/dev/null && [ -d /usr/lib/wasm32-wasi ] &&
         [ -d /usr/lib/llvm-19/lib/clang/19/lib/wasi ] ||
         missing "the C toolchain is missing: apt-get install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32"
-    command -v cargo >/dev/null || missing "cargo is missing: install Rust with rustup"
-    cargo_tool wit-bindgen wit-bindgen-cli 0.63.0
-    cargo_tool wasm-tools wasm-tools 1.263.0 --no-default-features --features component,validate,print
-    local work="$tools/fixed-c"
+    local tool work="$tools/fixed-c"
+    tool="$(guest_tools)"
     rm -rf "$work" && mkdir -p "$work"
-    "$tools/bin/wit-bindgen" c ../wit --world engine --out-dir "$work" >"$work/bindgen.log" 2>&1 ||
-        { cat "$work/bindgen.log" >&2; exit 1; }
+    "$tool" c-bindings ../wit engine "$work"
     "$clang" --target=wasm32-wasi --sysroot="$sysroot" -mexec-model=reactor -O2 -Wall -Werror \
         -fuse-ld=lld -Wl,--no-entry -Wl,--strip-all -I"$work" -o "$work/fixed-c.core.wasm" \
         fixed-c/engine.c "$work/engine.c" "$work/engine_component_type.o"
     local adapter
     adapter="$(reactor_adapter)"
-    "$tools/bin/wasm-tools" component new "$work/fixed-c.core.wasm" -o "$out/fixed-c.wasm" \
-        --adapt "wasi_snapshot_preview1=$adapter"
-    "$tools/bin/wasm-tools" validate "$out/fixed-c.wasm"
+    "$tool" component "$work/fixed-c.core.wasm" "$adapter" "$out/fixed-c.wasm"
 }
 
 build() {
