@@ -37,7 +37,10 @@ impl Held {
     }
 }
 
-/// The guard's memory: the launches, destroys and engine targets within the window.
+/// The guard's memory within the window: the launches and destroys carried out (kept only
+/// while the budget caps them, so at most `max_launches` and `max_destroys` of each), and the
+/// engine's targets as a sliding-window maximum (each target is kept only while no later one
+/// is as large, so one entry while the target holds steady).
 #[derive(Debug, Default)]
 pub struct Guard {
     launches: VecDeque<f64>,
@@ -64,20 +67,25 @@ impl Guard {
         match store.carried_out_since(&spec.name, since) {
             Ok(mut done) => {
                 done.reverse();
-                guard.seed(done);
+                guard.seed(&spec.budget, done);
             }
             Err(e) => tracing::error!(domain = %spec.name, "reading the budget's window: {e:#}"),
         }
         guard
     }
 
-    /// Remembers launches and destroys carried out before (at a restart: from the log).
-    pub fn seed(&mut self, done: impl IntoIterator<Item = (f64, u32, u32)>) {
+    /// Remembers launches and destroys carried out before (at a restart: from the log), oldest
+    /// first, as far as the budget caps them.
+    pub fn seed(&mut self, budget: &Budget, done: impl IntoIterator<Item = (f64, u32, u32)>) {
         for (time, launches, destroys) in done {
-            self.launches
-                .extend(std::iter::repeat_n(time, launches as usize));
-            self.destroys
-                .extend(std::iter::repeat_n(time, destroys as usize));
+            if budget.max_launches.is_some() {
+                self.launches
+                    .extend(std::iter::repeat_n(time, launches as usize));
+            }
+            if budget.max_destroys.is_some() {
+                self.destroys
+                    .extend(std::iter::repeat_n(time, destroys as usize));
+            }
         }
     }
 
@@ -105,14 +113,20 @@ impl Guard {
             .filter(|r| r.state < InstanceState::Terminating && !d.destroy.contains(&r.handle))
             .count() as u32;
         let launching: u32 = d.launches.iter().map(|l| l.count).sum();
-        self.targets.push_back((now, staying + launching));
+        if budget.min_healthy_percent.is_some() {
+            let target = staying + launching;
+            while self.targets.back().is_some_and(|(_, t)| *t <= target) {
+                self.targets.pop_back();
+            }
+            self.targets.push_back((now, target));
+        }
 
         // Unhealthy instances go first: they are what a budget should let through.
         let mut destroy: Vec<u64> = d.destroy.clone();
         destroy.sort_by_key(|h| find(h).is_none_or(healthy));
         let mut kept = Vec::new();
         let mut healthy_now = live.iter().filter(|r| healthy(r)).count() as u32;
-        let peak = self.targets.iter().map(|(_, t)| *t).max().unwrap_or(0);
+        let peak = self.targets.front().map_or(0, |(_, t)| *t);
         let floor = budget
             .min_healthy_percent
             .map_or(0, |p| (u64::from(p) * u64::from(peak)).div_ceil(100) as u32);
@@ -162,10 +176,14 @@ impl Guard {
                 });
             }
         }
-        let launched: u32 = launches.iter().map(|l| l.count).sum();
-        self.launches
-            .extend(std::iter::repeat_n(now, launched as usize));
-        self.destroys.extend(std::iter::repeat_n(now, kept.len()));
+        if budget.max_launches.is_some() {
+            let launched: u32 = launches.iter().map(|l| l.count).sum();
+            self.launches
+                .extend(std::iter::repeat_n(now, launched as usize));
+        }
+        if budget.max_destroys.is_some() {
+            self.destroys.extend(std::iter::repeat_n(now, kept.len()));
+        }
         let guarded = Decision {
             launches,
             destroy: kept,
@@ -276,13 +294,34 @@ mod tests {
     }
 
     #[test]
+    fn the_guard_s_memory_stays_small_however_many_decides() {
+        let budget = Budget {
+            min_healthy_percent: Some(50),
+            max_destroys: Some(2),
+            window_seconds: Some(86_400.0),
+            ..Default::default()
+        };
+        let live = running(4);
+        let mut g = Guard::default();
+        for i in 0..100_000 {
+            g.apply(&budget, &live, &decision(0, vec![]), f64::from(i) * 0.01);
+        }
+        assert_eq!(g.targets.len(), 1);
+        assert!(g.launches.is_empty() && g.destroys.is_empty());
+        // A falling target is remembered behind the peak, until the peak leaves the window.
+        g.apply(&budget, &live[..2], &decision(0, vec![]), 2000.0);
+        assert_eq!(g.targets.len(), 2);
+        assert_eq!(g.targets.front().unwrap().1, 4);
+    }
+
+    #[test]
     fn max_launches_trims_launch_counts() {
         let budget = Budget {
             max_launches: Some(3),
             ..Default::default()
         };
         let mut g = Guard::default();
-        g.seed([(0.0, 1, 0)]);
+        g.seed(&budget, [(0.0, 1, 0)]);
         let (d, held) = g.apply(&budget, &[], &decision(5, vec![]), 1.0);
         assert_eq!(d.launches[0].count, 2);
         assert_eq!(held.launches, 3);
