@@ -187,9 +187,20 @@ impl Controller {
         if self.stopping() {
             return Ok(());
         }
-        let (guarded, held) = self.guard.apply(&self.spec.budget, live, d, now());
-        self.report_held(held);
-        let d = &guarded;
+        // The guard is skipped (no copy of the decision) when it has nothing to hold back.
+        let protected = |h: &u64| live.iter().any(|r| r.handle == *h && r.protected);
+        let guarded;
+        let d = if self.spec.budget.is_empty() && !d.destroy.iter().any(protected) {
+            if !self.last_held.is_empty() {
+                self.report_held(Held::default());
+            }
+            d
+        } else {
+            let held;
+            (guarded, held) = self.guard.apply(&self.spec.budget, live, d, now());
+            self.report_held(held);
+            &guarded
+        };
         let new: Vec<NewInstance> = d
             .launches
             .iter()
