@@ -67,6 +67,8 @@ macro_rules! running_snapshot {
             state_time: 1.0,
             health: $m::Health::Ok,
             health_time: 1.0,
+            protected: false,
+            draining: false,
         };
         let n = $n as u64;
         $m::Snapshot {

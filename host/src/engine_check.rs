@@ -105,7 +105,16 @@ pub fn check(
         }
     };
     report.metrics.compile_ms = ms(t.elapsed());
-    report.pass("load", format!("implements epu:engine@{}", loaded.contract));
+    let through = if loaded.contract == crate::engine::CONTRACT_VERSION {
+        String::new()
+    } else {
+        " (run through its adapter: it cannot see which instances are protected or draining)"
+            .to_string()
+    };
+    report.pass(
+        "load",
+        format!("implements epu:engine@{}{through}", loaded.contract),
+    );
 
     let t = Instant::now();
     let mut inst = match host.instantiate(&loaded, &options.config, limits) {
@@ -458,5 +467,7 @@ fn new_record(handle: u64, seq: i64, now: f64) -> InstanceRecord {
         handle,
         cloud_id: None,
         protected: false,
+        drain_until: None,
+        drained: false,
     }
 }

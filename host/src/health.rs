@@ -25,6 +25,26 @@ pub enum Reported {
     ProcessError,
 }
 
+/// What a worker says in a heartbeat.
+#[derive(Clone, Copy, Debug)]
+pub struct Beat<'a> {
+    pub reported: Reported,
+    /// What went wrong, with `process-error`.
+    pub error: Option<&'a str>,
+    /// Protect the instance from destroys (true), or lift that (false).
+    pub protect: Option<bool>,
+    /// The worker finished draining: stop it now.
+    pub drained: bool,
+}
+
+/// The daemon's answer to a heartbeat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Answer {
+    /// The instance is draining: finish the work in hand, take no more, then exit (or say
+    /// `drained`).
+    pub drain: bool,
+}
+
 /// Why a heartbeat was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum HeartbeatError {
@@ -57,15 +77,14 @@ impl HealthMonitor {
         }
     }
 
-    /// Takes a heartbeat from a worker; `protect`, if given, protects the instance from
-    /// destroys (or lifts that), as the worker asks.
-    pub fn heartbeat(
-        &self,
-        node_id: &str,
-        reported: Reported,
-        error: Option<&str>,
-        protect: Option<bool>,
-    ) -> Result<(), HeartbeatError> {
+    /// Takes a heartbeat from a worker, and answers whether it should drain.
+    pub fn heartbeat(&self, node_id: &str, beat: Beat) -> Result<Answer, HeartbeatError> {
+        let Beat {
+            reported,
+            error,
+            protect,
+            drained,
+        } = beat;
         let inst = self
             .store
             .instance(node_id)?
@@ -108,11 +127,16 @@ impl HealthMonitor {
             if let Some(p) = protect {
                 changed |= self.store.set_protected(node_id, p, "worker")?.is_some();
             }
+            if drained {
+                changed |= self.store.set_drained(node_id)?.is_some();
+            }
         }
         if changed {
             self.wakeups.wake(&inst.domain);
         }
-        Ok(())
+        Ok(Answer {
+            drain: inst.draining(),
+        })
     }
 
     fn zombie_timeout(&self, domain: &str) -> f64 {

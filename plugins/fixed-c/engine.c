@@ -189,8 +189,9 @@ void exports_engine_dying(void) {}
 
 static bool ended(uint8_t state) { return state >= EPU_ENGINE_TYPES_INSTANCE_STATE_TERMINATED; }
 
+// Draining instances are leaving: they do not count.
 static bool counts(const epu_engine_types_instance_t *i) {
-    return i->state < EPU_ENGINE_TYPES_INSTANCE_STATE_TERMINATING;
+    return i->state < EPU_ENGINE_TYPES_INSTANCE_STATE_TERMINATING && !i->draining;
 }
 
 static bool unhealthy(const epu_engine_types_instance_t *i) {
@@ -258,11 +259,14 @@ bool exports_engine_decide(engine_snapshot_t *s, engine_decision_t *ret, engine_
             settling |= table[k].state != EPU_ENGINE_TYPES_INSTANCE_STATE_RUNNING;
         }
     }
-    // Extra instances go newest first (the table is sorted so).
-    for (size_t k = 0; k < table_len && healthy > target; k++) {
-        if (counts(&table[k]) && !unhealthy(&table[k])) {
-            ret->destroy.ptr[ret->destroy.len++] = table[k].handle;
-            healthy--;
+    // Extra instances go newest first (the table is sorted so), protected ones last: the
+    // daemon would not destroy them while they are healthy.
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t k = 0; k < table_len && healthy > target; k++) {
+            if (counts(&table[k]) && !unhealthy(&table[k]) && table[k].protected_ == (pass == 1)) {
+                ret->destroy.ptr[ret->destroy.len++] = table[k].handle;
+                healthy--;
+            }
         }
     }
     if (healthy < target) {

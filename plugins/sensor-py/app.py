@@ -84,3 +84,5 @@ class Seen:
         self.state = i.state.name
         self.state_time = i.state_time
         self.health = i.health.name
+        self.protected = i.protected
+        self.draining = i.draining

@@ -155,9 +155,14 @@ def parse_config(text, current=None):
     return config, ignored
 
 
+def counts(i):
+    """Whether an instance counts toward the pool: draining ones are leaving."""
+    return i.state in COUNTING and not i.draining
+
+
 def unhealthy(i):
     return i.health == "ZOMBIE" or (
-        i.state in COUNTING and (i.state == "RUNNING_FAILED" or i.health not in ("OK", "UNKNOWN"))
+        counts(i) and (i.state == "RUNNING_FAILED" or i.health not in ("OK", "UNKNOWN"))
     )
 
 
@@ -207,7 +212,7 @@ def launches(config, pool, n):
 def decide(config, instances, readings, memo, now):
     """Returns (launches as (count, vars) pairs, handles to destroy, new memo or None, status)."""
     destroy = [i.handle for i in instances if unhealthy(i)]
-    pool = [i for i in instances if i.state in COUNTING and not unhealthy(i)]
+    pool = [i for i in instances if counts(i) and not unhealthy(i)]
     count = len(pool)
     low, high = config["minimum_vms"], config["maximum_vms"]
 
@@ -234,7 +239,10 @@ def decide(config, instances, readings, memo, now):
     trim = []
     if count > desired:
         retirable = set(config["retirable_nodes"])
-        pool.sort(key=lambda i: (i.id not in retirable, i.state in UP, -i.state_time, -i.handle))
+        # Protected ones last: the daemon keeps them while they are healthy.
+        pool.sort(
+            key=lambda i: (i.protected, i.id not in retirable, i.state in UP, -i.state_time, -i.handle)
+        )
         trim = [i.handle for i in pool[: count - desired]]
     new_memo = encode(step, desired)
     if new_memo == memo:

@@ -79,9 +79,14 @@ function parseConfig(text, current) {
   return c;
 }
 
+// Draining instances are leaving: they do not count.
+function counts(i) {
+  return COUNTING.includes(i.state) && !i.draining;
+}
+
 function unhealthy(i) {
   return i.health === 'zombie' ||
-    (COUNTING.includes(i.state) && (i.state === 'running-failed' || !['ok', 'unknown'].includes(i.health)));
+    (counts(i) && (i.state === 'running-failed' || !['ok', 'unknown'].includes(i.health)));
 }
 
 export function initialize(text) {
@@ -119,7 +124,7 @@ export function decide(s) {
   const now = s.now;
   const live = [...instances.values()];
   const destroy = live.filter(unhealthy).map((i) => i.handle);
-  const pool = live.filter((i) => COUNTING.includes(i.state) && !unhealthy(i));
+  const pool = live.filter((i) => counts(i) && !unhealthy(i));
   const count = pool.length;
   const before = JSON.stringify(memo);
   memo.recs = memo.recs.filter(([t]) => now - t <= config.scale_down_stabilization_s);
@@ -150,9 +155,11 @@ export function decide(s) {
   const launch = Math.max(0, desired - count);
   let trim = [];
   if (count > desired) {
-    // Not yet running first, then the newest.
+    // Unprotected first (the daemon keeps protected ones while healthy), not yet running
+    // first, then the newest.
     const order = [...pool].sort((a, b) =>
-      (a.state === 'running') - (b.state === 'running') || b.stateTime - a.stateTime || (b.handle > a.handle ? 1 : -1));
+      a.protected - b.protected || (a.state === 'running') - (b.state === 'running') ||
+      b.stateTime - a.stateTime || (b.handle > a.handle ? 1 : -1));
     trim = order.slice(0, count - desired).map((i) => i.handle);
   }
   if (launch > 0 || trim.length > 0) log('info', `scaling from ${count} to ${desired} instances`);

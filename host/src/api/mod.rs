@@ -14,7 +14,7 @@ mod server;
 mod tcp;
 
 use crate::daemon::{Daemon, OpError};
-use crate::health::{HeartbeatError, Reported};
+use crate::health::{Beat, HeartbeatError, Reported};
 use anyhow::{Context, Result};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;

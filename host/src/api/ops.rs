@@ -17,6 +17,9 @@ pub(super) struct HeartbeatBody {
     /// Protect the instance from destroys while it is healthy (true), or lift that (false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     protect: Option<bool>,
+    /// The worker finished draining: stop it now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    drained: bool,
 }
 
 pub(super) fn ok() -> Reported {
@@ -38,11 +41,14 @@ pub(super) async fn heartbeat(
             return refuse(&d, peer, "/v1/heartbeat", why).into_response();
         }
     }
-    match d
-        .health
-        .heartbeat(&b.node_id, b.state, b.error.as_deref(), b.protect)
-    {
-        Ok(()) => Json(json!({ "ok": true })).into_response(),
+    let beat = Beat {
+        reported: b.state,
+        error: b.error.as_deref(),
+        protect: b.protect,
+        drained: b.drained,
+    };
+    match d.health.heartbeat(&b.node_id, beat) {
+        Ok(answer) => Json(json!({ "ok": true, "drain": answer.drain })).into_response(),
         Err(HeartbeatError::UnknownNode(n)) => {
             let owner = match &b.domain {
                 Some(domain) if !forward::was_forwarded(&headers) => d.forward_target(domain).await,

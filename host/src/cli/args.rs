@@ -152,6 +152,8 @@ pub(super) enum Command {
     /// level by level in reverse. Without RUN: terminate every run and domain and stop the daemon.
     Terminate { run: Option<String> },
     /// Send a heartbeat for a worker (workers get EPU_NODE_ID and EPU_STATE_DIR in their env).
+    /// Exits 0, or 3 when the instance is draining: finish the work in hand, take no more,
+    /// then exit or send `--drained`.
     Heartbeat {
         #[arg(long, env = "EPU_NODE_ID")]
         node_id: String,
@@ -175,6 +177,9 @@ pub(super) enum Command {
         /// Lift the protection.
         #[arg(long)]
         unprotect: bool,
+        /// Say that this draining worker is done: the daemon stops it now.
+        #[arg(long)]
+        drained: bool,
     },
 }
 
@@ -399,6 +404,10 @@ pub(super) enum DomainCommand {
         dry_run: bool,
         #[command(flatten)]
         budget: BudgetArgs,
+        /// Let a destroyed, healthy worker drain (finish its work) for up to this many
+        /// seconds before it is stopped (1 to 86400; default: stop it at once).
+        #[arg(long = "drain-timeout", value_name = "SECONDS")]
+        drain_timeout: Option<u32>,
         /// In a cluster: a node that may own the domain (repeatable; default any node).
         #[arg(long = "node", value_name = "NAME")]
         nodes: Vec<String>,

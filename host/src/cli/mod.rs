@@ -37,12 +37,23 @@ pub fn main() -> std::process::ExitCode {
         .expect("starting the async runtime");
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<ExitWith>() => {
+            std::process::ExitCode::from(e.downcast_ref::<ExitWith>().map_or(1, |c| c.0))
+        }
         Err(e) => {
             eprintln!("error: {}", print::clean_lines(&format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
     }
 }
+
+/// The exit code of `epu heartbeat` when the instance is draining.
+pub const DRAIN_EXIT_CODE: u8 = 3;
+
+/// A command's outcome that is not an error but a documented exit code, with nothing printed.
+#[derive(Debug, thiserror::Error)]
+#[error("exit code {0}")]
+struct ExitWith(u8);
 
 /// A client command whose output goes to a pipe that closes (`epu events | head`) ends quietly
 /// with status 141, as a Unix tool killed by SIGPIPE does, instead of panicking on the failed
@@ -144,6 +155,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             sensors,
             dry_run,
             budget,
+            drain_timeout,
             nodes,
             labels,
             command,
@@ -176,6 +188,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 "sensors": sensors,
                 "dry_run": dry_run,
                 "budget": budget.to_budget(),
+                "drain_timeout_seconds": drain_timeout,
                 "placement": {
                     "nodes": nodes,
                     "labels": crate::model::parse_labels("--label", &labels)?,
@@ -334,11 +347,15 @@ async fn dispatch(cli: Cli) -> Result<()> {
             peers,
             protect,
             unprotect,
+            drained,
         } => {
             let mut body =
                 json!({"node_id": node_id, "state": state, "error": error, "domain": domain});
             if protect || unprotect {
                 body["protect"] = json!(protect);
+            }
+            if drained {
+                body["drained"] = json!(true);
             }
             // In a cluster, the worker's node may be gone: another node on the host passes
             // the heartbeat on to the domain's owner.
@@ -352,10 +369,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
                     }
                 }
             }
-            peer.as_ref()
+            let answer = peer
+                .as_ref()
                 .unwrap_or(&client)
                 .post("/v1/heartbeat", &body)
                 .await?;
+            if answer["drain"] == true {
+                return Err(ExitWith(DRAIN_EXIT_CODE).into());
+            }
             Ok(())
         }
     }

@@ -210,18 +210,24 @@ pub fn status(v: &Value) {
                 .map(|p| p.to_string())
                 .or_else(|| i["cloud_id"].as_str().map(str::to_string))
                 .unwrap_or_else(|| "-".into());
+            let mut marks = String::new();
+            if i["protected"] == true {
+                marks.push_str("  protected");
+            }
+            let up = matches!(
+                i["state"].as_str(),
+                Some("started" | "running" | "running-failed")
+            );
+            if let (true, Some(until)) = (up, i["drain_until"].as_f64()) {
+                marks.push_str(&format!("  draining ({:.0}s left)", (until - now).max(0.0)));
+            }
             println!(
-                "  {:<16} {:<12} {:<14} {:<10} {:.0}s{}",
+                "  {:<16} {:<12} {:<14} {:<10} {:.0}s{marks}",
                 s(i, "id"),
                 s(i, "state"),
                 s(i, "health"),
                 pid,
                 since.max(0.0),
-                if i["protected"] == true {
-                    "  protected"
-                } else {
-                    ""
-                }
             );
         }
     }

@@ -46,6 +46,8 @@ pub fn build(
             state_time: r.state_time,
             health: wit_health(r.health),
             health_time: r.health_time,
+            protected: r.protected,
+            draining: r.draining(),
         })
         .collect();
     let details: Vec<_> = sent

@@ -1,8 +1,9 @@
 //! One decide cycle: read the store, ask the engine (or, in quarantine, the fallback), check
 //! the decision, record it, and carry it out.
 
+use super::drain;
 use super::faults::{Fault, FaultKind};
-use super::guard::{Held, HoldReason};
+use super::guard::{staying, Held, HoldReason};
 use super::{short_id, Controller};
 use crate::contract::{decision, engine_status_name, snapshot};
 use crate::engine::bindings::{Decision, EngineStatus, Launch};
@@ -35,10 +36,32 @@ impl Controller {
             .readings(&self.spec.name, now, self.sensor_seen)
     }
 
+    /// The domain as the store has it, once the drains that are over were ended.
+    fn read_ending_drains(&mut self, now: f64) -> anyhow::Result<Arc<DecideView>> {
+        let read = self.read()?;
+        self.next_drain_end = None;
+        if !read.live.iter().any(InstanceRecord::draining) {
+            return Ok(read);
+        }
+        let read = match self.end_drains(&read.live, now) {
+            Ok(true) => self.read()?,
+            Ok(false) => read,
+            Err(e) => {
+                tracing::error!(domain = %self.spec.name, "ending drains: {e:#}");
+                read
+            }
+        };
+        self.next_drain_end = drain::next_drain_end(&read.live);
+        Ok(read)
+    }
+
     /// One decide cycle, counted and timed. Returns how long to wait before the next one.
     pub(super) fn decide(&mut self) -> Duration {
         let began = std::time::Instant::now();
-        let next = self.decide_once();
+        let mut next = self.decide_once();
+        if let Some(end) = self.next_drain_end {
+            next = next.min(Duration::from_secs_f64((end - now()).clamp(0.01, 86_400.0)));
+        }
         self.metrics.decides.inc();
         self.metrics
             .decide_seconds
@@ -51,14 +74,14 @@ impl Controller {
         if self.stopping() {
             return pulse;
         }
-        let read = match self.read() {
+        let now = now();
+        let read = match self.read_ending_drains(now) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(domain = %self.spec.name, "reading the store: {e:#}");
                 return pulse;
             }
         };
-        let now = now();
         let readings = self.readings(now);
         self.update_backoff(&read.records, read.last_seq);
         self.recent_failures = read
@@ -155,7 +178,7 @@ impl Controller {
         };
         let valid: Vec<_> = live
             .iter()
-            .filter(|r| r.state < InstanceState::Terminating)
+            .filter(|r| r.state < InstanceState::Terminating && !r.draining())
             .collect();
         decision.destroy = valid
             .iter()
@@ -187,9 +210,17 @@ impl Controller {
         if self.stopping() {
             return Ok(());
         }
+        let unasked;
+        let d = match drain::without_draining(d, live) {
+            Some(d) => {
+                unasked = d;
+                &unasked
+            }
+            None => d,
+        };
         // The guard is skipped (no copy of the decision) when it has nothing to hold back.
         let protected = |h: &u64| live.iter().any(|r| r.handle == *h && r.protected);
-        let guarded;
+        let mut guarded;
         let d = if self.spec.budget.is_empty() && !d.destroy.iter().any(protected) {
             if !self.last_held.is_empty() {
                 self.report_held(Held::default());
@@ -200,6 +231,16 @@ impl Controller {
             (guarded, held) = self.guard.apply(&self.spec.budget, live, d, now());
             self.report_held(held);
             &guarded
+        };
+        // Draining instances come back in place of launches.
+        let mut taken_back = Vec::new();
+        let d = if !self.spec.dry_run && !d.launches.is_empty() && live.iter().any(|r| r.draining())
+        {
+            guarded = d.clone();
+            taken_back = self.take_back(&mut guarded, live)?;
+            &guarded
+        } else {
+            d
         };
         let new: Vec<NewInstance> = d
             .launches
@@ -222,13 +263,17 @@ impl Controller {
             return self.record_dry_run(d, live, &new, &destroyed, seen_seq, changed);
         }
         let status_changed = !by_fallback && self.last_status != Some(d.status);
-        let detail = (!new.is_empty() || !d.destroy.is_empty() || status_changed).then(|| {
+        let acted = !new.is_empty() || !d.destroy.is_empty() || !taken_back.is_empty();
+        let detail = (acted || status_changed).then(|| {
             let mut detail = json!({
                 "launch": new.iter().map(|n| &n.id).collect::<Vec<_>>(),
                 "destroy": destroyed.iter().map(|i| &i.id).collect::<Vec<_>>(),
                 "status": engine_status_name(d.status),
                 "by": if by_fallback { "fallback" } else { "engine" },
             });
+            if !taken_back.is_empty() {
+                detail["take_back"] = json!(taken_back);
+            }
             if !sensors.is_empty() {
                 detail["sensors"] = sensors
                     .iter()
@@ -253,10 +298,7 @@ impl Controller {
             }
         }
         if !by_fallback {
-            let staying = live
-                .iter()
-                .filter(|r| r.state < InstanceState::Terminating && !d.destroy.contains(&r.handle))
-                .count();
+            let staying = staying(live, d) + taken_back.len();
             self.last_target = Some((staying + new.len()) as u32);
             self.status.lock().unwrap().desired = self.last_target;
             self.last_status = Some(d.status);
@@ -278,8 +320,9 @@ impl Controller {
                 .count();
         m.replacements.inc_by(lost.min(new.len()) as u64);
         let prov = &self.services.provisioner;
+        let t = now();
         for inst in destroyed {
-            prov.destroy(inst, &self.spec)?;
+            self.destroy_or_drain(inst, t)?;
         }
         for n in &new {
             if let Some(inst) = store.instance(&n.id)? {
@@ -329,11 +372,7 @@ impl Controller {
             self.metrics.dry_run_launches.inc_by(new.len() as u64);
             self.metrics.dry_run_destroys.inc_by(destroyed.len() as u64);
         }
-        let staying = live
-            .iter()
-            .filter(|r| r.state < InstanceState::Terminating && !d.destroy.contains(&r.handle))
-            .count();
-        self.last_target = Some((staying + new.len()) as u32);
+        self.last_target = Some((staying(live, d) + new.len()) as u32);
         self.last_status = Some(d.status);
         self.last_dry_run = Some(now);
         let mut st = self.status.lock().unwrap();

@@ -52,7 +52,17 @@ pub struct Guard {
 fn healthy(r: &InstanceRecord) -> bool {
     r.state >= InstanceState::Started
         && r.state < InstanceState::Terminating
+        && !r.draining()
         && !is_unhealthy(r.state, r.health)
+}
+
+/// How many of the live instances stay after a decision: those not leaving (stopping or
+/// draining) and not destroyed by it.
+pub fn staying(live: &[InstanceRecord], d: &Decision) -> usize {
+    live.iter()
+        .filter(|r| r.state < InstanceState::Terminating && !r.draining())
+        .filter(|r| !d.destroy.contains(&r.handle))
+        .count()
 }
 
 impl Guard {
@@ -108,10 +118,7 @@ impl Guard {
         let mut held = Held::default();
         let find = |h: &u64| live.iter().find(|r| r.handle == *h);
         // The engine's target: what stays plus what it launches.
-        let staying = live
-            .iter()
-            .filter(|r| r.state < InstanceState::Terminating && !d.destroy.contains(&r.handle))
-            .count() as u32;
+        let staying = staying(live, d) as u32;
         let launching: u32 = d.launches.iter().map(|l| l.count).sum();
         if budget.min_healthy_percent.is_some() {
             let target = staying + launching;

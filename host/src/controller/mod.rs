@@ -13,6 +13,7 @@
 
 mod backoff;
 mod cycle;
+mod drain;
 mod engine_ops;
 mod event_budget;
 mod faults;
@@ -242,6 +243,7 @@ pub fn start(
         recording: Default::default(),
         guard,
         last_held: Default::default(),
+        next_drain_end: None,
         timed_out: false,
         _pollers: pollers,
     };
@@ -303,6 +305,8 @@ struct Controller {
     /// What the guard let through lately, and what it held back of the last decision.
     guard: guard::Guard,
     last_held: guard::Held,
+    /// When the next of the domain's drains ends at the latest (a decide is due then).
+    next_drain_end: Option<f64>,
     /// Set by the handle's `stop`: carry out nothing more.
     stopping: Arc<AtomicBool>,
     /// The sensor board's change counter as the last carried-out decide saw it.

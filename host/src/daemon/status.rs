@@ -28,6 +28,9 @@ pub struct DomainStatus {
     /// What disruption the daemon lets the engine cause.
     #[serde(skip_serializing_if = "crate::model::Budget::is_empty")]
     pub budget: crate::model::Budget,
+    /// How long a destroyed, healthy worker may drain, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_seconds: Option<u32>,
     /// Where in the cluster the domain may run.
     #[serde(skip_serializing_if = "crate::model::Placement::is_empty")]
     pub placement: crate::model::Placement,
@@ -133,6 +136,7 @@ pub(super) fn of_record(
         dry_run: r.spec.dry_run,
         placement: r.spec.placement,
         budget: r.spec.budget,
+        drain_timeout_seconds: r.spec.drain_timeout_seconds,
         controller: Default::default(),
         owner: None,
     }

@@ -3,7 +3,7 @@
 use super::bindings::{self, Decision, LogLevel, Snapshot};
 use super::budget::CallClock;
 use super::sandbox::{cut, HostState};
-use super::LoadedEngine;
+use super::{adapter, LoadedEngine, Pre};
 use std::time::Duration;
 use wasmtime::{Store, UpdateDeadline};
 
@@ -54,10 +54,19 @@ impl From<&crate::model::EngineLimits> for CallLimits {
     }
 }
 
+/// An instance's exports, of the current contract or of one run through its adapter.
+enum Bindings {
+    Current(bindings::Engine),
+    V0_3(adapter::bindings::Engine),
+}
+
+/// The result of a call: the trap, or the engine's own answer.
+type CallResult<T> = wasmtime::Result<Result<T, String>>;
+
 /// An instantiated, initialized engine.
 pub struct EngineInstance {
     store: Store<HostState>,
-    bindings: bindings::Engine,
+    bindings: Bindings,
     /// Whether calls are timed (off only on a host without deadlines, for benchmarks).
     timed: bool,
 }
@@ -86,7 +95,11 @@ impl EngineInstance {
                 .set_fuel(u64::MAX)
                 .map_err(|e| EngineError::Trap(TrapKind::Trap, format!("{e:?}")))?;
         }
-        let mut me = match loaded.pre.instantiate(&mut store) {
+        let instantiated = match &loaded.pre {
+            Pre::Current(pre) => pre.instantiate(&mut store).map(Bindings::Current),
+            Pre::V0_3(pre) => pre.instantiate(&mut store).map(Bindings::V0_3),
+        };
+        let mut me = match instantiated {
             Ok(bindings) => EngineInstance {
                 store,
                 bindings,
@@ -94,7 +107,10 @@ impl EngineInstance {
             },
             Err(e) => return Err(trap(&e, &store)),
         };
-        me.call_timed(0, true, |b, s| b.call_initialize(s, config))?;
+        me.call_timed(0, true, |b, s| match b {
+            Bindings::Current(e) => e.call_initialize(s, config),
+            Bindings::V0_3(e) => e.call_initialize(s, config),
+        })?;
         Ok(me)
     }
 
@@ -103,7 +119,7 @@ impl EngineInstance {
     fn call<T>(
         &mut self,
         seed: u64,
-        f: impl FnOnce(&bindings::Engine, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
+        f: impl FnOnce(&Bindings, &mut Store<HostState>) -> CallResult<T>,
     ) -> Result<T, EngineError> {
         self.call_timed(seed, false, f)
     }
@@ -113,7 +129,7 @@ impl EngineInstance {
         &mut self,
         seed: u64,
         setup: bool,
-        f: impl FnOnce(&bindings::Engine, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
+        f: impl FnOnce(&Bindings, &mut Store<HostState>) -> CallResult<T>,
     ) -> Result<T, EngineError> {
         let state = self.store.data_mut();
         state.limiter.memory_denied = false;
@@ -134,16 +150,30 @@ impl EngineInstance {
     /// One decide. `seed` starts the random stream the engine draws from in this call, so a
     /// replay with the same seed and snapshot draws the same.
     pub fn decide(&mut self, snapshot: &Snapshot, seed: u64) -> Result<Decision, EngineError> {
-        self.call(seed, |b, s| b.call_decide(s, snapshot))
+        self.call(seed, |b, s| match b {
+            Bindings::Current(e) => e.call_decide(s, snapshot),
+            Bindings::V0_3(e) => e
+                .call_decide(s, &adapter::snapshot(snapshot))
+                .map(|r| r.map(adapter::decision)),
+        })
     }
 
     pub fn reconfigure(&mut self, config: &str) -> Result<(), EngineError> {
-        self.call(0, |b, s| b.call_reconfigure(s, config))
+        self.call(0, |b, s| match b {
+            Bindings::Current(e) => e.call_reconfigure(s, config),
+            Bindings::V0_3(e) => e.call_reconfigure(s, config),
+        })
     }
 
     /// Tells the engine it is about to be dropped. Its failure changes nothing.
     pub fn dying(mut self) {
-        let _ = self.call(0, |b, s| b.call_dying(s).map(Ok::<(), String>));
+        let _ = self.call(0, |b, s| {
+            match b {
+                Bindings::Current(e) => e.call_dying(s),
+                Bindings::V0_3(e) => e.call_dying(s),
+            }
+            .map(Ok::<(), String>)
+        });
     }
 
     /// The fuel burnt so far, if the host is [metered](super::EngineHost::metered).

@@ -6,6 +6,7 @@
 //! synchronous: run them on a thread that is not an async worker (the controllers' decide
 //! threads, or `spawn_blocking`), as WASI's sync bindings must not run on a runtime worker.
 
+pub mod adapter;
 pub mod bindings;
 pub mod budget;
 pub mod bundled;
@@ -27,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use wasmtime::component::{Component, Linker};
 
 /// The version of the `epu:engine` package in `wit/engine.wit`.
-pub const CONTRACT_VERSION: &str = "0.3.0";
+pub const CONTRACT_VERSION: &str = "0.4.0";
 
 /// The largest component accepted by default, in bytes (`--max-engine-mib`).
 pub const DEFAULT_MAX_ENGINE_BYTES: u64 = 64 << 20;
@@ -37,10 +38,16 @@ pub struct LoadedEngine {
     pub sha: String,
     /// The `epu:engine` version the component declares.
     pub contract: String,
-    pre: EnginePre<HostState>,
+    pre: Pre,
     /// The component's bytes and freshly compiled code, until [`EngineHost::keep`] writes
     /// them to the state dir. Nothing is written for an engine that is refused.
     unsaved: Mutex<Option<Unsaved>>,
+}
+
+/// A pre-instantiated component, of the current contract or of one run through its adapter.
+enum Pre {
+    Current(EnginePre<HostState>),
+    V0_3(adapter::bindings::EnginePre<HostState>),
 }
 
 struct Unsaved {
@@ -79,6 +86,8 @@ impl Default for HostOptions {
 pub struct EngineHost {
     engine: wasmtime::Engine,
     linker: Linker<HostState>,
+    /// The linker of engines built for the previous contract ([`adapter`]).
+    adapter_linker: Linker<HostState>,
     /// Component bytes by sha256, so a domain never depends on a file outside the state dir.
     blobs_dir: PathBuf,
     /// Compiled code, keyed by sha256 and the compiler's compatibility hash.
@@ -124,7 +133,12 @@ impl EngineHost {
         }
 
         let mut linker = Linker::new(&engine);
-        sandbox::link(&mut linker)?;
+        sandbox::link(&mut linker, |l| {
+            use wasmtime::component::HasSelf;
+            bindings::Engine::add_to_linker::<_, HasSelf<_>>(l, |s| s)
+        })?;
+        let mut adapter_linker = Linker::new(&engine);
+        sandbox::link(&mut adapter_linker, adapter::link)?;
 
         let blobs_dir = state_dir.join("engines");
         let cache_dir = state_dir.join("cache");
@@ -134,6 +148,7 @@ impl EngineHost {
         Ok(EngineHost {
             engine,
             linker,
+            adapter_linker,
             blobs_dir,
             cache_dir,
             loaded: Mutex::new(HashMap::new()),
@@ -300,15 +315,20 @@ impl EngineHost {
             }
         };
         let contract = contract_version(&self.engine, &component)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(EnginePre::new)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "the component does not implement the epu:engine/engine world: {e:#}"
-                )
-            })?;
+        let pre = if contract == CONTRACT_VERSION {
+            self.linker
+                .instantiate_pre(&component)
+                .and_then(EnginePre::new)
+                .map(Pre::Current)
+        } else {
+            self.adapter_linker
+                .instantiate_pre(&component)
+                .and_then(adapter::bindings::EnginePre::new)
+                .map(Pre::V0_3)
+        }
+        .map_err(|e| {
+            anyhow::anyhow!("the component does not implement the epu:engine/engine world: {e:#}")
+        })?;
         let code = match code {
             Some(()) => Some(component.serialize()?),
             None => None,
@@ -398,9 +418,9 @@ fn check_is_component(bytes: &[u8]) -> Result<()> {
 }
 
 /// The `epu:engine` version a component declares: the version of the `epu:engine`
-/// interfaces it imports or exports. It must be this host's [`CONTRACT_VERSION`], exactly: a
-/// component of another version is refused by name, even if its shapes happen to match. (A
-/// later contract accepts an older engine only through an adapter written for that version.)
+/// interfaces it imports or exports. It must be this host's [`CONTRACT_VERSION`], or the
+/// version its [`adapter`] runs, exactly: a component of another version is refused by name,
+/// even if its shapes happen to match.
 fn contract_version(engine: &wasmtime::Engine, component: &Component) -> Result<String> {
     let ty = component.component_type();
     let mut versions: Vec<String> = ty
@@ -417,7 +437,7 @@ fn contract_version(engine: &wasmtime::Engine, component: &Component) -> Result<
     versions.sort();
     versions.dedup();
     match versions.as_slice() {
-        [v] if v == CONTRACT_VERSION => Ok(v.clone()),
+        [v] if v == CONTRACT_VERSION || v == adapter::VERSION => Ok(v.clone()),
         [] => bail!(
             "the component does not implement the epu:engine/engine world: it declares no \
              epu:engine version (no epu:engine interface among its imports and exports); build \
@@ -425,7 +445,9 @@ fn contract_version(engine: &wasmtime::Engine, component: &Component) -> Result<
         ),
         [v] => bail!(
             "the component was built for epu:engine@{v}, and this epu runs \
-             epu:engine@{CONTRACT_VERSION}: rebuild it against wit/engine.wit"
+             epu:engine@{CONTRACT_VERSION} (and epu:engine@{} through an adapter): rebuild it \
+             against wit/engine.wit",
+            adapter::VERSION
         ),
         many => bail!(
             "the component declares several epu:engine versions ({}); this epu runs \

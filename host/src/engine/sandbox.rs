@@ -83,12 +83,13 @@ impl HostState {
     }
 }
 
-/// Links everything a guest may import: the world's `log`, WASI, and in place of WASI's
-/// `wasi:io/poll`, a version that never waits.
-pub fn link(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
-    use super::bindings;
-    use wasmtime::component::HasSelf;
-    bindings::Engine::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+/// Links everything a guest may import: the world's `log` (`world` links it, for one
+/// contract version), WASI, and in place of WASI's `wasi:io/poll`, a version that never waits.
+pub fn link(
+    linker: &mut Linker<HostState>,
+    world: fn(&mut Linker<HostState>) -> wasmtime::Result<()>,
+) -> anyhow::Result<()> {
+    world(linker)?;
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
     linker.allow_shadowing(true);
     poll::add_to_linker::<HostState, NoWait>(linker, |s| NoWaitPoll(&mut s.table))?;

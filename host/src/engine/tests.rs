@@ -21,6 +21,8 @@ fn instance(handle: u64, state: InstanceState) -> Instance {
         state_time: 1.0,
         health: Health::Ok,
         health_time: 1.0,
+        protected: false,
+        draining: false,
     }
 }
 

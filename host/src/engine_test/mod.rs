@@ -92,6 +92,12 @@ pub struct Instance {
     /// Its own readings: each `NAME = VALUE` is a fresh reading of the sensor `NAME/<id>`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub readings: BTreeMap<String, f64>,
+    /// Whether the daemon keeps it from destroys while it is healthy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+    /// Whether it is draining: destroyed, and finishing its work before it is stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
 impl Instance {

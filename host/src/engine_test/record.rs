@@ -52,6 +52,8 @@ pub fn from_recording(
                             .map(|d| d.vars.iter().cloned().collect())
                             .unwrap_or_default(),
                         readings: BTreeMap::new(),
+                        protected: i.protected,
+                        draining: i.draining,
                     })
                     .collect(),
                 sensors: s.sensors.as_ref().map(|rs| {

@@ -163,6 +163,8 @@ fn snapshot(
                 state_time,
                 health: wit_health(health),
                 health_time: i.health_time.unwrap_or(state_time),
+                protected: i.protected,
+                draining: i.draining,
             }
         })
         .collect();

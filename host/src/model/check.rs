@@ -66,6 +66,10 @@ impl DomainSpec {
         super::sensor::check_all(&self.sensors)?;
         self.placement.check()?;
         self.budget.check()?;
+        if let Some(t) = self.drain_timeout_seconds {
+            let (lo, hi) = super::DRAIN_TIMEOUT_RANGE;
+            within("drain_timeout_seconds", t, lo, hi)?;
+        }
         match &self.deployable {
             Deployable::Process(p) => p.check(),
             Deployable::Ec2(e) => e.check(),
@@ -236,6 +240,7 @@ mod tests {
             dry_run: false,
             placement: Default::default(),
             budget: Default::default(),
+            drain_timeout_seconds: None,
         }
     }
 

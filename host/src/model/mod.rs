@@ -261,9 +261,15 @@ pub struct DomainSpec {
     /// How much disruption the daemon lets the engine cause ([`Budget`]).
     #[serde(default, skip_serializing_if = "Budget::is_empty")]
     pub budget: Budget,
+    /// How long a destroyed, healthy instance may drain (finish its work) before it is
+    /// stopped, in seconds; none stops it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_seconds: Option<u32>,
 }
 
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+/// The range of `drain_timeout_seconds`.
+pub const DRAIN_TIMEOUT_RANGE: (u32, u32) = (1, 86_400);
 pub const DEFAULT_PULSE_MS: u32 = 5000;
 
 /// Checks a domain name: it is used in paths, URLs and env vars.

@@ -254,6 +254,7 @@ pub(super) fn load_domain(
         dry_run: d.dry_run,
         placement: Default::default(),
         budget: d.budget,
+        drain_timeout_seconds: d.drain_timeout_seconds,
     };
     // Sensors are checked once their references are filled, at boot.
     let refs =

@@ -55,6 +55,8 @@ pub(super) struct PlanDomain {
     pub(super) dry_run: bool,
     #[serde(default)]
     pub(super) budget: crate::model::Budget,
+    #[serde(default)]
+    pub(super) drain_timeout_seconds: Option<u32>,
 }
 
 pub(super) fn default_max() -> u32 {

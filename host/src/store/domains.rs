@@ -24,8 +24,8 @@ impl Store {
             tx.execute(
                 "INSERT INTO domains (name, engine_name, engine_sha, deployable, health, \
                  max_instances, pulse_ms, run, config_version, created, limits, sensors, dry_run, \
-                 placement, budget) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 placement, budget, drain_timeout) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 params![
                     spec.name,
                     spec.engine,
@@ -41,6 +41,7 @@ impl Store {
                     spec.dry_run,
                     serde_json::to_string(&spec.placement)?,
                     serde_json::to_string(&spec.budget)?,
+                    spec.drain_timeout_seconds,
                 ],
             )?;
             tx.execute(
@@ -395,7 +396,7 @@ fn read_domains_in(
             "SELECT d.name, d.engine_name, d.engine_sha, d.deployable, d.health, \
          d.max_instances, d.pulse_ms, d.run, d.config_version, d.memo, d.last_decide_seq, \
          e.config, d.limits, d.quarantined, d.preserve_target, d.sensors, d.dry_run, \
-         d.placement, d.budget FROM domains d JOIN engine_configs e ON e.domain = d.name AND e.version = d.config_version"
+         d.placement, d.budget, d.drain_timeout FROM domains d JOIN engine_configs e ON e.domain = d.name AND e.version = d.config_version"
         };
     }
     // Two statements: with `?1 IS NULL OR d.name = ?1`, SQLite scans every domain.
@@ -454,6 +455,10 @@ fn read_domain_row(r: &rusqlite::Row, name: &str) -> Result<DomainRecord> {
             .with_context(|| format!("stored placement of domain '{name}'"))?;
         let budget = serde_json::from_str(&json(18, "budget")?)
             .with_context(|| format!("stored budget of domain '{name}'"))?;
+        let drain_timeout_seconds = match r.get::<_, Option<i64>>(19)? {
+            Some(_) => Some(int(19, "drain_timeout")?),
+            None => None,
+        };
         Ok(DomainRecord {
             engine_sha: r.get(2)?,
             config_version: r.get(8)?,
@@ -474,6 +479,7 @@ fn read_domain_row(r: &rusqlite::Row, name: &str) -> Result<DomainRecord> {
                 dry_run: r.get(16)?,
                 placement,
                 budget,
+                drain_timeout_seconds,
                 name,
             },
         })

@@ -10,7 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 pub(super) const INSTANCE_COLUMNS: &str = "id, domain, launch_id, state, state_time, health, \
      health_time, last_heartbeat, \
      COALESCE((SELECT vars FROM launches WHERE launches.launch_id = instances.launch_id), '[]'), \
-     pid, pid_start, error, changed_seq, created, handle, cloud_id, protected";
+     pid, pid_start, error, changed_seq, created, handle, cloud_id, protected, \
+     drain_until, drained";
 
 impl Store {
     /// The instances of a domain (or of all domains) that are not final.
@@ -125,23 +126,64 @@ impl Store {
         protected: bool,
         by: &str,
     ) -> Result<Option<InstanceRecord>> {
+        let kind = if protected {
+            "protected"
+        } else {
+            "unprotected"
+        };
+        let change = |i: &InstanceRecord| i.protected != protected;
+        let detail = serde_json::json!({ "by": by });
+        self.change_instance(id, change, kind, &detail, "protected = ?2", protected)
+    }
+
+    /// Starts an instance's drain, to end by `until` at the latest. Returns the updated
+    /// record, or None when the instance is unknown, draining already, or past running.
+    pub fn start_drain(&self, id: &str, until: f64) -> Result<Option<InstanceRecord>> {
+        let change = |i: &InstanceRecord| !i.draining() && i.state < InstanceState::Terminating;
+        let detail = serde_json::json!({ "until": until });
+        let set = "drain_until = ?2, drained = 0";
+        self.change_instance(id, change, "draining", &detail, set, until)
+    }
+
+    /// Returns a draining instance to service (a launch took it back). Returns the updated
+    /// record, or None when it is not draining.
+    pub fn cancel_drain(&self, id: &str, why: &str) -> Result<Option<InstanceRecord>> {
+        let change = |i: &InstanceRecord| i.draining();
+        let detail = serde_json::json!({ "why": why });
+        let set = "drain_until = ?2, drained = 0";
+        self.change_instance(id, change, "drain-cancelled", &detail, set, None::<f64>)
+    }
+
+    /// Records that a draining worker is done. Returns the updated record, or None when it
+    /// is not draining or said so before.
+    pub fn set_drained(&self, id: &str) -> Result<Option<InstanceRecord>> {
+        let change = |i: &InstanceRecord| i.draining() && !i.drained;
+        let detail = serde_json::json!({ "by": "worker" });
+        self.change_instance(id, change, "drained", &detail, "drained = ?2", true)
+    }
+
+    /// Sets one column of an instance (`set`, with `value` as `?2`) when `change` says the
+    /// instance needs it, with an event of `kind`. Returns the updated record if it changed.
+    fn change_instance(
+        &self,
+        id: &str,
+        change: impl FnOnce(&InstanceRecord) -> bool,
+        kind: &str,
+        detail: &serde_json::Value,
+        set: &str,
+        value: impl rusqlite::ToSql,
+    ) -> Result<Option<InstanceRecord>> {
         self.with_domain_write(|tx| {
             let Some(current) = instance_in_tx(tx, id)? else {
                 return Ok((None, None));
             };
-            if current.protected == protected {
+            if !change(&current) {
                 return Ok((None, None));
             }
-            let kind = if protected {
-                "protected"
-            } else {
-                "unprotected"
-            };
-            let detail = serde_json::json!({"by": by});
-            let seq = append_event(tx, Some(&current.domain), Some(id), kind, &detail)?;
+            let seq = append_event(tx, Some(&current.domain), Some(id), kind, detail)?;
             tx.execute(
-                "UPDATE instances SET protected = ?2, changed_seq = ?3 WHERE id = ?1",
-                params![id, protected, seq],
+                &format!("UPDATE instances SET {set}, changed_seq = ?3 WHERE id = ?1"),
+                params![id, value, seq],
             )?;
             Ok((instance_in_tx(tx, id)?, Some(current.domain)))
         })
@@ -240,5 +282,7 @@ fn instance_from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
         handle: r.get::<_, i64>(14)? as u64,
         cloud_id: r.get(15)?,
         protected: r.get(16)?,
+        drain_until: r.get(17)?,
+        drained: r.get(18)?,
     })
 }

@@ -85,6 +85,18 @@ pub struct InstanceRecord {
     pub cloud_id: Option<String>,
     /// Whether the daemon keeps the instance from destroys while it is healthy.
     pub protected: bool,
+    /// While the instance drains (it was destroyed and finishes its work first): when the
+    /// drain ends at the latest.
+    pub drain_until: Option<f64>,
+    /// Whether the draining worker said it is done.
+    pub drained: bool,
+}
+
+impl InstanceRecord {
+    /// Whether the instance is draining: destroyed, and not yet told to stop.
+    pub fn draining(&self) -> bool {
+        self.drain_until.is_some() && self.state < InstanceState::Terminating
+    }
 }
 
 #[cfg(test)]
@@ -110,6 +122,8 @@ impl InstanceRecord {
             handle,
             cloud_id: None,
             protected: false,
+            drain_until: None,
+            drained: false,
         }
     }
 }

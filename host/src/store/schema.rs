@@ -180,6 +180,13 @@ ALTER TABLE domains ADD COLUMN placement TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE domains ADD COLUMN budget TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE instances ADD COLUMN protected INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Drains: a domain's drain timeout, and each draining instance's deadline and whether its
+    // worker said it is done.
+    r#"
+ALTER TABLE domains ADD COLUMN drain_timeout INTEGER;
+ALTER TABLE instances ADD COLUMN drain_until REAL;
+ALTER TABLE instances ADD COLUMN drained INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -24,6 +24,7 @@ fn spec(name: &str) -> DomainSpec {
         dry_run: false,
         placement: Default::default(),
         budget: Default::default(),
+        drain_timeout_seconds: None,
     }
 }
 

@@ -346,6 +346,8 @@ fn the_python_sensor_engine_decides_as_the_rust_one() {
                     state_time: w.since,
                     health: w.health,
                     health_time: w.since,
+                    protected: false,
+                    draining: false,
                 })
                 .collect::<Vec<_>>();
             let details = workers

@@ -12,6 +12,7 @@ mod api_fuzz;
 mod api_tcp;
 mod bad_input;
 mod containment;
+mod drain;
 mod engine_check;
 mod engine_faults;
 mod environment;

@@ -8,11 +8,7 @@ use std::time::Duration;
 
 /// Domain `d`'s events of `kind`, as JSON.
 fn events(epu: &Epu, kind: &str) -> Vec<Value> {
-    epu.ok(&["events", "d", "--json"])
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["kind"] == kind)
-        .collect()
+    epu.events("d", Some(kind))
 }
 
 /// The live (not terminating) instances of `d`.

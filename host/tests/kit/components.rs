@@ -1,18 +1,39 @@
 //! Hostile components no guest toolchain makes: a core module written in WAT, made into a
 //! component of the `engine` world (of any contract version) by `wit-component`. Its
-//! `initialize` and `reconfigure` accept anything, its `decide` returns an error, and `extra`
-//! adds what the attack needs (memories, tables).
+//! `initialize` and `reconfigure` accept anything, its `decide` returns an error (or, for
+//! [`idle_component`], a decision that changes nothing), and `extra` adds what the attack
+//! needs (memories, tables).
 
 use std::path::PathBuf;
 
+/// The contract version of `wit/engine.wit`.
+pub const CURRENT: &str = "0.4.0";
+
 /// A component of `epu:engine@<version>` whose core module also declares `extra` (WAT module
-/// fields, such as `(memory 960)`).
+/// fields, such as `(memory 960)`). Version 0.3.0 is built from that contract's own text
+/// (`host/wit/0.3.0`); any other from `wit/engine.wit` under that version's name.
 pub fn engine_component(version: &str, extra: &str) -> Vec<u8> {
-    let wit = std::fs::read_to_string(super::repo().join("wit/engine.wit")).unwrap();
-    let wit = wit.replace(
-        "package epu:engine@0.3.0;",
-        &format!("package epu:engine@{version};"),
-    );
+    component(version, extra, 128)
+}
+
+/// A component of `epu:engine@<version>` whose `decide` returns a decision that launches and
+/// destroys nothing, with status `stable`.
+pub fn idle_component(version: &str) -> Vec<u8> {
+    component(version, "", 256)
+}
+
+/// `decide` returns the result laid out at `decided` (128: an error; 256: an empty decision).
+fn component(version: &str, extra: &str, decided: u32) -> Vec<u8> {
+    let wit = if version == "0.3.0" {
+        std::fs::read_to_string(super::repo().join("host/wit/0.3.0/engine.wit")).unwrap()
+    } else {
+        std::fs::read_to_string(super::repo().join("wit/engine.wit"))
+            .unwrap()
+            .replace(
+                &format!("package epu:engine@{CURRENT};"),
+                &format!("package epu:engine@{version};"),
+            )
+    };
     let mut resolve = wit_parser::Resolve::default();
     let pkg = resolve.push_str("engine.wit", &wit).unwrap();
     let world = resolve.select_world(&[pkg], Some("engine")).unwrap();
@@ -23,6 +44,8 @@ pub fn engine_component(version: &str, extra: &str) -> Vec<u8> {
             (data (i32.const 64) "\00\00\00\00\00\00\00\00\00\00\00\00")
             (data (i32.const 128) "\01\00\00\00\c0\00\00\00\04\00\00\00")
             (data (i32.const 192) "stub")
+            ;; ok(decision): no launches, no destroys, no next decide, no memo, status stable
+            (data (i32.const 256) "\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\01\00\00\00")
             (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
                 (local $at i32)
                 ;; a bump allocator: the next free byte, rounded up to the alignment asked for
@@ -36,7 +59,7 @@ pub fn engine_component(version: &str, extra: &str) -> Vec<u8> {
             (func (export "reconfigure") (param i32 i32) (result i32) (i32.const 64))
             (func (export "decide")
                 (param f64 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
-                (i32.const 128))
+                (i32.const {decided}))
             (func (export "dying"))
             {extra}
         )"#
@@ -68,11 +91,11 @@ pub fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> PathBuf {
 /// 8 memories of 60 MiB each: a per-memory cap of 64 MiB lets each one through.
 pub fn many_memories() -> Vec<u8> {
     let memories: String = (0..8).map(|_| "(memory 960)").collect();
-    engine_component("0.3.0", &memories)
+    engine_component(CURRENT, &memories)
 }
 
 /// 60 tables of 1M entries each.
 pub fn many_tables() -> Vec<u8> {
     let tables: String = (0..60).map(|_| "(table 1000000 funcref)").collect();
-    engine_component("0.3.0", &tables)
+    engine_component(CURRENT, &tables)
 }

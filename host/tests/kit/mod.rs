@@ -111,6 +111,15 @@ impl Epu {
         serde_json::from_str(&self.ok(&["status", "--json"])).expect("status JSON")
     }
 
+    /// A domain's events (`epu events --json --domain NAME`), of one kind if `kind` is given.
+    pub fn events(&self, domain: &str, kind: Option<&str>) -> Vec<Value> {
+        self.ok(&["events", "--json", "--domain", domain])
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| kind.is_none_or(|k| e["kind"] == k))
+            .collect()
+    }
+
     /// Domain `name` as `epu status --json` shows it (null if there is none).
     pub fn domain(&self, name: &str) -> Value {
         let status = self.status();

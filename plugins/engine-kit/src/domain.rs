@@ -63,8 +63,9 @@ macro_rules! entries {
                 self.state >= $state::Terminated
             }
             fn counts(&self) -> bool {
-                self.state < $state::Terminating
+                self.state < $state::Terminating && !self.draining
             }
+
             fn unhealthy(&self) -> bool {
                 let bad_health = !matches!(self.health, $health::Ok | $health::Unknown);
                 self.health == $health::Zombie

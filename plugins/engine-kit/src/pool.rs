@@ -7,8 +7,10 @@ pub trait PoolEntry: Clone {
     fn handle(&self) -> u64;
     /// Whether the instance has ended (terminated, failed or rejected).
     fn ended(&self) -> bool;
-    /// Whether it counts toward the pool: below `terminating`.
+    /// Whether it counts toward the pool: below `terminating`, and not draining (a draining
+    /// instance is leaving).
     fn counts(&self) -> bool;
+
     /// The original rule: running-failed, or a health other than ok/unknown, while it counts;
     /// a zombie at any state.
     fn unhealthy(&self) -> bool;

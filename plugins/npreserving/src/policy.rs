@@ -119,9 +119,11 @@ fn decide_on(config: &Config, domain: &Domain, snapshot: &Snapshot) -> Decision 
         });
     } else if healthy.len() > target.saturating_sub(failures) {
         let excess = healthy.len() - target.saturating_sub(failures);
+        // Protected instances last: the daemon would not destroy them while they are healthy.
         healthy.sort_by(|a, b| {
-            a.up()
-                .cmp(&b.up())
+            a.protected
+                .cmp(&b.protected)
+                .then(a.up().cmp(&b.up()))
                 .then(b.state_time.total_cmp(&a.state_time))
                 .then(b.handle.cmp(&a.handle))
         });
@@ -197,6 +199,8 @@ mod tests {
             state_time: time,
             health,
             health_time: time,
+            protected: false,
+            draining: false,
         }
     }
 
@@ -303,6 +307,24 @@ mod tests {
         let d = first(&config(1), &s);
         assert_eq!(d.destroy, vec![3, 2]);
         assert_eq!(launched(&d), 0);
+    }
+
+    #[test]
+    fn draining_instances_are_leaving_and_are_not_destroyed_again() {
+        let mut leaving = running(2);
+        leaving.draining = true;
+        let d = first(&config(2), &snap(vec![running(1), leaving]));
+        assert_eq!(launched(&d), 1, "the draining one does not count");
+        assert!(d.destroy.is_empty());
+    }
+
+    #[test]
+    fn protected_instances_are_picked_last() {
+        let mut kept = inst(3, InstanceState::Running, Health::Ok, 9.0);
+        kept.protected = true;
+        let s = snap(vec![running(1), running(2), kept]);
+        let d = first(&config(1), &s);
+        assert_eq!(d.destroy, vec![2, 1], "the newest unprotected ones go");
     }
 
     #[test]

@@ -63,9 +63,11 @@ fn decide_on(c: &Config, domain: &Domain) -> Decision {
                 c.min_instances
             };
             let n = c.scale_step.min(count.saturating_sub(floor)) as usize;
+            // Protected instances last: the daemon would not destroy them while healthy.
             pool.sort_by(|a, b| {
-                b.state_time
-                    .total_cmp(&a.state_time)
+                a.protected
+                    .cmp(&b.protected)
+                    .then(b.state_time.total_cmp(&a.state_time))
                     .then(b.handle.cmp(&a.handle))
             });
             trim = pool.iter().take(n).map(|i| i.handle).collect();
@@ -130,6 +132,8 @@ mod tests {
             state_time: since,
             health,
             health_time: since,
+            protected: false,
+            draining: false,
         }
     }
 

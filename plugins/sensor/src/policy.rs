@@ -84,9 +84,11 @@ fn decide_on(config: &Config, domain: &Domain, now: f64) -> Decision {
                 .details(i.handle)
                 .is_some_and(|d| config.retirable.iter().any(|r| r == d.id()))
         };
+        // Protected instances last: the daemon would not destroy them while they are healthy.
         pool.sort_by(|a, b| {
-            retirable(b)
-                .cmp(&retirable(a))
+            a.protected
+                .cmp(&b.protected)
+                .then(retirable(b).cmp(&retirable(a)))
                 .then(a.up().cmp(&b.up()))
                 .then(b.state_time.total_cmp(&a.state_time))
                 .then(b.handle.cmp(&a.handle))
@@ -183,6 +185,8 @@ mod tests {
             state_time: handle as f64,
             health,
             health_time: 0.0,
+            protected: false,
+            draining: false,
         }
     }
 

@@ -230,7 +230,8 @@ impl ProcessDriver {
         killed
     }
 
-    /// A worker's process ended: terminated if it was being destroyed, failed otherwise.
+    /// A worker's process ended: terminated if it was being destroyed or drained (a draining
+    /// worker that exits is done), failed otherwise.
     /// `worker` is its leader's pid and start time: what it left in its group is killed.
     fn exited(&self, id: &str, worker: Option<(i32, u64)>, how: &str) {
         if let Some((pid, start)) = worker {
@@ -242,6 +243,14 @@ impl ProcessDriver {
         let result = if inst.state >= InstanceState::Terminating {
             self.store
                 .advance(id, InstanceState::Terminated, StateUpdate::default())
+        } else if inst.draining() {
+            let detail = serde_json::json!({"reason": "exited", "how": how});
+            self.store
+                .event(Some(&inst.domain), Some(id), "drain-ended", detail)
+                .and_then(|_| {
+                    self.store
+                        .advance(id, InstanceState::Terminated, StateUpdate::default())
+                })
         } else {
             let why = format!("worker exited unexpectedly ({how})");
             self.store
