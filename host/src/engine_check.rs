@@ -469,5 +469,7 @@ fn new_record(handle: u64, seq: i64, now: f64) -> InstanceRecord {
         protected: false,
         drain_until: None,
         drained: false,
+        version: 1,
+        surge: false,
     }
 }

@@ -127,6 +127,30 @@ pub(super) async fn protect_instance(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeployableBody {
+    deployable: crate::model::Deployable,
+}
+
+pub(super) async fn update_deployable(
+    State(d): Shared,
+    Path(name): Path<String>,
+    ApiJson(b): ApiJson<DeployableBody>,
+) -> Reply {
+    let version = d.update_deployable(&name, b.deployable).await?;
+    Ok(Json(json!({ "domain": name, "version": version })))
+}
+
+pub(super) async fn refresh_domain(
+    State(d): Shared,
+    Path(name): Path<String>,
+    ApiJson(b): ApiJson<crate::model::RefreshRequest>,
+) -> Reply {
+    let refresh = d.refresh(&name, b).await?;
+    Ok(Json(json!({ "domain": name, "refresh": refresh })))
+}
+
+#[derive(Deserialize)]
 pub(super) struct SeriesQuery {
     /// How far back, in seconds.
     #[serde(default = "default_window")]

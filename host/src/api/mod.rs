@@ -115,6 +115,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             "/v1/domains/{name}/instances/{id}/protect",
             post(protect_instance),
         )
+        .route("/v1/domains/{name}/deployable", post(update_deployable))
+        .route("/v1/domains/{name}/refresh", post(refresh_domain))
         .route("/v1/cluster", get(cluster_status))
         .route("/v1/cluster/events/{name}", get(cluster_events))
         .route("/v1/heartbeat", post(heartbeat))

@@ -417,6 +417,44 @@ pub(super) enum DomainCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Make a new version of a domain's deployable, which new instances run from now on
+    /// (`domain refresh` replaces the running ones): the worker command COMMAND [ARGS...]
+    /// with its env and grace, or a whole deployable from a JSON file (any driver).
+    Update {
+        name: String,
+        /// An env var KEY=VALUE of the workers (repeatable).
+        #[arg(long, value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Seconds between SIGTERM and SIGKILL on destroy.
+        #[arg(long, default_value_t = 5.0, value_parser = finite)]
+        grace: f64,
+        /// The deployable as JSON, as `epu status --json` shows it, in place of COMMAND.
+        #[arg(long, value_name = "FILE", conflicts_with = "command")]
+        deployable: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+        #[arg(last = true, required_unless_present = "deployable")]
+        command: Vec<String>,
+    },
+    /// Replace a domain's instances of other deployable versions by ones of the current
+    /// version, make-before-break: each replacement runs healthy before an old one is
+    /// retired (drained first when the domain drains).
+    Refresh {
+        name: String,
+        /// Replacements under way at once (1 to 100000; default 1).
+        #[arg(long)]
+        batch: Option<u32>,
+        /// Healthy instances never fall below this share of the domain's instances when an old
+        /// one is retired (0 to 100; default 100).
+        #[arg(long = "min-healthy", value_name = "PERCENT")]
+        min_healthy: Option<u32>,
+        /// Go back to the version before the current one (or to where the refresh under way
+        /// began), and refresh to it.
+        #[arg(long)]
+        rollback: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// List the domains.
     List {
         #[arg(long)]

@@ -4,6 +4,7 @@
 mod args;
 mod client;
 mod daemon_args;
+mod deployables;
 mod engine;
 mod foreground;
 mod history;
@@ -213,6 +214,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Domain(cmd @ (DomainCommand::Update { .. } | DomainCommand::Refresh { .. })) => {
+            deployables::command(&client, cmd).await
         }
         Command::Domain(DomainCommand::Remove { name }) => {
             client.delete(&format!("/v1/domains/{name}")).await?;

@@ -197,6 +197,7 @@ pub fn status(v: &Value) {
             _ => {}
         }
         held_lines(&c["held"]);
+        refresh_line(d, &instances);
         if !instances.is_empty() {
             println!(
                 "  {:<16} {:<12} {:<14} {:<10} in state for",
@@ -230,6 +231,33 @@ pub fn status(v: &Value) {
                 since.max(0.0),
             );
         }
+    }
+}
+
+/// `  refresh to version V: N of M instances replaced, K under way (batch B)`, or why it failed.
+fn refresh_line(d: &Value, instances: &[Value]) {
+    let r = &d["refresh"];
+    let Some(to) = r["to_version"].as_i64() else {
+        return;
+    };
+    let serving: Vec<_> = instances
+        .iter()
+        .filter(|i| i["surge"] != true && i["state"] != "terminating")
+        .collect();
+    let done = serving.iter().filter(|i| i["version"] == to).count();
+    let under_way = instances.iter().filter(|i| i["surge"] == true).count();
+    let kind = if r["rollback"] == true {
+        "rollback"
+    } else {
+        "refresh"
+    };
+    println!(
+        "  {kind} to version {to}: {done} of {} instances at it, {under_way} replacement(s)          under way (batch {})",
+        serving.len(),
+        r["batch"]
+    );
+    if let Some(why) = r["failed"].as_str() {
+        println!("  REFRESH STOPPED: {}", clean(why));
     }
 }
 

@@ -36,7 +36,7 @@ pub fn build(
     let sent: Vec<&InstanceRecord> = view
         .records
         .iter()
-        .filter(|r| r.changed_seq > since)
+        .filter(|r| r.changed_seq > since && !r.surge)
         .collect();
     let instances = sent
         .iter()

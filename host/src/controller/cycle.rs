@@ -24,6 +24,7 @@ impl Controller {
             return Ok(c.clone());
         }
         let read = Arc::new(self.services.store.decide_view(&self.spec.name)?);
+        self.follow_deployable(&read);
         self.cached = Some(read.clone());
         Ok(read)
     }
@@ -36,23 +37,32 @@ impl Controller {
             .readings(&self.spec.name, now, self.sensor_seen)
     }
 
-    /// The domain as the store has it, once the drains that are over were ended.
-    fn read_ending_drains(&mut self, now: f64) -> anyhow::Result<Arc<DecideView>> {
-        let read = self.read()?;
-        self.next_drain_end = None;
-        if !read.live.iter().any(InstanceRecord::draining) {
-            return Ok(read);
-        }
-        let read = match self.end_drains(&read.live, now) {
-            Ok(true) => self.read()?,
-            Ok(false) => read,
-            Err(e) => {
-                tracing::error!(domain = %self.spec.name, "ending drains: {e:#}");
-                read
+    /// The domain as the store has it, once the drains that are over were ended and the
+    /// refresh under way took its step.
+    fn read_tended(&mut self, now: f64) -> anyhow::Result<Arc<DecideView>> {
+        let mut read = self.read()?;
+        if read.live.iter().any(InstanceRecord::draining) {
+            let ended = self.end_drains(&read.live, now);
+            if self.changed_anything(ended, "ending drains") {
+                read = self.read()?;
             }
-        };
+        }
+        if read.refresh.is_some() {
+            let stepped = self.refresh_step(&read);
+            if self.changed_anything(stepped, "refreshing") {
+                read = self.read()?;
+            }
+        }
         self.next_drain_end = drain::next_drain_end(&read.live);
         Ok(read)
+    }
+
+    /// Whether a step changed anything; a failed one is logged and may have.
+    fn changed_anything(&self, step: anyhow::Result<bool>, what: &str) -> bool {
+        step.unwrap_or_else(|e| {
+            tracing::error!(domain = %self.spec.name, "{what}: {e:#}");
+            true
+        })
     }
 
     /// One decide cycle, counted and timed. Returns how long to wait before the next one.
@@ -75,7 +85,7 @@ impl Controller {
             return pulse;
         }
         let now = now();
-        let read = match self.read_ending_drains(now) {
+        let read = match self.read_tended(now) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(domain = %self.spec.name, "reading the store: {e:#}");
@@ -178,7 +188,7 @@ impl Controller {
         };
         let valid: Vec<_> = live
             .iter()
-            .filter(|r| r.state < InstanceState::Terminating && !r.draining())
+            .filter(|r| r.state < InstanceState::Terminating && !r.draining() && !r.surge)
             .collect();
         decision.destroy = valid
             .iter()
@@ -251,6 +261,7 @@ impl Controller {
                     id: format!("i-{}", short_id()),
                     launch_id: launch_id.clone(),
                     vars: l.vars.clone(),
+                    surge: false,
                 })
             })
             .collect();

@@ -48,19 +48,21 @@ pub struct Guard {
     targets: VecDeque<(f64, u32)>,
 }
 
-/// Whether an instance counts as healthy for `min_healthy_percent`: up and not unhealthy.
-fn healthy(r: &InstanceRecord) -> bool {
+/// Whether an instance counts as healthy for `min_healthy_percent`: up, in service (not
+/// draining, not a hidden replacement) and not unhealthy.
+pub fn healthy(r: &InstanceRecord) -> bool {
     r.state >= InstanceState::Started
         && r.state < InstanceState::Terminating
         && !r.draining()
+        && !r.surge
         && !is_unhealthy(r.state, r.health)
 }
 
 /// How many of the live instances stay after a decision: those not leaving (stopping or
-/// draining) and not destroyed by it.
+/// draining), not destroyed by it, and not a refresh's replacement the engine is not shown.
 pub fn staying(live: &[InstanceRecord], d: &Decision) -> usize {
     live.iter()
-        .filter(|r| r.state < InstanceState::Terminating && !r.draining())
+        .filter(|r| r.state < InstanceState::Terminating && !r.draining() && !r.surge)
         .filter(|r| !d.destroy.contains(&r.handle))
         .count()
 }

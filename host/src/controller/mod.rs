@@ -19,6 +19,7 @@ mod event_budget;
 mod faults;
 pub mod guard;
 mod recording;
+mod refresh;
 mod threads;
 
 use crate::engine::bindings::EngineStatus;
@@ -244,6 +245,7 @@ pub fn start(
         guard,
         last_held: Default::default(),
         next_drain_end: None,
+        deployable_version: record.deployable_version,
         timed_out: false,
         _pollers: pollers,
     };
@@ -307,6 +309,8 @@ struct Controller {
     last_held: guard::Held,
     /// When the next of the domain's drains ends at the latest (a decide is due then).
     next_drain_end: Option<f64>,
+    /// The version of `spec.deployable`, as the store had it at the last read.
+    deployable_version: i64,
     /// Set by the handle's `stop`: carry out nothing more.
     stopping: Arc<AtomicBool>,
     /// The sensor board's change counter as the last carried-out decide saw it.

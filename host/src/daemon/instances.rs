@@ -1,6 +1,6 @@
 //! Commands for one instance of a domain: protecting it from destroys, or lifting that.
 
-use super::{unknown_domain, Daemon, OpError};
+use super::{Daemon, OpError};
 use crate::model::InstanceState;
 use crate::store::InstanceRecord;
 
@@ -14,12 +14,7 @@ impl Daemon {
         protected: bool,
     ) -> Result<InstanceRecord, OpError> {
         let store = &self.services.store;
-        if store.domain(domain)?.is_none() {
-            return Err(self
-                .elsewhere(domain)
-                .await
-                .unwrap_or_else(|| unknown_domain(domain)));
-        }
+        self.owned(domain).await?;
         let inst = store
             .instance(id)?
             .filter(|i| i.domain == domain && i.state < InstanceState::Terminating)

@@ -6,6 +6,7 @@ mod clustered;
 #[cfg(not(feature = "cluster"))]
 #[path = "unclustered.rs"]
 mod clustered;
+mod deployables;
 pub mod dropin;
 mod engine_ops;
 mod instances;

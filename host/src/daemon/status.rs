@@ -28,6 +28,11 @@ pub struct DomainStatus {
     /// What disruption the daemon lets the engine cause.
     #[serde(skip_serializing_if = "crate::model::Budget::is_empty")]
     pub budget: crate::model::Budget,
+    /// The version of the deployable that new instances run.
+    pub deployable_version: i64,
+    /// The rolling refresh under way, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<crate::model::Refresh>,
     /// How long a destroyed, healthy worker may drain, in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drain_timeout_seconds: Option<u32>,
@@ -137,6 +142,8 @@ pub(super) fn of_record(
         placement: r.spec.placement,
         budget: r.spec.budget,
         drain_timeout_seconds: r.spec.drain_timeout_seconds,
+        deployable_version: r.deployable_version,
+        refresh: r.refresh,
         controller: Default::default(),
         owner: None,
     }

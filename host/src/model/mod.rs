@@ -4,6 +4,7 @@ mod budget;
 mod check;
 mod deployable;
 mod placement;
+mod refresh;
 pub mod sensor;
 
 pub use budget::Budget;
@@ -12,6 +13,7 @@ pub use deployable::{
     default_grace, default_inherit_env, Deployable, Ec2Deployable, ProcessDeployable,
 };
 pub use placement::{check_labels, parse_labels, Placement, MAX_PLACEMENT_ITEMS};
+pub use refresh::{Refresh, RefreshRequest, MAX_REFRESH_FAILURES};
 use serde::{Deserialize, Serialize};
 
 /// Ordered instance states. They only move forward: an update to an earlier state is dropped.

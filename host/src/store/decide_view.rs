@@ -20,6 +20,10 @@ pub struct DecideView {
     pub last_seq: i64,
     /// The engine's memo, as its last carried-out decision left it.
     pub memo: Vec<u8>,
+    /// The domain's deployable and its version, which new instances run.
+    pub deployable: Option<(i64, crate::model::Deployable)>,
+    /// The rolling refresh under way, if any.
+    pub refresh: Option<crate::model::Refresh>,
 }
 
 impl DecideView {
@@ -37,6 +41,8 @@ impl DecideView {
             seen_seq,
             last_seq,
             memo,
+            deployable: None,
+            refresh: None,
         }
     }
 }

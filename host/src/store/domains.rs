@@ -1,11 +1,9 @@
-//! Domains, their versioned engine configs, memos, and the record of each decision.
+//! Domains, their versioned engine configs and memos.
 
 use super::events::append_event;
 use super::instances::{query_instances_in, INSTANCE_COLUMNS};
-use super::{DecideView, DomainRecord, EngineVersion, NewInstance, Store};
-use crate::model::{
-    now, Deployable, DomainSpec, EngineLimits, Health, HealthSettings, InstanceState,
-};
+use super::{DecideView, DomainRecord, EngineVersion, Store};
+use crate::model::{now, Deployable, DomainSpec, EngineLimits, HealthSettings, InstanceState};
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 use serde_json::Value;
@@ -48,6 +46,11 @@ impl Store {
                 "INSERT INTO engine_versions (domain, seq, name, sha, time, config_version) \
                  VALUES (?1, 1, ?2, ?3, ?4, 1)",
                 params![spec.name, spec.engine, engine_sha, t],
+            )?;
+            tx.execute(
+                "INSERT INTO deployables (domain, version, deployable, time) \
+                 VALUES (?1, 1, ?2, ?3)",
+                params![spec.name, serde_json::to_string(&spec.deployable)?, t],
             )?;
             let config = Value::Object(spec.config.clone()).to_string();
             tx.execute(
@@ -106,6 +109,8 @@ impl Store {
             let seen_seq = super::newest_seq(c)?;
             Ok(DecideView {
                 generation,
+                deployable: Some((record.deployable_version, record.spec.deployable)),
+                refresh: record.refresh,
                 ..DecideView::new(instances, record.last_decide_seq, seen_seq, record.memo)
             })
         })
@@ -159,6 +164,7 @@ impl Store {
             tx.execute("DELETE FROM launches WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM engine_configs WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM engine_versions WHERE domain = ?1", [domain])?;
+            tx.execute("DELETE FROM deployables WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM pushed_readings WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM domains WHERE name = ?1", [domain])?;
             append_event(tx, Some(domain), None, "domain-removed", &Value::Null)?;
@@ -281,70 +287,6 @@ impl Store {
             Ok(())
         })
     }
-
-    /// Records a decision in one transaction: the decide event, the new memo, the sequence
-    /// number it saw, and a `requesting` row for every launch, before anything is spawned.
-    pub fn record_decision(
-        &self,
-        domain: &str,
-        seen_seq: i64,
-        memo: Option<&[u8]>,
-        launches: &[NewInstance],
-        detail: Option<&Value>,
-    ) -> Result<()> {
-        self.with_domain_tx(domain, |tx| {
-            if let Some(memo) = memo {
-                tx.execute(
-                    "UPDATE domains SET memo = ?2 WHERE name = ?1",
-                    params![domain, memo],
-                )?;
-            }
-            tx.execute(
-                "UPDATE domains SET last_decide_seq = ?2 WHERE name = ?1",
-                params![domain, seen_seq],
-            )?;
-            if let Some(detail) = detail {
-                append_event(tx, Some(domain), None, "decision", detail)?;
-            }
-            let t = now();
-            for l in launches {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO launches (launch_id, domain, vars) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![
-                    l.launch_id,
-                    domain,
-                    serde_json::to_string(&l.vars)?
-                ])?;
-                let seq = append_event(
-                    tx,
-                    Some(domain),
-                    Some(&l.id),
-                    "launch-recorded",
-                    &serde_json::json!({"launch_id": l.launch_id}),
-                )?;
-                tx.execute(
-                    "INSERT INTO instances (id, domain, launch_id, state, state_ord, state_time, \
-                     health, health_time, vars, changed_seq, created, handle) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, '', ?8, ?6, \
-                     (SELECT MAX(COALESCE(MAX(handle), 0), \
-                       (SELECT handle_floor FROM domains WHERE name = ?2)) + 1 \
-                      FROM instances WHERE domain = ?2))",
-                    params![
-                        l.id,
-                        domain,
-                        l.launch_id,
-                        InstanceState::Requesting.as_str(),
-                        InstanceState::Requesting as i64,
-                        t,
-                        Health::Unknown.as_str(),
-                        seq
-                    ],
-                )?;
-            }
-            Ok(())
-        })
-    }
 }
 
 /// Stores the next config version of a domain and makes it the one in force.
@@ -396,7 +338,7 @@ fn read_domains_in(
             "SELECT d.name, d.engine_name, d.engine_sha, d.deployable, d.health, \
          d.max_instances, d.pulse_ms, d.run, d.config_version, d.memo, d.last_decide_seq, \
          e.config, d.limits, d.quarantined, d.preserve_target, d.sensors, d.dry_run, \
-         d.placement, d.budget, d.drain_timeout FROM domains d JOIN engine_configs e ON e.domain = d.name AND e.version = d.config_version"
+         d.placement, d.budget, d.drain_timeout, d.deployable_version, d.refresh FROM domains d JOIN engine_configs e ON e.domain = d.name AND e.version = d.config_version"
         };
     }
     // Two statements: with `?1 IS NULL OR d.name = ?1`, SQLite scans every domain.
@@ -459,7 +401,16 @@ fn read_domain_row(r: &rusqlite::Row, name: &str) -> Result<DomainRecord> {
             Some(_) => Some(int(19, "drain_timeout")?),
             None => None,
         };
+        let refresh = match r.get::<_, Option<String>>(21)? {
+            Some(text) => Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("stored refresh of domain '{name}'"))?,
+            ),
+            None => None,
+        };
         Ok(DomainRecord {
+            deployable_version: r.get(20)?,
+            refresh,
             engine_sha: r.get(2)?,
             config_version: r.get(8)?,
             memo: r.get(9)?,

@@ -11,7 +11,7 @@ pub(super) const INSTANCE_COLUMNS: &str = "id, domain, launch_id, state, state_t
      health_time, last_heartbeat, \
      COALESCE((SELECT vars FROM launches WHERE launches.launch_id = instances.launch_id), '[]'), \
      pid, pid_start, error, changed_seq, created, handle, cloud_id, protected, \
-     drain_until, drained";
+     drain_until, drained, version, surge";
 
 impl Store {
     /// The instances of a domain (or of all domains) that are not final.
@@ -284,5 +284,7 @@ fn instance_from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
         protected: r.get(16)?,
         drain_until: r.get(17)?,
         drained: r.get(18)?,
+        version: r.get(19)?,
+        surge: r.get(20)?,
     })
 }

@@ -63,6 +63,13 @@ const TABLES: &[Table] = &[
         skip: &[],
     },
     Table {
+        name: "deployables",
+        domain: "domain",
+        key: ("dep/", Some("version")),
+        filter: "",
+        skip: &[],
+    },
+    Table {
         name: "engine_versions",
         domain: "domain",
         key: ("ver/", Some("seq")),

@@ -6,6 +6,8 @@
 //! the sequence number of its last decide, which is how it finds "what changed since".
 
 mod decide_view;
+mod decisions;
+mod deployables;
 mod domains;
 mod events;
 mod instances;
@@ -45,6 +47,10 @@ pub struct DomainRecord {
     pub quarantined: bool,
     /// The count a `preserve` fallback holds while quarantined.
     pub preserve_target: Option<u32>,
+    /// The version of `spec.deployable`: new instances run it.
+    pub deployable_version: i64,
+    /// The rolling refresh under way, if any.
+    pub refresh: Option<crate::model::Refresh>,
 }
 
 /// One entry of a domain's engine history.
@@ -90,6 +96,11 @@ pub struct InstanceRecord {
     pub drain_until: Option<f64>,
     /// Whether the draining worker said it is done.
     pub drained: bool,
+    /// The version of the domain's deployable it was launched with.
+    pub version: i64,
+    /// A refresh's replacement that the engine is not shown yet: until it runs healthy and an
+    /// instance of another version is retired in its place.
+    pub surge: bool,
 }
 
 impl InstanceRecord {
@@ -124,6 +135,8 @@ impl InstanceRecord {
             protected: false,
             drain_until: None,
             drained: false,
+            version: 1,
+            surge: false,
         }
     }
 }
@@ -147,6 +160,8 @@ pub struct NewInstance {
     pub id: String,
     pub launch_id: String,
     pub vars: Vec<(String, String)>,
+    /// A refresh's replacement, kept from the engine until it runs healthy.
+    pub surge: bool,
 }
 
 /// The SQLite store. Calls are short; one connection behind a mutex serves the whole daemon.

@@ -187,6 +187,22 @@ ALTER TABLE domains ADD COLUMN drain_timeout INTEGER;
 ALTER TABLE instances ADD COLUMN drain_until REAL;
 ALTER TABLE instances ADD COLUMN drained INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Versions of a domain's deployable, each instance's version, and rolling refreshes (a
+    // model::Refresh as JSON while one runs; `surge` marks a replacement not yet in service).
+    r#"
+CREATE TABLE deployables (
+    domain TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    deployable TEXT NOT NULL,
+    time REAL NOT NULL,
+    PRIMARY KEY (domain, version)
+);
+INSERT INTO deployables (domain, version, deployable, time) SELECT name, 1, deployable, created FROM domains;
+ALTER TABLE domains ADD COLUMN deployable_version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE domains ADD COLUMN refresh TEXT;
+ALTER TABLE instances ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE instances ADD COLUMN surge INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this build writes.

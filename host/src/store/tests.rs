@@ -39,6 +39,7 @@ fn launch(store: &Store, domain: &str, id: &str) {
         id: id.into(),
         launch_id: "l-1".into(),
         vars: vec![("k".into(), "v".into())],
+        surge: false,
     };
     store
         .record_decision(domain, 0, None, &[new], None)
@@ -454,4 +455,5 @@ proptest::proptest! {
     }
 }
 
+mod deployables;
 mod mirror;

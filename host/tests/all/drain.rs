@@ -44,12 +44,8 @@ fn log_of(epu: &Epu, id: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The ids of every instance the domain ever had, from its events.
 fn ever(epu: &Epu) -> BTreeSet<String> {
-    epu.events("d", None)
-        .iter()
-        .filter_map(|e| e["instance"].as_str().map(str::to_string))
-        .collect()
+    epu.instances_ever("d")
 }
 
 #[test]

@@ -24,6 +24,7 @@ mod lifecycle;
 mod metrics;
 mod original_engines;
 mod properties;
+mod refresh;
 mod runs;
 mod scale_in;
 mod sensors;

@@ -25,8 +25,13 @@ fn add(epu: &Epu, n: u32, options: &[&str]) {
         .flag("--pulse-ms", "100")
         .options(options)
         .ok();
+    // Up: spawned, with a pid.
+    let up = || {
+        let all = live(epu);
+        all.len() == n as usize && all.iter().all(|i| i.pid.is_some())
+    };
     assert!(
-        wait_for(Duration::from_secs(30), || live(epu).len() == n as usize),
+        wait_for(Duration::from_secs(30), up),
         "{n} instances never came up"
     );
 }

@@ -120,6 +120,14 @@ impl Epu {
             .collect()
     }
 
+    /// The id of every instance a domain ever had, from its events.
+    pub fn instances_ever(&self, domain: &str) -> std::collections::BTreeSet<String> {
+        self.events(domain, None)
+            .iter()
+            .filter_map(|e| e["instance"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// Domain `name` as `epu status --json` shows it (null if there is none).
     pub fn domain(&self, name: &str) -> Value {
         let status = self.status();

@@ -111,5 +111,6 @@ fn new(id: &str) -> crate::store::NewInstance {
         id: id.into(),
         launch_id: "l".into(),
         vars: vec![],
+        surge: false,
     }
 }
