@@ -41,7 +41,7 @@ impl Controller {
     /// refresh under way took its step.
     fn read_tended(&mut self, now: f64) -> anyhow::Result<Arc<DecideView>> {
         let mut read = self.read()?;
-        if read.live.iter().any(InstanceRecord::draining) {
+        if read.draining {
             let ended = self.end_drains(&read.live, now);
             if self.changed_anything(ended, "ending drains") {
                 read = self.read()?;
@@ -53,7 +53,10 @@ impl Controller {
                 read = self.read()?;
             }
         }
-        self.next_drain_end = drain::next_drain_end(&read.live);
+        self.next_drain_end = read
+            .draining
+            .then(|| drain::next_drain_end(&read.live))
+            .flatten();
         Ok(read)
     }
 

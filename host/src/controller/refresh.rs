@@ -8,7 +8,7 @@
 
 use super::guard::healthy;
 use super::{short_id, Controller};
-use crate::model::{now, Health, InstanceState, Refresh, MAX_REFRESH_FAILURES};
+use crate::model::{is_unhealthy, now, Health, InstanceState, Refresh, MAX_REFRESH_FAILURES};
 use crate::store::{DecideView, InstanceRecord, NewInstance};
 
 /// Whether an instance is on its way out: being stopped, or draining.
@@ -49,6 +49,13 @@ impl Controller {
         let mut changed = false;
         let mut in_flight = Vec::new();
         for s in view.live.iter().filter(|r| r.surge && !leaving(r)) {
+            // A replacement gone unhealthy (silent, or in error) counts as failed, and one of
+            // another version (from a refresh this one replaced) is not wanted: both go.
+            if is_unhealthy(s.state, s.health) || s.version != refresh.to_version {
+                self.services.provisioner.destroy(s, &self.spec)?;
+                changed = true;
+                continue;
+            }
             let ready = s.state == InstanceState::Running && s.health == Health::Ok;
             if !ready {
                 in_flight.push(s);

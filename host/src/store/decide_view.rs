@@ -14,6 +14,8 @@ pub struct DecideView {
     pub records: Vec<InstanceRecord>,
     /// The instances of `records` that are not final.
     pub live: Vec<InstanceRecord>,
+    /// Whether any of `live` is draining (found once per read, not once per decide).
+    pub draining: bool,
     /// The newest event sequence number when the store was read.
     pub seen_seq: i64,
     /// The sequence number the domain's previous carried-out decide saw.
@@ -33,8 +35,9 @@ impl DecideView {
             .iter()
             .filter(|r| !r.state.is_final())
             .cloned()
-            .collect();
+            .collect::<Vec<_>>();
         DecideView {
+            draining: live.iter().any(InstanceRecord::draining),
             generation: 0,
             records,
             live,

@@ -90,20 +90,24 @@ fn a_protected_worker_stays_through_a_scale_to_zero_and_goes_once_unprotected() 
     assert!(gone.contains("no live instance"), "{gone}");
 }
 
-#[test]
-fn a_worker_that_protects_itself_by_heartbeat_is_never_destroyed() {
+/// Four workers, of which the first to take a lock protects itself by heartbeat, under the
+/// engine `engine` with `config`; `scale_in` then asks the engine for none. The protected
+/// worker must be the one left.
+fn self_protected_worker_stays(engine: &str, config: &[&str], scale_in: impl Fn(&Epu)) {
     let epu = Epu::new();
     let _d = epu.daemon();
-    // The first worker to take the lock protects itself; the others send plain heartbeats.
     let lock = epu.dir.path().join("lock");
     let beat = format!(
         r#"p=""; if mkdir "{}" 2>/dev/null; then p=--protect; fi
         while :; do "$EPU_BIN" heartbeat $p >/dev/null 2>&1; sleep 0.2; done"#,
         lock.display()
     );
-    epu.add_domain("d")
-        .config("preserve_n=4")
-        .flag("--pulse-ms", "100")
+    let mut add = epu.add_domain("d").engine(engine);
+    for c in config {
+        add = add.config(c);
+    }
+    add.flag("--pulse-ms", "100")
+        .flag("--sensor", "kind=pushed,name=queue-length")
         .options(&["--grace", "0"])
         .command(&["sh", "-c", &beat])
         .ok();
@@ -123,7 +127,7 @@ fn a_worker_that_protects_itself_by_heartbeat_is_never_destroyed() {
         "the worker never protected itself"
     );
     let keep = protected()[0].clone();
-    epu.ok(&["reconfigure", "d", "preserve_n=0"]);
+    scale_in(&epu);
     assert!(
         wait_for(Duration::from_secs(20), || epu.instances("d").len() == 1),
         "{:?}",
@@ -132,6 +136,31 @@ fn a_worker_that_protects_itself_by_heartbeat_is_never_destroyed() {
     assert_eq!(epu.instances("d")[0].id, keep);
     let by = events(&epu, "protected");
     assert_eq!(by[0]["detail"]["by"], "worker", "{by:?}");
+}
+
+#[test]
+fn a_worker_that_protects_itself_by_heartbeat_is_never_destroyed_by_npreserving() {
+    self_protected_worker_stays("npreserving", &["preserve_n=4"], |epu| {
+        epu.ok(&["reconfigure", "d", "preserve_n=0"]);
+    });
+}
+
+#[test]
+fn a_worker_that_protects_itself_by_heartbeat_is_never_destroyed_by_queuelen() {
+    let config = [
+        "queuelen_high_water=5",
+        "queuelen_low_water=1",
+        "min_instances=4",
+        "scale_step=4",
+    ];
+    self_protected_worker_stays("queuelen", &config, |epu| {
+        epu.ok(&["reconfigure", "d", "min_instances=0"]);
+        // Each new reading of an empty queue is a step down of up to 4.
+        for _ in 0..3 {
+            epu.ok(&["sensor", "push", "d", "queue-length", "0"]);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
 }
 
 #[test]
