@@ -19,18 +19,30 @@ pub(super) async fn status(State(d): Shared, Query(q): Query<StatusQuery>) -> Re
             held.push(json!({"name": name, "error": error, "instances": instances}));
         }
     }
-    Ok(Json(json!({ "domains": domains, "held": held })))
+    // The runs, unless one domain is asked for: each with its domains.
+    let mut runs = Vec::new();
+    if q.domain.is_none() {
+        for run in store.runs()? {
+            let domains = store.run_domains(&run.name)?;
+            let mut v = serde_json::to_value(&run).map_err(anyhow::Error::from)?;
+            v["domains"] = json!(domains);
+            runs.push(v);
+        }
+    }
+    Ok(Json(
+        json!({ "domains": domains, "held": held, "runs": runs }),
+    ))
 }
 
 pub(super) async fn add_domain(State(d): Shared, ApiJson(spec): ApiJson<DomainSpec>) -> Reply {
     let name = spec.name.clone();
     d.add_domain(spec).await?;
-    Ok(Json(json!({ "added": name })))
+    Ok(Json(json!({ "domain": name, "added": name })))
 }
 
 pub(super) async fn remove_domain(State(d): Shared, Path(name): Path<String>) -> Reply {
     d.remove_domain(&name).await?;
-    Ok(Json(json!({ "removed": name })))
+    Ok(Json(json!({ "domain": name, "removed": name })))
 }
 
 #[derive(Deserialize)]

@@ -122,6 +122,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/events", get(events))
         .route("/v1/terminate", post(terminate))
+        .route("/v1/stop", post(stop))
         .route("/v1/runs", post(boot_run))
         .route("/v1/runs/{run}", get(run_status))
         .route("/v1/runs/{run}/terminate", post(terminate_run))

@@ -111,6 +111,12 @@ pub(super) async fn events(State(d): Shared, Query(q): Query<EventsQuery>) -> Re
     }
 }
 
+/// Stops the daemon and keeps its workers (`epu daemon stop`).
+pub(super) async fn stop(State(d): Shared) -> Reply {
+    d.request_shutdown();
+    Ok(Json(json!({ "stopped": true })))
+}
+
 pub(super) async fn terminate(State(d): Shared) -> Reply {
     d.terminate().await?;
     Ok(Json(json!({ "terminated": true })))

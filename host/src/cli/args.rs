@@ -1,12 +1,10 @@
 //! The command line: every subcommand and its arguments, as clap parses them.
 
-use super::parse::finite;
-use anyhow::Result;
 use clap::{Parser, Subcommand};
-use serde_json::Value;
 use std::path::PathBuf;
 
 pub(super) use super::daemon_args::DaemonArgs;
+pub(super) use super::domain_args::{DomainCommand, LimitArgs};
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +25,8 @@ pub(super) enum Command {
     /// Run the daemon in the foreground, serving whatever the store holds. Ctrl-C stops the
     /// daemon and leaves the workers running; the next start adopts them.
     Daemon {
+        #[command(subcommand)]
+        action: Option<DaemonAction>,
         #[command(flatten)]
         options: DaemonArgs,
     },
@@ -54,6 +54,7 @@ pub(super) enum Command {
         /// Check the plan and show what booting it would do, without doing it.
         #[arg(long, conflicts_with = "validate")]
         dry_run: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -62,6 +63,7 @@ pub(super) enum Command {
     Status {
         /// A run's or a domain's name.
         target: Option<String>,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -70,24 +72,28 @@ pub(super) enum Command {
     Cluster(ClusterCommand),
     /// List the runs.
     List {
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// A run's timeline: its levels, services and domains' events.
     History {
         run: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Every worker of a run's domains, with its state, health and pid.
     FindWorkers {
         run: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Kill what no live run owns: the workers of domains whose run is gone, services of runs
     /// that failed or were terminated, and stray processes this state dir launched.
     Clean {
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -118,15 +124,19 @@ pub(super) enum Command {
         domain: String,
         #[arg(required = true, value_name = "KEY=VALUE")]
         settings: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the event log, all of it or a run's or a domain's; or analyse it with --summary.
     Events {
         /// A run's or a domain's name.
         target: Option<String>,
-        /// Per domain: launches, failures, replacements, their latencies, engine faults and
-        /// reconfigurations.
-        #[arg(long, requires = "target", conflicts_with = "follow")]
+        /// Per domain (of the run, the domain, or every domain): launches, failures,
+        /// replacements, their latencies, engine faults and reconfigurations.
+        #[arg(long, conflicts_with = "follow")]
         summary: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
         /// Keep printing new events.
@@ -149,8 +159,22 @@ pub(super) enum Command {
         export_scenario: Option<PathBuf>,
     },
     /// Terminate a run: destroy its workers and wait until they are gone, then stop its services
-    /// level by level in reverse. Without RUN: terminate every run and domain and stop the daemon.
-    Terminate { run: Option<String> },
+    /// level by level in reverse. Without RUN: terminate every run and domain and stop the daemon
+    /// (asking first when stdin is a terminal).
+    Terminate {
+        run: Option<String>,
+        /// Do not ask before terminating everything.
+        #[arg(long, short)]
+        yes: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script, e.g. `epu completions bash >
+    /// /etc/bash_completion.d/epu` or `epu completions zsh > ~/.zfunc/_epu`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), e.g. `epu man > /usr/local/share/man/man1/epu.1`.
+    Man,
     /// Send a heartbeat for a worker (workers get EPU_NODE_ID and EPU_STATE_DIR in their env).
     /// Exits 0, or 3 when the instance is draining: finish the work in hand, take no more,
     /// then exit or send `--drained`.
@@ -184,10 +208,21 @@ pub(super) enum Command {
 }
 
 #[derive(Subcommand)]
+pub(super) enum DaemonAction {
+    /// Stop the running daemon and keep its workers: the next start adopts them.
+    Stop {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 pub(super) enum ClusterCommand {
     /// The cluster's live nodes, each with the domains it owns, and the domains no node owns
     /// at the moment.
     Status {
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -195,6 +230,7 @@ pub(super) enum ClusterCommand {
     /// (the last 1000, for at most 24 hours); `epu events` shows only this node's own log.
     Events {
         domain: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -211,17 +247,31 @@ pub(super) enum EngineCommand {
         /// keys. It replaces the whole config; without it the engine gets the current one.
         #[arg(short, long = "config", value_name = "KEY=VALUE")]
         config: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// The engines a domain has had, by content hash and time.
     History {
         domain: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Swap back to the engine the domain had before its current one.
-    Rollback { domain: String },
+    Rollback {
+        domain: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Lift a quarantine: the engine decides again on a fresh instance.
-    Resume { domain: String },
+    Resume {
+        domain: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check an engine without a daemon: its world and contract version, then a built-in
     /// scenario (empty, growing, failing and shrinking pools, a full snapshot again,
     /// reconfigure, steady decides, dying) with its costs. Exits non-zero if it breaks the
@@ -240,6 +290,7 @@ pub(super) enum EngineCommand {
         readings: Vec<String>,
         #[command(flatten)]
         limits: LimitArgs,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -249,6 +300,7 @@ pub(super) enum EngineCommand {
         /// A bundled engine's name or the path of a .wasm component.
         engine: String,
         scenario: PathBuf,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -262,6 +314,9 @@ pub(super) enum SensorCommand {
         name: String,
         #[arg(allow_negative_numbers = true)]
         value: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -272,6 +327,7 @@ pub(super) enum InstanceCommand {
     Protect {
         domain: String,
         id: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -279,187 +335,8 @@ pub(super) enum InstanceCommand {
     Unprotect {
         domain: String,
         id: String,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
-}
-
-/// The disruption budget of `epu domain add`.
-#[derive(clap::Args)]
-pub(super) struct BudgetArgs {
-    /// The most launches the daemon carries out in any window (default: no cap).
-    #[arg(long)]
-    pub(super) max_launches: Option<u32>,
-    /// The most destroys the daemon carries out in any window (default: no cap).
-    #[arg(long)]
-    pub(super) max_destroys: Option<u32>,
-    /// The budget's sliding window, in seconds (default 60; 1 to 86400).
-    #[arg(long, value_parser = finite)]
-    pub(super) budget_window: Option<f64>,
-    /// Destroys never take the healthy instances below this percentage of the engine's
-    /// highest target in the window (0 to 100).
-    #[arg(long)]
-    pub(super) min_healthy_percent: Option<u32>,
-}
-
-impl BudgetArgs {
-    pub(super) fn to_budget(&self) -> crate::model::Budget {
-        crate::model::Budget {
-            max_launches: self.max_launches,
-            max_destroys: self.max_destroys,
-            window_seconds: self.budget_window,
-            min_healthy_percent: self.min_healthy_percent,
-        }
-    }
-}
-
-/// The sandbox limits of `epu domain add`.
-#[derive(clap::Args)]
-pub(super) struct LimitArgs {
-    /// CPU-time budget of one engine call, in ms (default 50).
-    #[arg(long)]
-    pub(super) timeout_ms: Option<u32>,
-    /// Wall-clock backstop of one engine call, in ms (default 1000; at least --timeout-ms).
-    #[arg(long)]
-    pub(super) wall_timeout_ms: Option<u32>,
-    /// The engine's memory cap (all its memories and tables), in MiB (default 64).
-    #[arg(long)]
-    pub(super) memory_mib: Option<u32>,
-    /// The largest decision accepted, in bytes (default 1 MiB).
-    #[arg(long)]
-    pub(super) max_decision_bytes: Option<u32>,
-    /// Faults within the last --fault-window engine calls that quarantine the engine
-    /// (default 3).
-    #[arg(long)]
-    pub(super) quarantine_after: Option<u32>,
-    /// How many of the latest engine calls the fault count looks at (default: the larger of
-    /// 10 and --quarantine-after).
-    #[arg(long)]
-    pub(super) fault_window: Option<u32>,
-    /// What a quarantined domain does: hold (launch and destroy nothing) or preserve (keep
-    /// the last healthy count).
-    #[arg(long, value_parser = ["hold", "preserve"])]
-    pub(super) fallback: Option<String>,
-}
-
-impl LimitArgs {
-    pub(super) fn to_limits(&self) -> Result<crate::model::EngineLimits> {
-        let mut l = crate::model::EngineLimits::default();
-        l.timeout_ms = self.timeout_ms.unwrap_or(l.timeout_ms);
-        l.wall_timeout_ms = self.wall_timeout_ms.unwrap_or(l.wall_timeout_ms);
-        l.fault_window = self.fault_window;
-        l.memory_mib = self.memory_mib.unwrap_or(l.memory_mib);
-        l.max_decision_bytes = self.max_decision_bytes.unwrap_or(l.max_decision_bytes);
-        l.quarantine_after = self.quarantine_after.unwrap_or(l.quarantine_after);
-        if let Some(f) = &self.fallback {
-            l.fallback = serde_json::from_value(Value::String(f.clone()))?;
-        }
-        Ok(l)
-    }
-}
-
-// Parsed once per run: the size of `Add` does not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Subcommand)]
-pub(super) enum DomainCommand {
-    /// Add a domain whose workers run COMMAND [ARGS...].
-    Add {
-        name: String,
-        /// A bundled engine's name (npreserving) or the path of a .wasm component.
-        #[arg(long)]
-        engine: String,
-        /// Engine config, KEY=VALUE (repeatable).
-        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
-        config: Vec<String>,
-        #[arg(long, default_value_t = crate::model::DEFAULT_MAX_INSTANCES)]
-        max_instances: u32,
-        #[arg(long, default_value_t = crate::model::DEFAULT_PULSE_MS)]
-        pulse_ms: u32,
-        /// Worker env, KEY=VALUE (repeatable).
-        #[arg(long = "env", value_name = "KEY=VALUE")]
-        env: Vec<String>,
-        /// Seconds between SIGTERM and SIGKILL on destroy.
-        #[arg(long, default_value_t = 5.0, value_parser = finite)]
-        grace: f64,
-        /// Seconds a started worker may take to send its first heartbeat (default 300).
-        #[arg(long, value_parser = finite)]
-        boot_timeout: Option<f64>,
-        /// Seconds of heartbeat silence before a worker is missing (default 120).
-        #[arg(long, value_parser = finite)]
-        missing_timeout: Option<f64>,
-        /// Seconds after a destroy from which a heartbeat marks a zombie (default 120).
-        #[arg(long, value_parser = finite)]
-        zombie_timeout: Option<f64>,
-        #[command(flatten)]
-        limits: LimitArgs,
-        /// A sensor, as comma-separated KEY=VALUE pairs (repeatable):
-        /// `kind=amqp,name=queue-length,url=amqp://127.0.0.1:5672/%2f,queue=work[,interval_ms=1000]`,
-        /// `kind=pushed,name=load[,stale_after_ms=30000]`, or
-        /// `kind=command,name=depth[,interval_ms=..,timeout_ms=..],command=SHELL COMMAND` (command last).
-        #[arg(long = "sensor", value_name = "SPEC")]
-        sensors: Vec<String>,
-        /// Let the engine decide on real inputs and record its decisions, but launch and
-        /// destroy nothing (to trial a policy beside the real one).
-        #[arg(long)]
-        dry_run: bool,
-        #[command(flatten)]
-        budget: BudgetArgs,
-        /// Let a destroyed, healthy worker drain (finish its work) for up to this many
-        /// seconds before it is stopped (1 to 86400; default: stop it at once).
-        #[arg(long = "drain-timeout", value_name = "SECONDS")]
-        drain_timeout: Option<u32>,
-        /// In a cluster: a node that may own the domain (repeatable; default any node).
-        #[arg(long = "node", value_name = "NAME")]
-        nodes: Vec<String>,
-        /// In a cluster: a label KEY=VALUE a node must carry to own the domain (repeatable).
-        #[arg(long = "label", value_name = "KEY=VALUE")]
-        labels: Vec<String>,
-        #[arg(last = true, required = true)]
-        command: Vec<String>,
-    },
-    /// Make a new version of a domain's deployable, which new instances run from now on
-    /// (`domain refresh` replaces the running ones): the worker command COMMAND [ARGS...]
-    /// with its env and grace, or a whole deployable from a JSON file (any driver).
-    Update {
-        name: String,
-        /// An env var KEY=VALUE of the workers (repeatable).
-        #[arg(long, value_name = "KEY=VALUE")]
-        env: Vec<String>,
-        /// Seconds between SIGTERM and SIGKILL on destroy.
-        #[arg(long, default_value_t = 5.0, value_parser = finite)]
-        grace: f64,
-        /// The deployable as JSON, as `epu status --json` shows it, in place of COMMAND.
-        #[arg(long, value_name = "FILE", conflicts_with = "command")]
-        deployable: Option<std::path::PathBuf>,
-        #[arg(long)]
-        json: bool,
-        #[arg(last = true, required_unless_present = "deployable")]
-        command: Vec<String>,
-    },
-    /// Replace a domain's instances of other deployable versions by ones of the current
-    /// version, make-before-break: each replacement runs healthy before an old one is
-    /// retired (drained first when the domain drains).
-    Refresh {
-        name: String,
-        /// Replacements under way at once (1 to 100000; default 1).
-        #[arg(long)]
-        batch: Option<u32>,
-        /// Healthy instances never fall below this share of the domain's instances when an old
-        /// one is retired (0 to 100; default 100).
-        #[arg(long = "min-healthy", value_name = "PERCENT")]
-        min_healthy: Option<u32>,
-        /// Go back to the version before the current one (or to where the refresh under way
-        /// began), and refresh to it.
-        #[arg(long)]
-        rollback: bool,
-        #[arg(long)]
-        json: bool,
-    },
-    /// List the domains.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Destroy a domain's workers and remove it.
-    Remove { name: String },
 }

@@ -4,7 +4,7 @@
 use super::args::EngineCommand;
 use super::client::Client;
 use super::parse::{engine_arg, parse_settings};
-use super::print::{self, print_json};
+use super::print::{self, print_json, report};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ pub(super) async fn engine_command(
             domain,
             engine,
             config,
+            json,
         } => {
             let engine = engine_arg(engine)?;
             let config = (!config.is_empty())
@@ -30,7 +31,9 @@ pub(super) async fn engine_command(
                     &json!({ "engine": engine, "config": config }),
                 )
                 .await?;
-            println!("{domain}: engine version {} is live", v["engine_version"]);
+            report(json, &v, || {
+                format!("{domain}: engine version {} is live", v["engine_version"])
+            });
         }
         EngineCommand::History { domain, json } => {
             let v = client
@@ -42,20 +45,22 @@ pub(super) async fn engine_command(
                 print::engine_history(&v["versions"]);
             }
         }
-        EngineCommand::Rollback { domain } => {
+        EngineCommand::Rollback { domain, json } => {
             let v = client
                 .post(&format!("/v1/domains/{domain}/engine/rollback"), &json!({}))
                 .await?;
-            println!(
-                "{domain}: rolled back; engine version {} is live",
-                v["engine_version"]
-            );
+            report(json, &v, || {
+                format!(
+                    "{domain}: rolled back; engine version {} is live",
+                    v["engine_version"]
+                )
+            });
         }
-        EngineCommand::Resume { domain } => {
-            client
+        EngineCommand::Resume { domain, json } => {
+            let v = client
                 .post(&format!("/v1/domains/{domain}/engine/resume"), &json!({}))
                 .await?;
-            println!("{domain}: quarantine lifted");
+            report(json, &v, || format!("{domain}: quarantine lifted"));
         }
         EngineCommand::Check {
             engine,

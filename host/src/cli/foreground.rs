@@ -168,8 +168,10 @@ pub async fn events(
         let path = format!("/v1/events?after={after}&wait_ms={wait}{filter}");
         let v = match client.get(&path).await {
             Ok(v) => v,
-            // The daemon stopped (e.g. `epu terminate`): a follower ends quietly.
-            Err(_) if follow && after > 0 => return Ok(()),
+            // The daemon stopped (`epu terminate`, or a crash): a follower cannot go on.
+            Err(e) if follow && after > 0 => {
+                anyhow::bail!("the daemon went away; no more events to follow ({e:#})")
+            }
             Err(e) => return Err(e),
         };
         let events = v["events"].as_array().cloned().unwrap_or_default();

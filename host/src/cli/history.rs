@@ -21,30 +21,42 @@ fn open(state_dir: &Path) -> Result<Store> {
 /// The events of a run (its own and its domains') or of a domain, oldest first; and the
 /// domains they cover.
 fn events_of(store: &Store, target: &str) -> Result<(Vec<String>, Vec<Event>)> {
-    const PAGE: u32 = 10_000;
     let is_run = store.run(target)?.is_some();
-    let mut events: Vec<Event> = Vec::new();
-    loop {
-        let after = events.last().map_or(0, |e| e.seq);
-        let page = if is_run {
-            store.run_events(target, after, PAGE)?
+    let events = paged(|after, n| {
+        if is_run {
+            store.run_events(target, after, n)
         } else {
-            store.events_after(after, Some(target), PAGE)?
-        };
-        let n = page.len();
-        events.extend(page);
-        if n < PAGE as usize {
-            break;
+            store.events_after(after, Some(target), n)
         }
-    }
+    })?;
     let domains = if is_run {
         store.run_domains(target)?
     } else if events.is_empty() && store.domain(target)?.is_none() {
-        bail!("unknown run or domain '{target}'");
+        return Err(super::suggest::unknown_in(store, target));
     } else {
         vec![target.to_string()]
     };
     Ok((domains, events))
+}
+
+/// Every event of the log.
+fn all_events(store: &Store) -> Result<Vec<Event>> {
+    paged(|after, n| store.events_after(after, None, n))
+}
+
+/// Every event that `page(after, n)` gives, page after page.
+fn paged(mut page: impl FnMut(i64, u32) -> Result<Vec<Event>>) -> Result<Vec<Event>> {
+    const PAGE: u32 = 10_000;
+    let mut events: Vec<Event> = Vec::new();
+    loop {
+        let after = events.last().map_or(0, |e| e.seq);
+        let got = page(after, PAGE)?;
+        let n = got.len();
+        events.extend(got);
+        if n < PAGE as usize {
+            return Ok(events);
+        }
+    }
 }
 
 /// `epu list`: every run with its state and counts.
@@ -161,17 +173,25 @@ pub fn find_workers(state_dir: &Path, run: &str, as_json: bool) -> Result<()> {
 }
 
 /// `epu events RUN|DOMAIN --summary`.
-pub fn summary(state_dir: &Path, target: &str, as_json: bool) -> Result<()> {
+/// `epu events [TARGET] --summary`: per domain of the run or domain, or of every domain.
+pub fn summary(state_dir: &Path, target: Option<&str>, as_json: bool) -> Result<()> {
     let store = open(state_dir)?;
-    let (domains, events) = events_of(&store, target)?;
-    let mut summaries = analysis::summarize(&events);
-    summaries.retain(|s| domains.contains(&s.domain));
+    let mut summaries = match target {
+        Some(target) => {
+            let (domains, events) = events_of(&store, target)?;
+            let mut summaries = analysis::summarize(&events);
+            summaries.retain(|s| domains.contains(&s.domain));
+            summaries
+        }
+        None => analysis::summarize(&all_events(&store)?),
+    };
+    summaries.sort_by(|a, b| a.domain.cmp(&b.domain));
     if as_json {
         print_json(&json!({"target": target, "domains": summaries}));
         return Ok(());
     }
     if summaries.is_empty() {
-        println!("{target}: no domain events yet");
+        println!("{}: no domain events yet", target.unwrap_or("epu"));
     }
     for s in &summaries {
         print_summary(s);

@@ -5,12 +5,14 @@ mod args;
 mod client;
 mod daemon_args;
 mod deployables;
+mod domain_args;
 mod engine;
 mod foreground;
 mod history;
 mod parse;
 mod print;
 mod runs;
+mod suggest;
 
 use anyhow::{bail, Context, Result};
 use args::*;
@@ -18,7 +20,7 @@ use clap::Parser;
 use client::Client;
 use engine::engine_command;
 use parse::*;
-use print::print_json;
+use print::{print_json, report};
 use serde_json::{json, Value};
 
 /// Runs the command line; returns the process exit code.
@@ -46,6 +48,29 @@ pub fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Asks on the terminal before `epu terminate` ends every run and domain; an answer other
+/// than yes is an error, and nothing is terminated.
+async fn confirm_terminate(client: &Client) -> Result<()> {
+    let v = client.get("/v1/status").await?;
+    let domains = v["domains"].as_array().map_or(0, Vec::len);
+    let workers: usize = v["domains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| d["instances"].as_array().map_or(0, Vec::len))
+        .sum();
+    eprint!(
+        "terminate {domains} domain(s) with {workers} worker(s), every run, and the daemon? \
+         [y/N] "
+    );
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        bail!("not terminated (give --yes to skip the question)");
+    }
+    Ok(())
 }
 
 /// The exit code of `epu heartbeat` when the instance is draining.
@@ -80,7 +105,28 @@ async fn dispatch(cli: Cli) -> Result<()> {
     let state_dir = absolute(&cli.state_dir.unwrap_or_else(default_state_dir))?;
     let client = Client::new(&state_dir);
     match cli.command {
-        Command::Daemon { options } => foreground::daemon(&state_dir, options.options()?).await,
+        Command::Daemon {
+            action: Some(DaemonAction::Stop { json }),
+            ..
+        } => {
+            let v = client.post("/v1/stop", &json!({})).await?;
+            let gone = async {
+                while client.is_up().await {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            };
+            if tokio::time::timeout(std::time::Duration::from_secs(30), gone)
+                .await
+                .is_err()
+            {
+                bail!("the daemon did not stop within 30 s");
+            }
+            report(json, &v, || {
+                "stopped the daemon; its workers run on, and the next start adopts them".into()
+            });
+            Ok(())
+        }
+        Command::Daemon { options, .. } => foreground::daemon(&state_dir, options.options()?).await,
         Command::Run {
             plan,
             name,
@@ -113,7 +159,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 Some(d) => format!("/v1/status?domain={d}"),
                 None => "/v1/status".into(),
             };
-            let v = client.get(&path).await?;
+            let v = match (client.get(&path).await, &domain) {
+                (Err(e), Some(d)) if e.to_string().contains("unknown domain") => {
+                    return Err(suggest::unknown_target(&state_dir, d));
+                }
+                (v, _) => v?,
+            };
             if json {
                 print_json(&v);
             } else {
@@ -159,6 +210,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             drain_timeout,
             nodes,
             labels,
+            json,
             command,
         }) => {
             let engine = engine_arg(engine)?;
@@ -195,8 +247,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
                     "labels": crate::model::parse_labels("--label", &labels)?,
                 },
             });
-            client.post("/v1/domains", &spec).await?;
-            println!("added domain {name}");
+            let v = client.post("/v1/domains", &spec).await?;
+            report(json, &v, || format!("added domain {name}"));
             Ok(())
         }
         Command::Domain(DomainCommand::List { json }) => {
@@ -218,9 +270,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Domain(cmd @ (DomainCommand::Update { .. } | DomainCommand::Refresh { .. })) => {
             deployables::command(&client, cmd).await
         }
-        Command::Domain(DomainCommand::Remove { name }) => {
-            client.delete(&format!("/v1/domains/{name}")).await?;
-            println!("removed domain {name}");
+        Command::Domain(DomainCommand::Remove { name, json }) => {
+            let v = client.delete(&format!("/v1/domains/{name}")).await?;
+            report(json, &v, || format!("removed domain {name}"));
             Ok(())
         }
         Command::Engine(cmd) => engine_command(&client, &state_dir, cmd).await,
@@ -248,21 +300,26 @@ async fn dispatch(cli: Cli) -> Result<()> {
             domain,
             name,
             value,
+            json,
         }) => {
             let value: f64 = match value.trim().parse() {
                 Ok(v) if f64::is_finite(v) => v,
                 _ => bail!("VALUE must be a finite number, got '{value}'"),
             };
-            client
+            let v = client
                 .post(
                     &format!("/v1/domains/{domain}/sensors/{name}"),
                     &json!({ "value": value }),
                 )
                 .await?;
-            println!("{domain}: {name} = {value}");
+            report(json, &v, || format!("{domain}: {name} = {value}"));
             Ok(())
         }
-        Command::Reconfigure { domain, settings } => {
+        Command::Reconfigure {
+            domain,
+            settings,
+            json,
+        } => {
             let config = parse_settings(&settings)?;
             let v = client
                 .post(
@@ -270,7 +327,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
                     &json!({ "config": config }),
                 )
                 .await?;
-            println!("{domain}: config version {}", v["config_version"]);
+            report(json, &v, || {
+                format!("{domain}: config version {}", v["config_version"])
+            });
             Ok(())
         }
         Command::List { json } => history::list(&state_dir, json),
@@ -283,11 +342,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
             output,
         } => history::graph(&state_dir, &target, kind, &output),
         Command::Events {
-            target: Some(target),
+            target,
+            domain,
             summary: true,
             json,
             ..
-        } => history::summary(&state_dir, &target, json),
+        } => history::summary(&state_dir, target.or(domain).as_deref(), json),
         Command::Events {
             export_scenario: Some(file),
             domain: Some(domain),
@@ -315,13 +375,38 @@ async fn dispatch(cli: Cli) -> Result<()> {
         } => {
             let filter = match (target, domain) {
                 (Some(t), _) if runs::is_run(&client, &t).await? => format!("&run={t}"),
-                (Some(d), _) | (None, Some(d)) => format!("&domain={d}"),
+                (Some(d), _) | (None, Some(d)) => {
+                    // A domain that is gone still has its history; one that never was is an
+                    // error, as for `epu status`.
+                    let live = client.get(&format!("/v1/status?domain={d}")).await.is_ok();
+                    let past = client
+                        .get(&format!("/v1/events?domain={d}&limit=1"))
+                        .await?["events"]
+                        .as_array()
+                        .is_some_and(|e| !e.is_empty());
+                    if !live && !past {
+                        return Err(suggest::unknown_target(&state_dir, &d));
+                    }
+                    format!("&domain={d}")
+                }
                 (None, None) => String::new(),
             };
             foreground::events(&client, json, follow, &filter, after).await
         }
-        Command::Terminate { run: Some(run) } => runs::terminate(&client, &state_dir, &run).await,
-        Command::Terminate { run: None } => {
+        Command::Terminate {
+            run: Some(run),
+            json,
+            ..
+        } => runs::terminate(&client, &state_dir, &run, json).await,
+        Command::Terminate {
+            run: None,
+            json,
+            yes,
+        } => {
+            use std::io::IsTerminal;
+            if !yes && std::io::stdin().is_terminal() && client.is_up().await {
+                confirm_terminate(&client).await?;
+            }
             if !client.is_up().await {
                 if !state_dir.join("epu.db").exists() {
                     bail!(
@@ -332,15 +417,29 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 // A daemon that died leaves its workers running: start one to adopt them.
                 foreground::start_detached(&state_dir, &client).await?;
                 if !client.is_up().await {
-                    println!(
+                    let v = json!({ "terminated": true, "finished_after_a_crash": true });
+                    report(json, &v, || {
                         "terminated: the daemon finished the terminate a crash had cut short, \
                          and has stopped"
-                    );
+                            .into()
+                    });
                     return Ok(());
                 }
             }
-            client.post("/v1/terminate", &json!({})).await?;
-            println!("terminated: every worker is gone and the daemon has stopped");
+            let v = client.post("/v1/terminate", &json!({})).await?;
+            report(json, &v, || {
+                "terminated: every worker is gone and the daemon has stopped".into()
+            });
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cli, "epu", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            page.render(&mut std::io::stdout())?;
             Ok(())
         }
         Command::Heartbeat {

@@ -128,6 +128,16 @@ pub fn cluster_event(e: &Value) {
 pub fn status(v: &Value) {
     let domains = v["domains"].as_array().cloned().unwrap_or_default();
     let held = v["held"].as_array().cloned().unwrap_or_default();
+    for r in v["runs"].as_array().into_iter().flatten() {
+        let n = r["domains"].as_array().map_or(0, Vec::len);
+        println!(
+            "run {}  {}  {n} domain{}  plan {}",
+            s(r, "name"),
+            s(r, "state"),
+            if n == 1 { "" } else { "s" },
+            s(r, "plan")
+        );
+    }
     for h in &held {
         println!(
             "domain {}  HELD: its stored spec is bad ({}); {} live instance(s) left as they are; \
@@ -355,6 +365,15 @@ pub fn check_report(engine: &str, r: &crate::engine_check::Report) {
 }
 
 /// Prints a JSON value, pretty.
+/// A command's result: the daemon's answer as JSON with `--json`, else `line`.
+pub(crate) fn report(json: bool, v: &serde_json::Value, line: impl FnOnce() -> String) {
+    if json {
+        print_json(v);
+    } else {
+        println!("{}", line());
+    }
+}
+
 pub(crate) fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }

@@ -263,11 +263,15 @@ pub async fn status(client: &Client, run: &str, as_json: bool) -> Result<()> {
 }
 
 /// `epu terminate RUN`.
-pub async fn terminate(client: &Client, state_dir: &Path, run: &str) -> Result<()> {
+pub async fn terminate(client: &Client, state_dir: &Path, run: &str, json: bool) -> Result<()> {
     ensure_daemon(client, state_dir).await?;
     let v = client
         .post(&format!("/v1/runs/{run}/terminate"), &json!({}))
         .await?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
     if v["already"] == true {
         println!("run '{run}' was already terminated");
         return Ok(());

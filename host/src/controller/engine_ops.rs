@@ -128,6 +128,15 @@ impl Controller {
         let config = new_config.as_ref().unwrap_or(&self.spec.config).clone();
         let new_instance = match self.canary(&loaded, &config) {
             Ok(i) => i,
+            // Another engine keeps the current config unless it is given its own.
+            Err(why) if new_config.is_none() && name != self.spec.engine => {
+                let why = format!(
+                    "{why}\n'{name}' was given the domain's config for '{}'; an engine of \
+                     another kind needs its own: `epu engine swap {} {name} -c KEY=VALUE …`",
+                    self.spec.engine, self.spec.name
+                );
+                return refuse(self, CommandError::Refused(why));
+            }
             Err(why) => return refuse(self, CommandError::Refused(why)),
         };
         if let Err(e) = self.services.engines.keep(&loaded) {

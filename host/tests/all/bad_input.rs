@@ -128,11 +128,13 @@ fn unknown_domains_and_bad_names_are_refused() {
     for args in [
         vec!["reconfigure", "nope", "preserve_n=1"],
         vec!["domain", "remove", "nope"],
-        vec!["status", "nope"],
     ] {
         let err = epu.fails(&args);
         assert!(err.contains("unknown domain 'nope'"), "{args:?}: {err}");
     }
+    // A status may be of a domain or a run.
+    let err = epu.fails(&["status", "nope"]);
+    assert!(err.contains("unknown domain or run 'nope'"), "{err}");
     let err = epu.add_domain("../evil").command(&["/bin/true"]).fails();
     assert!(err.contains("invalid domain name"), "{err}");
     let err = epu.add_domain("workers").command(&["/bin/true"]).fails();

@@ -242,7 +242,7 @@ fn graphs_are_valid_svg_and_png_with_more_than_one_series() {
     ]);
     assert!(err.contains(".svg or .png"), "{err}");
     let err = epu.fails(&["graph", "nope", "-o", svg.to_str().unwrap()]);
-    assert!(err.contains("unknown run or domain 'nope'"), "{err}");
+    assert!(err.contains("unknown domain or run 'nope'"), "{err}");
     let err = epu.fails(&[
         "graph",
         "greeters",

@@ -11,6 +11,7 @@ mod kit;
 mod api_fuzz;
 mod api_tcp;
 mod bad_input;
+mod cli;
 mod containment;
 mod drain;
 mod engine_check;

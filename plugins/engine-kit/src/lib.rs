@@ -45,7 +45,18 @@ pub fn object(text: &str) -> Result<Map<String, Value>, String> {
 
 /// The error for a key the engine does not know.
 pub fn unknown_key(key: &str, known: &[&str]) -> String {
-    format!("unknown key '{key}' (known keys: {})", known.join(", "))
+    let close = known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(key, k), k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match close {
+        Some((_, k)) => format!(
+            "unknown key '{key}': did you mean '{k}'? (known keys: {})",
+            known.join(", ")
+        ),
+        None => format!("unknown key '{key}' (known keys: {})", known.join(", ")),
+    }
 }
 
 /// A whole number from 0 to u32::MAX, given as a JSON number or a numeric string.
