@@ -84,21 +84,21 @@ pub fn list(state_dir: &Path, as_json: bool) -> Result<()> {
         println!("no runs");
         return Ok(());
     }
-    println!(
-        "{:<20} {:<12} {:<22} {:>8} {:>8} {:>8}",
-        "RUN", "STATE", "BOOTED", "SERVICES", "DOMAINS", "WORKERS"
-    );
-    for r in &rows {
-        println!(
-            "{:<20} {:<12} {:<22} {:>8} {:>8} {:>8}",
-            r["name"].as_str().unwrap_or("-"),
-            r["state"].as_str().unwrap_or("-"),
-            clock(r["created"].as_f64().unwrap_or(0.0)),
-            r["services"],
-            r["domains"].as_array().map_or(0, Vec::len),
-            r["live_workers"]
-        );
-    }
+    let cells = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r["name"].as_str().unwrap_or("-").to_string(),
+                r["state"].as_str().unwrap_or("-").to_string(),
+                clock(r["created"].as_f64().unwrap_or(0.0)),
+                r["services"].to_string(),
+                r["domains"].as_array().map_or(0, Vec::len).to_string(),
+                r["live_workers"].to_string(),
+            ]
+        })
+        .collect();
+    let header = ["RUN", "STATE", "BOOTED", "SERVICES", "DOMAINS", "WORKERS"];
+    println!("{}", super::print::table(&header, cells, &[3, 4, 5]));
     Ok(())
 }
 

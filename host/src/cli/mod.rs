@@ -62,8 +62,9 @@ async fn confirm_terminate(client: &Client) -> Result<()> {
         .map(|d| d["instances"].as_array().map_or(0, Vec::len))
         .sum();
     eprint!(
-        "terminate {domains} domain(s) with {workers} worker(s), every run, and the daemon? \
-         [y/N] "
+        "terminate {} with {}, every run, and the daemon? [y/N] ",
+        print::count(domains, "domain"),
+        print::count(workers, "worker")
     );
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;

@@ -203,45 +203,60 @@ pub fn status(v: &Value) {
             );
         }
         match c.get("backoff_ms").and_then(Value::as_u64) {
-            Some(ms) if ms > 0 => println!("  crash-loop backoff: {ms} ms"),
+            Some(ms) if ms > 0 => {
+                println!("  CRASH LOOP: new instances fail fast; decides wait {ms} ms");
+                if let Some(why) = c["last_failure"].as_str() {
+                    println!("  last failure: {}", clean(why));
+                }
+            }
             _ => {}
         }
         held_lines(&c["held"]);
         refresh_line(d, &instances);
-        if !instances.is_empty() {
-            println!(
-                "  {:<16} {:<12} {:<14} {:<10} in state for",
-                "INSTANCE", "STATE", "HEALTH", "PID/CLOUD"
-            );
-        }
-        for i in &instances {
-            let since = now - i["state_time"].as_f64().unwrap_or(now);
-            let pid = i["pid"]
-                .as_i64()
-                .map(|p| p.to_string())
-                .or_else(|| i["cloud_id"].as_str().map(str::to_string))
-                .unwrap_or_else(|| "-".into());
-            let mut marks = String::new();
-            if i["protected"] == true {
-                marks.push_str("  protected");
+        let rows: Vec<Vec<String>> = instances.iter().map(|i| instance_row(i, now)).collect();
+        if !rows.is_empty() {
+            let header = [
+                "INSTANCE",
+                "STATE",
+                "HEALTH",
+                "PID/CLOUD",
+                "IN STATE FOR",
+                "",
+            ];
+            for line in table(&header, rows, &[4]).lines() {
+                println!("  {line}");
             }
-            let up = matches!(
-                i["state"].as_str(),
-                Some("started" | "running" | "running-failed")
-            );
-            if let (true, Some(until)) = (up, i["drain_until"].as_f64()) {
-                marks.push_str(&format!("  draining ({:.0}s left)", (until - now).max(0.0)));
-            }
-            println!(
-                "  {:<16} {:<12} {:<14} {:<10} {:.0}s{marks}",
-                s(i, "id"),
-                s(i, "state"),
-                s(i, "health"),
-                pid,
-                since.max(0.0),
-            );
         }
     }
+}
+
+/// An instance's row in `epu status`: id, state, health, pid or cloud id, age, and marks.
+fn instance_row(i: &Value, now: f64) -> Vec<String> {
+    let since = now - i["state_time"].as_f64().unwrap_or(now);
+    let pid = i["pid"]
+        .as_i64()
+        .map(|p| p.to_string())
+        .or_else(|| i["cloud_id"].as_str().map(|c| clean(c).into_owned()))
+        .unwrap_or_else(|| "-".into());
+    let mut marks = Vec::new();
+    if i["protected"] == true {
+        marks.push("protected".to_string());
+    }
+    let up = matches!(
+        i["state"].as_str(),
+        Some("started" | "running" | "running-failed")
+    );
+    if let (true, Some(until)) = (up, i["drain_until"].as_f64()) {
+        marks.push(format!("draining ({} left)", age(until - now)));
+    }
+    vec![
+        s(i, "id").into_owned(),
+        s(i, "state").into_owned(),
+        s(i, "health").into_owned(),
+        pid,
+        age(since),
+        marks.join(", "),
+    ]
 }
 
 /// `  refresh to version V: N of M instances replaced, K under way (batch B)`, or why it failed.
@@ -262,8 +277,9 @@ fn refresh_line(d: &Value, instances: &[Value]) {
         "refresh"
     };
     println!(
-        "  {kind} to version {to}: {done} of {} instances at it, {under_way} replacement(s)          under way (batch {})",
-        serving.len(),
+        "  {kind} to version {to}: {done} of {} at it, {} under way (batch {})",
+        count(serving.len(), "instance"),
+        count(under_way, "replacement"),
         r["batch"]
     );
     if let Some(why) = r["failed"].as_str() {
@@ -284,14 +300,17 @@ fn held_lines(held: &Value) {
         println!("  HELD: destroy of {}: {why}", d[0].as_str().unwrap_or("-"));
     }
     if let Some(n) = held["launches"].as_u64().filter(|n| *n > 0) {
-        println!("  HELD: {n} launch(es): the budget's max_launches is spent for the window");
+        println!(
+            "  HELD: {}: the budget's max_launches is spent for the window",
+            count(n as usize, "launch")
+        );
     }
 }
 
 /// `  sensor NAME = VALUE (age)  [STALE: why]  from SOURCE`
 fn sensor_line(sensor: &Value, now: f64) {
     let reading = match (sensor["value"].as_f64(), sensor["time"].as_f64()) {
-        (Some(v), Some(t)) => format!("{v} ({:.1}s ago)", (now - t).max(0.0)),
+        (Some(v), Some(t)) => format!("{v} ({} ago)", age(now - t)),
         _ => "no reading yet".into(),
     };
     let stale = match (sensor["stale"].as_bool(), sensor["error"].as_str()) {
@@ -374,6 +393,50 @@ pub(crate) fn report(json: bool, v: &serde_json::Value, line: impl FnOnce() -> S
     }
 }
 
+/// Rows under a header, each column as wide as its widest cell; the columns in `right` are
+/// aligned right (numbers).
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String {
+    use comfy_table::{presets::NOTHING, CellAlignment, Table};
+    let mut t = Table::new();
+    t.load_preset(NOTHING).set_header(header.to_vec());
+    for row in rows {
+        t.add_row(row);
+    }
+    for &i in right {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t.lines()
+        .map(|l| l.trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// "1 domain", "2 domains": a count with its noun, in the singular or the plural.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    match (n, noun.ends_with("ch") || noun.ends_with('s')) {
+        (1, _) => format!("1 {noun}"),
+        (_, true) => format!("{n} {noun}es"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
+/// A span of seconds as people read it: "0.4s", "45s", "3m12s", "2h05m", "3d04h".
+pub(crate) fn age(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 10.0 {
+        return format!("{s:.1}s");
+    }
+    let s = s.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
 pub(crate) fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -381,6 +444,19 @@ pub(crate) fn print_json(v: &serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_read_as_people_say_them() {
+        assert_eq!(age(0.42), "0.4s");
+        assert_eq!(age(-3.0), "0.0s");
+        assert_eq!(age(45.2), "45s");
+        assert_eq!(age(192.0), "3m12s");
+        assert_eq!(age(7500.0), "2h05m");
+        assert_eq!(age(273_600.0), "3d04h");
+        assert_eq!(count(1, "launch"), "1 launch");
+        assert_eq!(count(2, "launch"), "2 launches");
+        assert_eq!(count(0, "domain"), "0 domains");
+    }
 
     #[test]
     fn control_characters_are_escaped_and_plain_text_is_kept() {

@@ -88,7 +88,10 @@ pub async fn boot(state_dir: &Path, plan_path: &Path, opts: BootOptions) -> Resu
     }
     if status["already_booted"] == true {
         let added = status["added_domains"].as_array().map_or(0, Vec::len);
-        println!("run '{run}' was already booted; added {added} missing domain(s)");
+        println!(
+            "run '{run}' was already booted; added {}",
+            print::count(added, "missing domain")
+        );
     } else {
         println!(
             "run '{run}' booted: {} levels, {} services, {} domains",
@@ -278,9 +281,9 @@ pub async fn terminate(client: &Client, state_dir: &Path, run: &str, json: bool)
     }
     let count = |k: &str| v[k].as_array().map_or(0, Vec::len);
     println!(
-        "run '{run}' terminated: {} domain(s) and their workers, then {} service(s), are gone",
-        count("domains"),
-        count("services")
+        "run '{run}' terminated: {} and their workers, then {}, are gone",
+        print::count(count("domains"), "domain"),
+        print::count(count("services"), "service")
     );
     Ok(())
 }

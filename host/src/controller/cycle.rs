@@ -405,6 +405,18 @@ impl Controller {
                 json!({"fast_failures": failures, "backoff_ms": ms}),
             );
         }
-        self.status.lock().unwrap().backoff_ms = self.backoff.current().as_millis() as u64;
+        let backoff_ms = self.backoff.current().as_millis() as u64;
+        let mut st = self.status.lock().unwrap();
+        st.backoff_ms = backoff_ms;
+        if backoff_ms == 0 {
+            st.last_failure = None;
+        } else if let Some(why) = records
+            .iter()
+            .filter(|r| r.state == InstanceState::Failed && r.changed_seq > last_seq)
+            .max_by_key(|r| r.changed_seq)
+            .and_then(|r| r.error.clone())
+        {
+            st.last_failure = Some(why);
+        }
     }
 }

@@ -73,6 +73,10 @@ pub struct ControllerStatus {
     pub quarantined: bool,
     /// The crash-loop backoff in force: how long a change waits before it triggers a decide.
     pub backoff_ms: u64,
+    /// Why the last instance that failed did (a spawn error, an exit status), while the
+    /// domain is in a crash-loop backoff.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
     /// Whether the engine ran past its time budget and so runs on the isolation thread, apart
     /// from the domains it could delay.
     pub isolated: bool,

@@ -197,3 +197,50 @@ fn daemon_stop_keeps_the_workers_for_the_next_start() {
     let _d = epu.daemon();
     assert_eq!(epu.domain_pids("d"), pids, "the same workers, adopted");
 }
+
+#[test]
+fn the_status_of_a_crash_looping_domain_says_why_its_workers_fail() {
+    let epu = Epu::new();
+    let _d = epu.daemon();
+    epu.add_domain("d")
+        .config("preserve_n=2")
+        .flag("--pulse-ms", "100")
+        .command(&["sh", "-c", "echo starting; exit 3"])
+        .ok();
+    let mut shown = String::new();
+    let said = crate::kit::wait_for(std::time::Duration::from_secs(20), || {
+        shown = epu.ok(&["status", "d"]);
+        shown.contains("CRASH LOOP") && shown.contains("last failure")
+    });
+    assert!(said, "{shown}");
+    assert!(shown.contains("exit status: 3"), "{shown}");
+    let c = &epu.domain("d")["controller"];
+    assert!(
+        c["last_failure"]
+            .as_str()
+            .unwrap()
+            .contains("exit status: 3"),
+        "{c}"
+    );
+}
+
+#[test]
+fn list_prints_each_number_under_its_header() {
+    let epu = Epu::new();
+    epu.boot_quickstart();
+    let out = epu.ok(&["list"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let (header, row) = (lines[0], lines[1]);
+    // Numbers are aligned right: each ends where its header ends.
+    for (name, want) in [("SERVICES", "0"), ("DOMAINS", "1"), ("WORKERS", "3")] {
+        let end = header.find(name).unwrap() + name.len();
+        assert_eq!(&row[end - 1..end], want, "{name}:\n{out}");
+        assert_eq!(
+            row.as_bytes().get(end).copied().unwrap_or(b' '),
+            b' ',
+            "{out}"
+        );
+    }
+    epu.ok(&["terminate"]);
+}
