@@ -127,6 +127,11 @@ impl EngineHost {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(options.deadlines);
         config.consume_fuel(options.metered);
+        // A memory image in a sealed memfd saves a copy of the data segments per instantiation,
+        // but sealing can fail with EBUSY while the kernel migrates the file's pages, which
+        // made an engine's initialize fail at random. The engine is instantiated once per
+        // domain (and after a trap), so the copy costs little and the failure goes away.
+        config.memory_init_cow(false);
         let engine = wasmtime::Engine::new(&config)?;
         if options.deadlines {
             start_epoch_ticker(&engine);
