@@ -188,6 +188,69 @@ pub fn instance_counts(events: &[Event]) -> Vec<(f64, [usize; 5])> {
     out
 }
 
+/// An event a graph marks on its time axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mark {
+    /// An instance failed.
+    Failure,
+    Reconfigure,
+    Swap,
+    Quarantine,
+}
+
+impl Mark {
+    pub const ALL: [Mark; 4] = [
+        Mark::Failure,
+        Mark::Reconfigure,
+        Mark::Swap,
+        Mark::Quarantine,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mark::Failure => "failure",
+            Mark::Reconfigure => "reconfigure",
+            Mark::Swap => "engine swap",
+            Mark::Quarantine => "quarantine",
+        }
+    }
+}
+
+/// The events a graph marks, oldest first.
+pub fn marks(events: &[Event]) -> Vec<(f64, Mark)> {
+    events
+        .iter()
+        .filter_map(|e| {
+            let mark = match e.kind.as_str() {
+                "state" if e.detail["to"] == "failed" => Mark::Failure,
+                "reconfigured" => Mark::Reconfigure,
+                "engine-swapped" => Mark::Swap,
+                "quarantined" => Mark::Quarantine,
+                _ => return None,
+            };
+            Some((e.time, mark))
+        })
+        .collect()
+}
+
+/// The engines' target instance count over time (summed over the domains), from the
+/// decisions that carried something out or changed the engine's status.
+pub fn targets(events: &[Event]) -> Vec<(f64, u64)> {
+    let mut by_domain: HashMap<&str, u64> = HashMap::new();
+    let mut out = Vec::new();
+    for e in events {
+        let (Some(domain), "decision") = (&e.domain, e.kind.as_str()) else {
+            continue;
+        };
+        let Some(target) = e.detail["target"].as_u64() else {
+            continue;
+        };
+        by_domain.insert(domain, target);
+        out.push((e.time, by_domain.values().sum()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

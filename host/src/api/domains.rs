@@ -99,6 +99,11 @@ pub(super) async fn resume_engine(State(d): Shared, Path(name): Path<String>) ->
     Ok(Json(json!({ "domain": name, "resumed": true })))
 }
 
+pub(super) async fn explain(State(d): Shared, Path(name): Path<String>) -> Reply {
+    let decides = d.explain(&name).await?;
+    Ok(Json(json!({ "domain": name, "decides": decides })))
+}
+
 pub(super) async fn scenario(State(d): Shared, Path(name): Path<String>) -> Reply {
     let (text, steps) = d.export_scenario(&name).await?;
     Ok(Json(

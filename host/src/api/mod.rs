@@ -110,6 +110,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/domains/{name}/engine/rollback", post(rollback_engine))
         .route("/v1/domains/{name}/engine/resume", post(resume_engine))
         .route("/v1/domains/{name}/scenario", get(scenario))
+        .route("/v1/domains/{name}/explain", get(explain))
         .route("/v1/domains/{name}/sensors/{sensor}", post(push_reading))
         .route(
             "/v1/domains/{name}/instances/{id}/protect",

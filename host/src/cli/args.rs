@@ -90,6 +90,30 @@ pub(super) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Why a domain did (or did not) scale: its last decides in words, each with what the
+    /// engine was shown, what it answered, and what the daemon did and held back, and why.
+    Explain {
+        domain: String,
+        /// How many of the last decides to show (the daemon keeps 20; alike decides in a
+        /// row count as one).
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        last: usize,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The output of a domain's workers (each line after its instance), or of one worker.
+    /// The logs of live workers and of the newest 20 ended ones per domain are kept.
+    Logs {
+        /// A domain's name or an instance's id.
+        target: String,
+        /// Keep printing new output (for an instance: until it ends).
+        #[arg(long, short)]
+        follow: bool,
+        /// Only the last N lines of each worker's log.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+    },
     /// Kill what no live run owns: the workers of domains whose run is gone, services of runs
     /// that failed or were terminated, and stray processes this state dir launched.
     Clean {

@@ -25,6 +25,14 @@ pub(super) struct DaemonArgs {
     /// the fd limit does not leave room for them beside the daemon's own reserve.
     #[arg(long, env = "EPU_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub(super) max_connections: Option<u32>,
+    /// The size in MiB past which a worker's log file is rotated, keeping that much of its
+    /// end in `<id>.log.1` (default 16; 1 to 1024).
+    #[arg(long, env = "EPU_WORKER_LOG_MIB", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub(super) worker_log_mib: Option<u64>,
+    /// How many ended workers' log files are kept per domain, the newest (default 20; 0 to
+    /// 10000).
+    #[arg(long, env = "EPU_KEEP_WORKER_LOGS", value_parser = clap::value_parser!(u32).range(0..=10000))]
+    pub(super) keep_worker_logs: Option<u32>,
     /// Join a cluster of daemons on etcd at these endpoints (comma-separated URLs). The
     /// cluster's etcd keeps every domain; this node runs its fair share (cargo feature
     /// `cluster`).
@@ -67,15 +75,28 @@ impl DaemonArgs {
             self.cluster.is_empty(),
             "this epu was built without the cluster (cargo feature `cluster`)"
         );
+        let log_retention = self.log_retention();
         Ok(crate::daemon::DaemonOptions {
             plugins_dir: self.plugins_dir,
             listen: self.listen,
             metrics_open: self.metrics_open,
             max_engine_bytes: self.max_engine_mib.map(|m| m << 20),
             max_connections: self.max_connections.map(|n| n as usize),
+            log_retention,
             #[cfg(feature = "cluster")]
             cluster,
         })
+    }
+
+    fn log_retention(&self) -> crate::provisioner::process::logs::Retention {
+        let mut r = crate::provisioner::process::logs::Retention::default();
+        if let Some(mib) = self.worker_log_mib {
+            r.max_bytes = mib << 20;
+        }
+        if let Some(n) = self.keep_worker_logs {
+            r.keep_ended = n as usize;
+        }
+        r
     }
 
     #[cfg(feature = "cluster")]

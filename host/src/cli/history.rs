@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 
 /// Opens the state dir's store; it must exist already.
-fn open(state_dir: &Path) -> Result<Store> {
+pub(super) fn open(state_dir: &Path) -> Result<Store> {
     let path = state_dir.join("epu.db");
     if !path.exists() {
         bail!("{} holds no epu state", state_dir.display());
@@ -138,7 +138,7 @@ pub fn find_workers(state_dir: &Path, run: &str, as_json: bool) -> Result<()> {
                 "domain": d, "id": i.id, "state": i.state, "health": i.health, "pid": i.pid,
                 "cloud_id": i.cloud_id,
                 "last_heartbeat": i.last_heartbeat,
-                "log": state_dir.join("logs").join(format!("{}.log", i.id)),
+                "log": crate::provisioner::process::logs::path(&state_dir.join("logs"), &i.id),
             }));
         }
     }

@@ -7,8 +7,10 @@ mod daemon_args;
 mod deployables;
 mod domain_args;
 mod engine;
+mod explain;
 mod foreground;
 mod history;
+mod logs;
 mod parse;
 mod print;
 mod runs;
@@ -336,6 +338,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::List { json } => history::list(&state_dir, json),
         Command::History { run, json } => history::history(&state_dir, &run, json),
         Command::FindWorkers { run, json } => history::find_workers(&state_dir, &run, json),
+        Command::Explain { domain, last, json } => {
+            explain::explain(&client, &domain, last, json).await
+        }
+        Command::Logs {
+            target,
+            follow,
+            tail,
+        } => logs::logs(&state_dir, &target, follow, tail).await,
         Command::Clean { json } => runs::clean(&client, &state_dir, json).await,
         Command::Graph {
             target,

@@ -289,22 +289,33 @@ fn refresh_line(d: &Value, instances: &[Value]) {
 
 /// What a domain's protections and budget hold back of its engine's last decision.
 fn held_lines(held: &Value) {
-    let destroys = held["destroys"].as_array().cloned().unwrap_or_default();
-    for d in &destroys {
+    for line in held_words(held) {
+        println!("  HELD: {line}");
+    }
+}
+
+/// What the guard held back of a decision, a sentence each.
+pub(crate) fn held_words(held: &Value) -> Vec<String> {
+    let mut words = Vec::new();
+    for d in held["destroys"].as_array().into_iter().flatten() {
         let why = match d[1].as_str() {
             Some("protected") => "it is protected",
             Some("budget") => "the budget's max_destroys is spent for the window",
             Some("min-healthy") => "it would take the healthy instances below min_healthy_percent",
             _ => "-",
         };
-        println!("  HELD: destroy of {}: {why}", d[0].as_str().unwrap_or("-"));
+        words.push(format!(
+            "destroy of {}: {why}",
+            d[0].as_str().unwrap_or("-")
+        ));
     }
     if let Some(n) = held["launches"].as_u64().filter(|n| *n > 0) {
-        println!(
-            "  HELD: {}: the budget's max_launches is spent for the window",
+        words.push(format!(
+            "{}: the budget's max_launches is spent for the window",
             count(n as usize, "launch")
-        );
+        ));
     }
+    words
 }
 
 /// `  sensor NAME = VALUE (age)  [STALE: why]  from SOURCE`

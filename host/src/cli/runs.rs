@@ -25,18 +25,39 @@ pub async fn boot(state_dir: &Path, plan_path: &Path, opts: BootOptions) -> Resu
     let run = opts.name.clone().unwrap_or_else(|| plan.name.clone());
     plan::check_name(&run)?;
     if opts.validate || opts.dry_run {
-        let outline = outline(&plan, &run);
+        let mut outline = outline(&plan, &run);
+        let tried = match opts.validate {
+            true => try_engines(state_dir, &plan).await?,
+            false => Vec::new(),
+        };
         if opts.json {
+            if opts.validate {
+                outline["engines"] = json!(tried);
+            }
             print_json(&outline);
         } else if opts.validate {
             println!(
-                "{}: plan '{}' is valid: {} levels, {} services, {} domains",
+                "{}: plan '{}' is valid: {}, {}, {}",
                 plan.file.display(),
                 plan.name,
-                plan.levels.len(),
-                plan.service_count(),
-                plan.domains.len()
+                print::count(plan.levels.len(), "level"),
+                print::count(plan.service_count(), "service"),
+                print::count(plan.domains.len(), "domain")
             );
+            for t in &tried {
+                match t["tried"].as_bool() {
+                    Some(true) => println!(
+                        "  domain '{}': engine {} accepts its config",
+                        print::s(t, "domain"),
+                        print::s(t, "engine")
+                    ),
+                    _ => println!(
+                        "  domain '{}': its engine or config takes a service's attributes, so \
+                         it is tried at boot",
+                        print::s(t, "domain")
+                    ),
+                }
+            }
         } else {
             print_outline(&outline);
         }
@@ -102,6 +123,28 @@ pub async fn boot(state_dir: &Path, plan_path: &Path, opts: BootOptions) -> Resu
     }
     println!("watch with: epu status {run}   |   stop with: epu terminate {run}");
     Ok(())
+}
+
+/// Tries each domain's engine on its config (initialize, and a trial decide for a bundled
+/// engine), as the boot will; the compiled code is kept in the state dir for the boot. A
+/// domain whose engine or config takes a service's attributes is left to the boot.
+async fn try_engines(state_dir: &Path, plan: &Plan) -> Result<Vec<Value>> {
+    let dir = crate::statedir::prepare(state_dir)?;
+    let plan = plan.clone();
+    tokio::task::spawn_blocking(move || {
+        let host = crate::engine::EngineHost::new(&dir)?;
+        let mut out = Vec::new();
+        for (i, d) in plan.domains.iter().enumerate() {
+            let tried = plan.engine_known_before_boot(i);
+            if tried {
+                crate::controller::trial::try_plan_domain(&host, &plan, i)?;
+            }
+            let engine = crate::engine::engine_name(&d.engine);
+            out.push(json!({"domain": d.name, "engine": engine, "tried": tried}));
+        }
+        Ok(out)
+    })
+    .await?
 }
 
 /// The plan as it would boot, level by level, with references unfilled.

@@ -2,6 +2,7 @@
 //! the decision, record it, and carry it out.
 
 use super::drain;
+use super::explain::{self, Answer, Done, Explained, Seen};
 use super::faults::{Fault, FaultKind};
 use super::guard::{staying, Held, HoldReason};
 use super::{short_id, Controller};
@@ -106,12 +107,20 @@ impl Controller {
         // nothing, there is nothing to write.
         let changed = read.records.iter().any(|r| r.changed_seq > read.last_seq);
         let (live, sensors, seen_seq) = (&read.live, &readings.sensors, read.seen_seq);
+        let backoff_ms = self.backoff.current().as_millis() as u64;
+        let seen = Seen::of(&read, sensors, self.spec.max_instances, backoff_ms);
         if self.quarantined {
             let decision = self.fallback(live);
+            let answer = Some(Answer::of(&decision));
             match self.carry_out(&decision, live, sensors, seen_seq, changed, true) {
-                Ok(()) => self.sensor_seen = readings.seen,
+                Ok(done) => {
+                    self.sensor_seen = readings.seen;
+                    self.explain("fallback", seen, answer, None, Some(done));
+                }
                 Err(e) => {
-                    tracing::error!(domain = %self.spec.name, "carrying out the fallback: {e:#}")
+                    tracing::error!(domain = %self.spec.name, "carrying out the fallback: {e:#}");
+                    let why = format!("carrying it out failed: {e:#}");
+                    self.explain("fallback", seen, answer, Some(why), None);
                 }
             }
             return pulse;
@@ -124,19 +133,28 @@ impl Controller {
         let decision = match self.with_engine(|e| e.decide(&snap, seed)) {
             Ok(d) => d,
             Err(fault) => {
+                self.explain("engine", seen, None, Some(explain::fault(&fault)), None);
                 self.fault(fault);
                 return pulse;
             }
         };
+        let answer = Some(Answer::of(&decision));
         let max_bytes = self.spec.limits.max_decision_bytes;
         if let Err(e) = decision::check(&decision, live, self.spec.max_instances, max_bytes) {
-            self.fault(Fault::new(FaultKind::InvalidDecision, e.to_string()));
+            let fault = Fault::new(FaultKind::InvalidDecision, e.to_string());
+            self.explain("engine", seen, answer, Some(explain::fault(&fault)), None);
+            self.fault(fault);
             return pulse;
         }
-        if let Err(e) = self.carry_out(&decision, live, sensors, seen_seq, changed, false) {
-            tracing::error!(domain = %self.spec.name, "carrying out a decision: {e:#}");
-            self.event("provisioning-error", json!({"error": format!("{e:#}")}));
-            return pulse;
+        match self.carry_out(&decision, live, sensors, seen_seq, changed, false) {
+            Ok(done) => self.explain("engine", seen, answer, None, Some(done)),
+            Err(e) => {
+                tracing::error!(domain = %self.spec.name, "carrying out a decision: {e:#}");
+                self.event("provisioning-error", json!({"error": format!("{e:#}")}));
+                let why = format!("carrying it out failed: {e:#}");
+                self.explain("engine", seen, answer, Some(why), None);
+                return pulse;
+            }
         }
         // Only now are the engine's tables as the daemon has them; unless something was held
         // back, which the engine counts as done: it is told the whole domain again.
@@ -155,6 +173,28 @@ impl Controller {
             Some(at) => next.min(Duration::from_secs_f64((at - now).clamp(0.01, 86_400.0))),
             None => next,
         }
+    }
+
+    /// Keeps the explanation of a decide for `epu explain`.
+    fn explain(
+        &self,
+        by: &'static str,
+        seen: Seen,
+        answer: Option<Answer>,
+        fault: Option<String>,
+        done: Option<Done>,
+    ) {
+        let e = Explained {
+            time: now(),
+            first_time: 0.0,
+            repeats: 0,
+            by,
+            seen,
+            answer,
+            fault,
+            done,
+        };
+        explain::keep(&self.explained, e);
     }
 
     /// Reports what the guard held back: in the status, and as an event for each destroy or
@@ -209,8 +249,8 @@ impl Controller {
     }
 
     /// Records a checked decision (launches before any spawn), with the sensor readings it was
-    /// made on, then destroys and launches. `changed` says whether the decide saw instance
-    /// changes; a decide that saw none and changes nothing writes nothing.
+    /// made on, then destroys and launches; returns what was done. `changed` says whether the
+    /// decide saw instance changes; a decide that saw none and changes nothing writes nothing.
     fn carry_out(
         &mut self,
         d: &Decision,
@@ -219,11 +259,12 @@ impl Controller {
         seen_seq: i64,
         changed: bool,
         by_fallback: bool,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Done> {
         if self.stopping() {
-            return Ok(());
+            return Ok(Done::default());
         }
         let unasked;
+        let asked = d.destroy.len();
         let d = match drain::without_draining(d, live) {
             Some(d) => {
                 unasked = d;
@@ -231,6 +272,7 @@ impl Controller {
             }
             None => d,
         };
+        let already_leaving = asked - d.destroy.len();
         // The guard is skipped (no copy of the decision) when it has nothing to hold back.
         let protected = |h: &u64| live.iter().any(|r| r.handle == *h && r.protected);
         let mut guarded;
@@ -273,17 +315,29 @@ impl Controller {
             .iter()
             .filter_map(|h| live.iter().find(|i| i.handle == *h))
             .collect();
+        let done = Done {
+            launched: new.len(),
+            taken_back: taken_back.len(),
+            held: self.last_held.clone(),
+            already_leaving,
+            dry_run: self.spec.dry_run && !by_fallback,
+            ..Done::default()
+        }
+        .destroyed(destroyed.iter().map(|i| &i.id));
         if self.spec.dry_run && !by_fallback {
-            return self.record_dry_run(d, live, &new, &destroyed, seen_seq, changed);
+            self.record_dry_run(d, live, &new, &destroyed, seen_seq, changed)?;
+            return Ok(done);
         }
         let status_changed = !by_fallback && self.last_status != Some(d.status);
         let acted = !new.is_empty() || !d.destroy.is_empty() || !taken_back.is_empty();
+        let target = staying(live, d) + taken_back.len() + new.len();
         let detail = (acted || status_changed).then(|| {
             let mut detail = json!({
                 "launch": new.iter().map(|n| &n.id).collect::<Vec<_>>(),
                 "destroy": destroyed.iter().map(|i| &i.id).collect::<Vec<_>>(),
                 "status": engine_status_name(d.status),
                 "by": if by_fallback { "fallback" } else { "engine" },
+                "target": target,
             });
             if !taken_back.is_empty() {
                 detail["take_back"] = json!(taken_back);
@@ -312,8 +366,7 @@ impl Controller {
             }
         }
         if !by_fallback {
-            let staying = staying(live, d) + taken_back.len();
-            self.last_target = Some((staying + new.len()) as u32);
+            self.last_target = Some(target as u32);
             self.status.lock().unwrap().desired = self.last_target;
             self.last_status = Some(d.status);
             let mut st = self.status.lock().unwrap();
@@ -343,7 +396,7 @@ impl Controller {
                 prov.launch(&inst, &self.spec)?;
             }
         }
-        Ok(())
+        Ok(done)
     }
 
     /// A dry-run domain's decision: recorded (an event when it differs from the last one, and

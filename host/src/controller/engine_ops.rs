@@ -2,12 +2,11 @@
 //! reconfigure, and the validated hot swap.
 
 use super::faults::{Fault, FaultKind};
+use super::trial::trial_decide;
 use super::{CommandError, Controller, LiveEngine};
-use crate::contract::{decision, snapshot};
-use crate::engine::bindings::{LogLevel, Snapshot};
+use crate::contract::snapshot;
+use crate::engine::bindings::LogLevel;
 use crate::engine::{CallLimits, EngineError, EngineInstance, LoadedEngine};
-use crate::model::EngineLimits;
-use crate::store::{DecideView, InstanceRecord};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -225,36 +224,4 @@ impl Controller {
             instance.synced = None;
         }
     }
-}
-
-/// Why a trial decide failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TrialError {
-    /// The engine trapped or returned an error.
-    #[error("canary decide failed: {0}")]
-    Failed(String),
-    /// The daemon would refuse the decision.
-    #[error("canary decision refused: {0}")]
-    Refused(decision::InvalidDecision),
-}
-
-/// Makes a trial decide of `inst` on `snap` and checks the decision as a real one would be
-/// against the domain's `live` instances; nothing is carried out.
-pub fn trial_decide(
-    inst: &mut EngineInstance,
-    snap: &Snapshot,
-    live: &[InstanceRecord],
-    max_instances: u32,
-    limits: &EngineLimits,
-) -> Result<(), TrialError> {
-    let decision = inst
-        .decide(snap, rand::random())
-        .map_err(|e| TrialError::Failed(e.to_string()))?;
-    decision::check(&decision, live, max_instances, limits.max_decision_bytes)
-        .map_err(TrialError::Refused)
-}
-
-/// The snapshot of a domain that has nothing yet: no instances, readings or memo.
-pub fn empty_snapshot() -> Snapshot {
-    snapshot::build(&DecideView::default(), &[], None, crate::model::now()).0
 }

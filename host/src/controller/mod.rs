@@ -16,11 +16,13 @@ mod cycle;
 mod drain;
 mod engine_ops;
 mod event_budget;
+pub mod explain;
 mod faults;
 pub mod guard;
 mod recording;
 mod refresh;
 mod threads;
+pub mod trial;
 
 use crate::engine::bindings::EngineStatus;
 use crate::engine::{EngineHost, EngineInstance, LoadedEngine};
@@ -39,9 +41,9 @@ use std::time::Duration;
 use threads::{Msg, Route};
 use tokio::sync::oneshot;
 
-pub use engine_ops::{empty_snapshot, trial_decide, TrialError};
 pub use faults::FaultKind;
 pub use threads::DecideThreads;
+pub use trial::{empty_snapshot, trial_decide, TrialError};
 
 /// The daemon's shared services, as a controller needs them.
 pub struct Services {
@@ -120,6 +122,8 @@ pub(super) enum Command {
 pub struct ControllerHandle {
     route: Route,
     pub status: Arc<Mutex<ControllerStatus>>,
+    /// The last decides, explained.
+    pub explained: explain::Explanations,
     /// Set when the controller is told to stop: from then on it carries out nothing.
     stopping: Arc<AtomicBool>,
     /// How long a command waits for the controller's answer.
@@ -224,6 +228,7 @@ pub fn start(
     let stopping = Arc::new(AtomicBool::new(false));
     let deadline = command_deadline(&record.spec.limits);
     let guard = guard::Guard::seeded(&services.store, &record.spec);
+    let explained = explain::Explanations::default();
     let controller = Controller {
         generation: services.store.generation(&name),
         services: services.clone(),
@@ -231,6 +236,7 @@ pub fn start(
         loaded,
         instance: instance.map(LiveEngine::fresh),
         status: status.clone(),
+        explained: explained.clone(),
         last_status: None,
         backoff: Backoff::default(),
         quarantined: record.quarantined,
@@ -264,6 +270,7 @@ pub fn start(
     ControllerHandle {
         route,
         status,
+        explained,
         stopping,
         deadline,
     }
@@ -292,6 +299,7 @@ struct Controller {
     /// None after a trap or a rejected reconfigure; the next call makes a fresh one.
     instance: Option<LiveEngine>,
     status: Arc<Mutex<ControllerStatus>>,
+    explained: explain::Explanations,
     last_status: Option<EngineStatus>,
     backoff: Backoff,
     quarantined: bool,

@@ -1,10 +1,8 @@
 //! A domain's engine: swaps, the history and rollbacks, quarantine, and scenario exports.
 
 use super::{unknown_domain, Daemon, OpError};
-use crate::engine::EngineHost;
 use crate::store::EngineVersion;
 use serde_json::{Map, Value};
-use std::path::Path;
 
 impl Daemon {
     /// Validates an engine (a bundled name or a `.wasm` path) against the live domain and
@@ -33,14 +31,11 @@ impl Daemon {
         // Compile before taking the controllers' lock: it can take seconds for some guests.
         let engines = self.services.engines.clone();
         let spec = engine.to_string();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let bytes = match staged {
-                Some(bytes) => bytes,
-                None => EngineHost::read_engine(&spec, Path::new("."), engines.max_engine_bytes())?,
-            };
-            engines
+        let loaded = tokio::task::spawn_blocking(move || match staged {
+            Some(bytes) => engines
                 .prepare(&bytes)
-                .map_err(|e| e.context(format!("engine '{spec}'")))
+                .map_err(|e| e.context(format!("engine '{spec}'"))),
+            None => engines.prepare_spec(&spec),
         })
         .await
         .map_err(|e| OpError::Internal(e.into()))?;
@@ -101,6 +96,16 @@ impl Daemon {
             .swap(loaded, previous.name.clone(), config)
             .await
             .map_err(|e| OpError::from_command(e, OpError::Invalid))
+    }
+
+    /// The domain's last decides, explained, oldest first (see [`crate::controller::explain`]).
+    pub async fn explain(
+        &self,
+        name: &str,
+    ) -> Result<Vec<crate::controller::explain::Explained>, OpError> {
+        let handle = self.handle(name).await?;
+        let kept = handle.explained.lock().unwrap().iter().cloned().collect();
+        Ok(kept)
     }
 
     /// A scenario file (TOML) of what the domain's engine saw and decided lately, from a full

@@ -24,9 +24,10 @@ use startup::{fd_budget, lock_state_dir};
 pub use startup::{DEFAULT_MAX_CONNECTIONS, FD_RESERVE, UNIX_MAX_CONNECTIONS};
 
 use crate::controller::{self, ControllerHandle, Services};
-use crate::engine::{CallLimits, EngineHost};
+use crate::engine::{EngineHost, EngineInstance, LoadedEngine};
 use crate::health::HealthMonitor;
 use crate::model::DomainSpec;
+use crate::plan::Plan;
 use crate::provisioner::{DriverContext, Provisioner};
 use crate::sensors::{PushError, SensorBoard};
 use crate::store::Store;
@@ -102,6 +103,8 @@ pub struct DaemonOptions {
     pub max_engine_bytes: Option<u64>,
     /// The most TCP connections served at once (default [`DEFAULT_MAX_CONNECTIONS`]).
     pub max_connections: Option<usize>,
+    /// How much of the process workers' logs is kept.
+    pub log_retention: crate::provisioner::process::logs::Retention,
     /// The cluster to join as a node (the store then holds only the domains it owns).
     #[cfg(feature = "cluster")]
     pub cluster: Option<crate::cluster::ClusterOptions>,
@@ -203,6 +206,7 @@ impl Daemon {
             heartbeat_url,
             live_ids,
             peer_env,
+            log_retention: options.log_retention,
         })?);
         #[cfg(feature = "cluster")]
         if let Some(node) = &cluster {
@@ -328,6 +332,33 @@ impl Daemon {
         let _ = rx.wait_for(|stop| *stop).await;
     }
 
+    /// Tries `spec`'s engine as [`controller::trial::start`] does, off the async runtime.
+    pub(crate) async fn try_engine(
+        &self,
+        spec: &DomainSpec,
+    ) -> Result<(Arc<LoadedEngine>, EngineInstance), OpError> {
+        let engines = self.services.engines.clone();
+        let spec = spec.clone();
+        tokio::task::spawn_blocking(move || controller::trial::start(&engines, &spec))
+            .await
+            .map_err(|e| OpError::Internal(e.into()))?
+            .map_err(|e| OpError::Invalid(e.to_string()))
+    }
+
+    /// Tries the engine of the plan's domain at `index`, as
+    /// [`controller::trial::try_plan_domain`] does, off the async runtime.
+    pub(crate) async fn try_plan_domain(&self, plan: &Plan, index: usize) -> Result<(), OpError> {
+        let engines = self.services.engines.clone();
+        let plan = plan.clone();
+        tokio::task::spawn_blocking(move || {
+            controller::trial::try_plan_domain(&engines, &plan, index)
+        })
+        .await
+        .map_err(|e| OpError::Internal(e.into()))?
+        .map(|_| ())
+        .map_err(|e| OpError::Invalid(format!("{e:#}")))
+    }
+
     /// Validates and creates a domain: the engine must load, implement the world and accept
     /// the config before anything is stored. Compiling and initializing take no lock.
     pub async fn add_domain(&self, mut spec: DomainSpec) -> Result<(), OpError> {
@@ -347,41 +378,7 @@ impl Daemon {
         if self.exists(&spec.name)? || self.in_cluster(&spec.name).await? {
             return Err(domain_exists(&spec.name));
         }
-        let engines = self.services.engines.clone();
-        let engine_spec = spec.engine.clone();
-        let config = Value::Object(spec.config.clone()).to_string();
-        let limits = spec.limits.clone();
-        let max_instances = spec.max_instances;
-        let (loaded, instance) = tokio::task::spawn_blocking(move || {
-            let max = engines.max_engine_bytes();
-            let bytes = EngineHost::read_engine(&engine_spec, Path::new("."), max)
-                .map_err(|e| OpError::Invalid(format!("{e:#}")))?;
-            let loaded = engines
-                .prepare(&bytes)
-                .map_err(|e| OpError::Invalid(format!("engine '{engine_spec}': {e:#}")))?;
-            let instantiate = || {
-                engines
-                    .instantiate(&loaded, &config, CallLimits::from(&limits))
-                    .map_err(|e| {
-                        OpError::Invalid(format!("engine '{engine_spec}' rejected the config: {e}"))
-                    })
-            };
-            let instance = instantiate()?;
-            // A bundled engine decides as its config says, so a trial decide on the empty
-            // domain (by an instance of its own: the domain's starts fresh) tells a config
-            // that asks for what the daemon would refuse, such as more than max_instances.
-            // A user's engine that decides so is a faulting engine: the sandbox contains it
-            // and counts it toward quarantine, as it does any engine after its start.
-            if crate::engine::bundled::get(&engine_spec).is_some() {
-                let snap = controller::empty_snapshot();
-                let mut trial = instantiate()?;
-                controller::trial_decide(&mut trial, &snap, &[], max_instances, &limits)
-                    .map_err(|e| OpError::Invalid(format!("engine '{engine_spec}': {e}")))?;
-            }
-            Ok::<_, OpError>((loaded, instance))
-        })
-        .await
-        .map_err(|e| OpError::Internal(e.into()))??;
+        let (loaded, instance) = self.try_engine(&spec).await?;
         spec.engine = crate::engine::engine_name(&spec.engine);
         #[cfg(feature = "cluster")]
         if let Some(node) = &self.cluster {

@@ -12,10 +12,13 @@ pub mod budget;
 pub mod bundled;
 mod instance;
 mod sandbox;
+mod source;
 
 pub use budget::EPOCH_TICK;
 pub use instance::{CallLimits, EngineError, EngineInstance, TrapKind};
 pub use sandbox::{MAX_LOG_LINES, MAX_RANDOM_BYTES, MAX_RESOURCES, MAX_TEXT_BYTES};
+use source::check_size;
+pub use source::engine_name;
 
 use anyhow::{bail, Context, Result};
 use bindings::EnginePre;
@@ -164,44 +167,6 @@ impl EngineHost {
     /// The largest component this host accepts, in bytes.
     pub fn max_engine_bytes(&self) -> u64 {
         self.options.max_engine_bytes
-    }
-
-    /// Reads an engine named by a spec: a bundled engine's name, or the path of a `.wasm` file
-    /// (relative paths are taken from `base`). Only a regular file of at most `max_bytes` is
-    /// read. Returns the bytes.
-    pub fn read_engine(spec: &str, base: &Path, max_bytes: u64) -> Result<Vec<u8>> {
-        use std::io::Read;
-        if let Some(bytes) = bundled::get(spec) {
-            return Ok(bytes.to_vec());
-        }
-        let path = base.join(spec);
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
-            Err(_) => {
-                let known: Vec<_> = bundled::names().collect();
-                bail!(
-                    "engine '{spec}' is neither a bundled engine ({}) nor an existing file ({})",
-                    known.join(", "),
-                    path.display()
-                );
-            }
-        };
-        if !meta.is_file() {
-            bail!(
-                "engine {} is not a regular file: an engine is read from a .wasm file",
-                path.display()
-            );
-        }
-        check_size(meta.len(), max_bytes)?;
-        let file = std::fs::File::open(&path)
-            .with_context(|| format!("reading engine {}", path.display()))?;
-        // The file may grow between the look and the read: never read past the cap.
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.take(max_bytes + 1)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("reading engine {}", path.display()))?;
-        check_size(bytes.len() as u64, max_bytes)?;
-        Ok(bytes)
     }
 
     /// Validates component bytes against the `engine` world and compiles them (or takes the
@@ -378,27 +343,6 @@ impl EngineHost {
         let timed = o.deadlines && o.accounting;
         EngineInstance::new(&self.engine, loaded, config, limits, o.metered, timed)
     }
-}
-
-/// Refuses a component over the size cap.
-fn check_size(len: u64, max: u64) -> Result<()> {
-    if len > max {
-        bail!(
-            "the engine is {len} bytes, over the cap of {max} bytes (the daemon's \
-             --max-engine-mib)"
-        );
-    }
-    Ok(())
-}
-
-/// The name of an engine given as a bundled name or a path: the file's stem for a path.
-pub fn engine_name(spec: &str) -> String {
-    if bundled::get(spec).is_some() {
-        return spec.to_string();
-    }
-    Path::new(spec)
-        .file_stem()
-        .map_or(spec.to_string(), |s| s.to_string_lossy().into_owned())
 }
 
 /// The sha256 of component bytes, in hex: an engine's identity.

@@ -17,14 +17,19 @@ pub(super) type Levels = HashMap<String, (usize, Vec<String>)>;
 
 /// Where errors point: the plan file and its text.
 pub(super) struct Source<'a> {
-    file: &'a Path,
-    text: &'a str,
+    pub(super) file: &'a Path,
+    pub(super) text: &'a str,
 }
 
 impl Source<'_> {
     /// An error at the line of `needle` in the table that starts at `span` (up to the next
     /// `[[` header), or at the table's start.
-    fn err(&self, span: &std::ops::Range<usize>, needle: &str, what: String) -> anyhow::Error {
+    pub(super) fn err(
+        &self,
+        span: &std::ops::Range<usize>,
+        needle: &str,
+        what: String,
+    ) -> anyhow::Error {
         let start = span.start.min(self.text.len());
         let rest = &self.text[start..];
         let end = rest[1.min(rest.len())..]
@@ -60,6 +65,7 @@ pub fn load(path: &Path) -> Result<Plan> {
     let (levels, level_of) = load_levels(&src, &dir, &parsed)?;
     check_service_refs(&src, &parsed, &level_of)?;
     let mut names = HashSet::new();
+    let domain_spans = parsed.domains.iter().map(|d| d.span()).collect();
     let domains = parsed
         .domains
         .into_iter()
@@ -70,6 +76,8 @@ pub fn load(path: &Path) -> Result<Plan> {
         file: file.clone(),
         levels,
         domains,
+        text,
+        domain_spans,
     })
 }
 

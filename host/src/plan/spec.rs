@@ -7,7 +7,7 @@ use crate::model::{
 };
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use toml::Spanned;
@@ -130,13 +130,17 @@ pub(super) fn default_interval() -> u64 {
 
 /// A checked plan, with every path made absolute. References are still unfilled: they are
 /// filled as the run boots.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Plan {
     pub name: String,
     pub file: PathBuf,
     /// The bootlevels in order, each with its services.
     pub levels: Vec<Vec<ServiceSpec>>,
     pub domains: Vec<DomainSpec>,
+    /// The file's text, and where each domain's table is in it: errors found later point at
+    /// their line.
+    pub(super) text: String,
+    pub(super) domain_spans: Vec<std::ops::Range<usize>>,
 }
 
 impl Plan {
@@ -168,6 +172,27 @@ impl Plan {
             d.run = Some(run.to_string());
         }
         self
+    }
+
+    /// An error about the domain at `index`, at the line of `needle` in its table.
+    pub fn domain_error(&self, index: usize, needle: &str, what: &str) -> anyhow::Error {
+        let src = super::load::Source {
+            file: &self.file,
+            text: &self.text,
+        };
+        let span = self.domain_spans.get(index).cloned().unwrap_or(0..0);
+        let name = self.domains.get(index).map_or("", |d| d.name.as_str());
+        src.err(&span, needle, format!("domain '{name}': {what}"))
+    }
+
+    /// Whether the engine of the domain at `index`, and its config and limits, are known
+    /// before the run boots: none of them takes a service's attributes.
+    pub fn engine_known_before_boot(&self, index: usize) -> bool {
+        let Some(d) = self.domains.get(index) else {
+            return false;
+        };
+        let parts = json!([d.engine, d.config, d.limits, d.max_instances]);
+        super::template::refs_in(&parts).is_ok_and(|refs| refs.is_empty())
     }
 
     /// How many services the plan has.

@@ -37,6 +37,8 @@ pub struct DriverContext {
     pub live_ids: Option<LiveIds>,
     /// Env vars every worker gets beside its own (in a cluster: [`crate::cluster::Node::peer_env`]).
     pub peer_env: Option<PeerEnv>,
+    /// How much of the process workers' logs is kept.
+    pub log_retention: process::logs::Retention,
 }
 
 /// Makes the env vars of [`DriverContext::peer_env`].

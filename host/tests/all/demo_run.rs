@@ -322,3 +322,48 @@ fn a_run_outlives_a_daemon_crash_and_a_crash_during_boot_leaks_nothing() {
     }
     assert!(epu.service_processes().is_empty());
 }
+
+#[test]
+fn an_engine_that_refuses_its_config_fails_validate_and_boot_before_any_service_starts() {
+    let epu = Epu::new();
+    let plan = demo_copy(&epu.dir.path().join("plan"), |p| {
+        p.replace("config = { preserve_n = 2 }", "config = { preserv_n = 2 }")
+    });
+    let plan = plan.to_str().unwrap();
+    let err = epu.fails(&["boot", "--validate", plan]);
+    for needle in [
+        "plan.toml: line 27: domain 'greeters'",
+        "unknown key 'preserv_n'",
+        "did you mean 'preserve_n'",
+    ] {
+        assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    }
+    // The boot itself refuses it with the same words before it starts anything.
+    let booted = epu.fails(&["boot", plan]);
+    assert!(
+        booted.contains("line 27") && booted.contains("preserv_n"),
+        "{booted}"
+    );
+    assert!(epu.service_processes().is_empty());
+    let status = epu.status();
+    assert!(status["runs"].as_array().unwrap().is_empty(), "{status}");
+    assert!(status["domains"].as_array().unwrap().is_empty(), "{status}");
+
+    // A config of the right key but a count the domain cannot hold is refused as well.
+    let plan = demo_copy(&epu.dir.path().join("plan"), |p| {
+        p.replace(
+            "config = { preserve_n = 2 }",
+            "config = { preserve_n = 20 }",
+        )
+    });
+    let err = epu.fails(&["boot", "--validate", plan.to_str().unwrap()]);
+    assert!(err.contains("over max_instances = 10"), "{err}");
+    // The demo's own engine accepts its config, and says so.
+    let out = epu.ok(&["boot", "--validate", demo().to_str().unwrap()]);
+    assert!(
+        out.contains("domain 'greeters': engine npreserving accepts its config"),
+        "{out}"
+    );
+    let v = json(&epu.ok(&["boot", "--validate", "--json", demo().to_str().unwrap()]));
+    assert_eq!(v["engines"][0]["tried"], true, "{v}");
+}

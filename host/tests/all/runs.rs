@@ -136,7 +136,7 @@ fn every_invalid_plan_gets_its_own_error_with_file_line_and_key_before_anything_
     // The demo itself is valid.
     let out = epu.ok(&["boot", "--validate", demo().to_str().unwrap()]);
     assert!(
-        out.contains("is valid: 2 levels, 2 services, 1 domains"),
+        out.contains("is valid: 2 levels, 2 services, 1 domain\n"),
         "{out}"
     );
     let dry = epu.ok(&["boot", "--dry-run", demo().to_str().unwrap()]);
@@ -233,4 +233,105 @@ fn a_queue_graph_draws_the_readings_and_the_instance_graph_overlays_them() {
         out.contains("queue-length") && out.contains("launching"),
         "{out}"
     );
+}
+
+/// The text of an SVG's `<text>` elements.
+fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            Some(
+                t.split_once('>')?
+                    .1
+                    .split_once("</text>")?
+                    .0
+                    .trim()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn graphs_read_clock_time_whole_counts_the_target_and_marked_events_and_a_failed_one_leaves_nothing(
+) {
+    let epu = Epu::new();
+    let _daemon = epu.daemon();
+    epu.add_sleepers("g", 2);
+    let mut up = Vec::new();
+    assert!(kit::wait_for(std::time::Duration::from_secs(20), || {
+        up = epu.instances("g");
+        up.len() == 2 && up.iter().all(|i| i.pid.is_some())
+    }));
+    epu.ok(&["reconfigure", "g", "preserve_n=3"]);
+    kit::kill9(up[0].pid.unwrap());
+    assert!(kit::wait_for(std::time::Duration::from_secs(20), || {
+        epu.events("g", Some("decision")).len() >= 3 && epu.instances("g").len() == 3
+    }));
+    let dir = epu.dir.path();
+    let svg = dir.join("i.svg");
+    let out = epu.ok(&["graph", "g", "-o", svg.to_str().unwrap()]);
+    for series in ["target", "failure", "reconfigure"] {
+        assert!(out.contains(series), "no {series} in: {out}");
+    }
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let labels = svg_texts(&text);
+    assert!(
+        labels.iter().any(|l| l.starts_with("time (UTC), from ")),
+        "{labels:?}"
+    );
+    // The time axis reads clock time, and the count axis whole numbers only.
+    let clock = |l: &str| l.len() >= 8 && l.as_bytes()[2] == b':' && l.as_bytes()[5] == b':';
+    let clocks: std::collections::BTreeSet<_> = labels.iter().filter(|l| clock(l)).collect();
+    assert!(clocks.len() >= 3, "{labels:?}");
+    let counts: Vec<&String> = labels.iter().filter(|l| l.parse::<f64>().is_ok()).collect();
+    assert!(counts.len() >= 3, "{labels:?}");
+    assert!(counts.iter().all(|l| !l.contains('.')), "{counts:?}");
+    assert!(labels.iter().any(|l| l == "3"), "{labels:?}");
+
+    let latency = dir.join("l.svg");
+    epu.ok(&[
+        "graph",
+        "g",
+        "--kind",
+        "latency",
+        "-o",
+        latency.to_str().unwrap(),
+    ]);
+    let labels = svg_texts(&std::fs::read_to_string(&latency).unwrap());
+    for bucket in ["≤10", "≤1000", "≤10000", "&gt;10000"] {
+        assert!(
+            labels.iter().any(|l| l == bucket),
+            "no {bucket} in {labels:?}"
+        );
+    }
+
+    // A graph that cannot be drawn leaves no file, and one already there as it was.
+    let none = dir.join("none.svg");
+    let err = epu.fails(&[
+        "graph",
+        "g",
+        "--kind",
+        "queue",
+        "-o",
+        none.to_str().unwrap(),
+    ]);
+    assert!(err.contains("no sensor reading"), "{err}");
+    assert!(!none.exists());
+    std::fs::write(&none, "kept").unwrap();
+    epu.fails(&[
+        "graph",
+        "g",
+        "--kind",
+        "queue",
+        "-o",
+        none.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&none).unwrap(), "kept");
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

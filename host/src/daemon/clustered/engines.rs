@@ -3,8 +3,7 @@
 //! swaps in the same bytes.
 
 use super::super::{Daemon, OpError};
-use crate::engine::{EngineHost, LoadedEngine};
-use std::path::Path;
+use crate::engine::LoadedEngine;
 use std::sync::Arc;
 
 impl Daemon {
@@ -27,15 +26,10 @@ impl Daemon {
     pub async fn stage_engine(&self, engine: &str) -> Result<String, OpError> {
         let engines = self.services.engines.clone();
         let spec = engine.to_string();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let bytes = EngineHost::read_engine(&spec, Path::new("."), engines.max_engine_bytes())?;
-            engines
-                .prepare(&bytes)
-                .map_err(|e| e.context(format!("engine '{spec}'")))
-        })
-        .await
-        .map_err(|e| OpError::Internal(e.into()))?
-        .map_err(|e| OpError::Invalid(format!("{e:#}")))?;
+        let loaded = tokio::task::spawn_blocking(move || engines.prepare_spec(&spec))
+            .await
+            .map_err(|e| OpError::Internal(e.into()))?
+            .map_err(|e| OpError::Invalid(format!("{e:#}")))?;
         self.publish_engine(&loaded).await?;
         Ok(loaded.sha.clone())
     }

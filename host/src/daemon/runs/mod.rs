@@ -103,6 +103,12 @@ impl Daemon {
             .collect();
         plan.domains_to_add(&run, &existing)
             .map_err(|e| OpError::Conflict(e.to_string()))?;
+        // Each engine whose config is known now is tried before anything starts.
+        for (i, d) in plan.domains.iter().enumerate() {
+            if plan.engine_known_before_boot(i) && !existing.iter().any(|(n, _)| *n == d.name) {
+                self.try_plan_domain(&plan, i).await?;
+            }
+        }
         let domains: Vec<String> = plan.domains.iter().map(|d| d.name.clone()).collect();
         store.begin_run(
             &run,

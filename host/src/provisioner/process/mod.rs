@@ -4,6 +4,7 @@
 //! A recorded launch (`requesting`) is matched against `/proc` by its instance id after a
 //! crash, so a worker is adopted rather than launched a second time.
 
+pub mod logs;
 pub mod os;
 mod reconcile;
 mod recover;
@@ -42,6 +43,7 @@ pub struct ProcessDriver {
     live_ids: Option<crate::provisioner::LiveIds>,
     /// See [`DriverContext::peer_env`].
     peer_env: Option<crate::provisioner::PeerEnv>,
+    log_retention: logs::Retention,
 }
 
 impl ProcessDriver {
@@ -59,6 +61,7 @@ impl ProcessDriver {
             logs_dir,
             live_ids: ctx.live_ids.clone(),
             peer_env: ctx.peer_env.clone(),
+            log_retention: ctx.log_retention,
         }))
     }
 }
@@ -107,10 +110,43 @@ impl Driver for Arc<ProcessDriver> {
 
     fn run_background(&self) {
         tokio::spawn(self.clone().reconcile_forever());
+        tokio::spawn(self.clone().sweep_logs_forever());
     }
 }
 
 impl ProcessDriver {
+    /// Bounds the workers' log files, every [`logs::SWEEP_EVERY`]; see [`logs`].
+    async fn sweep_logs_forever(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(logs::SWEEP_EVERY).await;
+            let me = self.clone();
+            let sweep = move || {
+                let live = match &me.live_ids {
+                    Some(ids) => ids()?,
+                    None => me
+                        .store
+                        .live_instances(None)?
+                        .into_iter()
+                        .map(|i| i.id)
+                        .collect(),
+                };
+                logs::sweep(&me.logs_dir, &me.store, &live, me.log_retention)
+            };
+            match tokio::task::spawn_blocking(sweep).await {
+                Ok(Ok(s)) if s != logs::Swept::default() => {
+                    tracing::info!(
+                        rotated = s.rotated,
+                        removed = s.removed,
+                        "worker logs swept"
+                    )
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("sweeping the worker logs: {e:#}"),
+                Err(e) => tracing::warn!("sweeping the worker logs: {e}"),
+            }
+        }
+    }
+
     /// Spawns the worker of a recorded launch and starts watching it.
     fn spawn_worker(
         self: &Arc<Self>,
@@ -118,7 +154,7 @@ impl ProcessDriver {
         dep: &ProcessDeployable,
     ) -> Result<()> {
         let env = self.worker_env(inst);
-        let log = self.logs_dir.join(format!("{}.log", inst.id));
+        let log = logs::path(&self.logs_dir, &inst.id);
         match os::spawn(dep, &env, &log) {
             Ok(spawned) => {
                 let update = StateUpdate {
