@@ -10,7 +10,7 @@ use crate::store::Store;
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// How often `--follow` looks for new output and new workers.
@@ -146,7 +146,7 @@ fn read_all(dir: &Path, id: &str) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-fn read_from(path: &PathBuf, offset: u64) -> Vec<u8> {
+fn read_from(path: &Path, offset: u64) -> Vec<u8> {
     let mut bytes = Vec::new();
     if let Ok(mut f) = crate::statedir::open_private(path, false) {
         if f.seek(SeekFrom::Start(offset)).is_ok() {

@@ -308,25 +308,19 @@ fn graphs_read_clock_time_whole_counts_the_target_and_marked_events_and_a_failed
 
     // A graph that cannot be drawn leaves no file, and one already there as it was.
     let none = dir.join("none.svg");
-    let err = epu.fails(&[
+    let queue = [
         "graph",
         "g",
         "--kind",
         "queue",
         "-o",
         none.to_str().unwrap(),
-    ]);
+    ];
+    let err = epu.fails(&queue);
     assert!(err.contains("no sensor reading"), "{err}");
     assert!(!none.exists());
     std::fs::write(&none, "kept").unwrap();
-    epu.fails(&[
-        "graph",
-        "g",
-        "--kind",
-        "queue",
-        "-o",
-        none.to_str().unwrap(),
-    ]);
+    epu.fails(&queue);
     assert_eq!(std::fs::read_to_string(&none).unwrap(), "kept");
     let left: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
