@@ -143,6 +143,16 @@ pub(super) async fn protect_instance(
     Ok(Json(json!({ "domain": name, "instance": inst })))
 }
 
+pub(super) async fn destroy_instance(
+    State(d): Shared,
+    Path((name, id)): Path<(String, String)>,
+) -> Reply {
+    let inst = d.destroy_instance(&name, &id).await?;
+    Ok(Json(
+        json!({ "domain": name, "instance": inst, "destroyed": true }),
+    ))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DeployableBody {
@@ -207,10 +217,25 @@ pub(super) async fn series(
         .into_iter()
         .filter(|r| r.1 >= since)
         .collect();
+    // The target in force at `since`, then each change.
+    let all_targets = crate::analysis::targets(&events);
+    let target_before = all_targets.iter().rev().find(|(t, _)| *t < since);
+    let targets: Vec<_> = target_before
+        .map(|(_, n)| (since, *n))
+        .into_iter()
+        .chain(all_targets.iter().copied().filter(|(t, _)| *t >= since))
+        .collect();
+    let marks: Vec<_> = crate::analysis::marks(&events)
+        .into_iter()
+        .filter(|(t, _)| *t >= since)
+        .map(|(t, m)| json!([t, m.name()]))
+        .collect();
     Ok(Json(json!({
         "groups": crate::analysis::STATE_GROUPS,
         "counts": counts,
         "readings": readings,
+        "targets": targets,
+        "marks": marks,
         "since": since,
         "now": now,
     })))

@@ -116,6 +116,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
             "/v1/domains/{name}/instances/{id}/protect",
             post(protect_instance),
         )
+        .route(
+            "/v1/domains/{name}/instances/{id}/destroy",
+            post(destroy_instance),
+        )
         .route("/v1/domains/{name}/deployable", post(update_deployable))
         .route("/v1/domains/{name}/refresh", post(refresh_domain))
         .route("/v1/cluster", get(cluster_status))

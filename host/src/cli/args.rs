@@ -57,6 +57,10 @@ pub(super) enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// A daemon started for the boot also serves the API and the dashboard on this TCP
+        /// address (HOST:PORT; port 0 picks one), as `epu daemon --listen` does.
+        #[arg(long, env = "EPU_LISTEN")]
+        listen: Option<String>,
     },
     /// Show every domain and its instances; or one run (its services, re-checked, and its
     /// domains) or one domain.
@@ -357,6 +361,15 @@ pub(super) enum InstanceCommand {
     },
     /// Lift an instance's protection: the engine may destroy it again.
     Unprotect {
+        domain: String,
+        id: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Destroy a live instance now (SIGTERM, the grace, SIGKILL; protected or not). The
+    /// engine sees it leave and decides again at once, so a kept count replaces it.
+    Destroy {
         domain: String,
         id: String,
         /// Print the result as JSON.

@@ -32,6 +32,9 @@ pub async fn daemon(state_dir: &Path, options: DaemonOptions) -> Result<()> {
         daemon.state_dir.display(),
         std::process::id()
     );
+    if let Some(line) = dashboard_line(&daemon.state_dir) {
+        eprintln!("{line}");
+    }
     let server = tokio::spawn(api::serve(daemon.clone()));
     tokio::select! {
         r = stop_signal() => r?,
@@ -55,6 +58,9 @@ pub async fn run(
     let run = name.unwrap_or_else(|| plan.name.clone());
     plan::check_name(&run)?;
     let daemon = Daemon::start(state_dir, options).await?;
+    if let Some(line) = dashboard_line(&daemon.state_dir) {
+        eprintln!("{line}");
+    }
     let server = tokio::spawn(api::serve(daemon.clone()));
     let mut after = *daemon.services.store.subscribe().borrow();
     let mut boot = {
@@ -111,15 +117,36 @@ pub async fn run(
     }
 }
 
-/// Starts `epu daemon` in its own process group with its output in `daemon.log`, and waits
-/// until it answers, or until it exits 0 (a daemon that finished an interrupted terminate
-/// stops by itself).
-pub(super) async fn start_detached(state_dir: &Path, client: &Client) -> Result<()> {
+/// Where the dashboard is and how to log in, when the daemon of `state_dir` serves TCP.
+pub(super) fn dashboard_line(state_dir: &Path) -> Option<String> {
+    let addr = std::fs::read_to_string(state_dir.join("listen.addr")).ok()?;
+    let token = match std::env::var_os(crate::tokens::TOKEN_VAR) {
+        Some(_) => format!("${}", crate::tokens::TOKEN_VAR),
+        None => state_dir.join("api-token").display().to_string(),
+    };
+    Some(format!(
+        "dashboard: http://{}/ (log in with the API token in {token})",
+        addr.trim()
+    ))
+}
+
+/// Starts `epu daemon` in its own process group with its output in `daemon.log` (serving
+/// TCP on `listen` if given), and waits until it answers, or until it exits 0 (a daemon that
+/// finished an interrupted terminate stops by itself).
+pub(super) async fn start_detached(
+    state_dir: &Path,
+    client: &Client,
+    listen: Option<&str>,
+) -> Result<()> {
     let state_dir = crate::statedir::prepare(state_dir)?;
     let log_path = state_dir.join("daemon.log");
     let log = crate::statedir::open_append(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+    let mut command = tokio::process::Command::new(std::env::current_exe()?);
+    if let Some(addr) = listen {
+        command.env("EPU_LISTEN", addr);
+    }
+    let mut child = command
         .arg("--state-dir")
         .arg(&state_dir)
         .arg("daemon")

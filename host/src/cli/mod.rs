@@ -10,6 +10,7 @@ mod engine;
 mod explain;
 mod foreground;
 mod history;
+mod instances;
 mod logs;
 mod parse;
 mod print;
@@ -141,12 +142,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
             validate,
             dry_run,
             json,
+            listen,
         } => {
             let opts = runs::BootOptions {
                 name,
                 validate,
                 dry_run,
                 json,
+                listen,
             };
             runs::boot(&state_dir, &plan, opts).await
         }
@@ -279,26 +282,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Engine(cmd) => engine_command(&client, &state_dir, cmd).await,
-        Command::Instance(cmd) => {
-            let (domain, id, json, protected) = match cmd {
-                InstanceCommand::Protect { domain, id, json } => (domain, id, json, true),
-                InstanceCommand::Unprotect { domain, id, json } => (domain, id, json, false),
-            };
-            let v = client
-                .post(
-                    &format!("/v1/domains/{domain}/instances/{id}/protect"),
-                    &json!({ "protected": protected }),
-                )
-                .await?;
-            if json {
-                print_json(&v);
-            } else if protected {
-                println!("{domain}: {id} is protected from destroys while it is healthy");
-            } else {
-                println!("{domain}: {id} is no longer protected");
-            }
-            Ok(())
-        }
+        Command::Instance(cmd) => instances::instance_command(&client, cmd).await,
         Command::Sensor(SensorCommand::Push {
             domain,
             name,
@@ -426,7 +410,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                     );
                 }
                 // A daemon that died leaves its workers running: start one to adopt them.
-                foreground::start_detached(&state_dir, &client).await?;
+                foreground::start_detached(&state_dir, &client, None).await?;
                 if !client.is_up().await {
                     let v = json!({ "terminated": true, "finished_after_a_crash": true });
                     report(json, &v, || {

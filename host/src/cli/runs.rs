@@ -15,6 +15,8 @@ pub struct BootOptions {
     pub validate: bool,
     pub dry_run: bool,
     pub json: bool,
+    /// The TCP address a daemon started for the boot serves the API and dashboard on.
+    pub listen: Option<String>,
 }
 
 /// `epu boot PLAN`: check the plan; unless only asked to validate or to show what it would
@@ -65,7 +67,17 @@ pub async fn boot(state_dir: &Path, plan_path: &Path, opts: BootOptions) -> Resu
     }
     let client = Client::new(state_dir);
     if !client.is_up().await {
-        start_detached(state_dir, &client).await?;
+        start_detached(state_dir, &client, opts.listen.as_deref()).await?;
+    } else if opts.listen.is_some() && !state_dir.join("listen.addr").exists() {
+        eprintln!(
+            "epu: the daemon already runs without --listen; `epu daemon stop` and boot again \
+             to serve the dashboard"
+        );
+    }
+    if !opts.json {
+        if let Some(line) = super::foreground::dashboard_line(state_dir) {
+            println!("{line}");
+        }
     }
     let mut after = client.get("/v1/events?after=9223372036854775807").await?["last_seq"]
         .as_i64()
@@ -115,10 +127,10 @@ pub async fn boot(state_dir: &Path, plan_path: &Path, opts: BootOptions) -> Resu
         );
     } else {
         println!(
-            "run '{run}' booted: {} levels, {} services, {} domains",
-            plan.levels.len(),
-            plan.service_count(),
-            plan.domains.len()
+            "run '{run}' booted: {}, {}, {}",
+            print::count(plan.levels.len(), "level"),
+            print::count(plan.service_count(), "service"),
+            print::count(plan.domains.len(), "domain")
         );
     }
     println!("watch with: epu status {run}   |   stop with: epu terminate {run}");
@@ -378,5 +390,5 @@ pub async fn ensure_daemon(client: &Client, state_dir: &Path) -> Result<()> {
     if !state_dir.join("epu.db").exists() {
         bail!("{} holds no epu state", state_dir.display());
     }
-    start_detached(state_dir, client).await
+    start_detached(state_dir, client, None).await
 }

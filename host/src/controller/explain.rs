@@ -172,11 +172,16 @@ pub fn keep(kept: &Explanations, mut e: Explained) {
     kept.push_back(e);
 }
 
-/// A fault in a line: its kind and the first line of its message (a trap's backtrace is in
-/// the `engine-fault` event).
+/// A fault in a line: its kind and the line of its message that says why (a trap's cause
+/// comes after its backtrace, which is in the `engine-fault` event).
 pub fn fault(f: &Fault) -> String {
     let kind = serde_json::to_value(f.kind).unwrap_or_default();
-    let first = f.message.lines().next().unwrap_or_default();
+    let mut lines = f.message.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = match f.message.starts_with("error while executing") {
+        true => lines.next_back(),
+        false => lines.next(),
+    }
+    .unwrap_or_default();
     let first: String = first.chars().take(300).collect();
     format!("{}: {first}", kind.as_str().unwrap_or("fault"))
 }

@@ -46,7 +46,9 @@ impl Controller {
         let floor = (u64::from(refresh.min_healthy_percent) * in_service.count() as u64)
             .div_ceil(100) as usize;
         let mut healthy_now = view.live.iter().filter(|r| healthy(r)).count();
-        let mut changed = false;
+        // Whether the store changed (to be read again), and whether a replacement went into
+        // service (the engine is then told the whole domain: it has a handle it was not told of).
+        let (mut changed, mut shown) = (false, false);
         let mut in_flight = Vec::new();
         for s in view.live.iter().filter(|r| r.surge && !leaving(r)) {
             // A replacement gone unhealthy (silent, or in error) counts as failed, and one of
@@ -68,7 +70,7 @@ impl Controller {
                 .or((!old.is_empty()).then_some(0))
             else {
                 self.services.store.put_in_service(&s.id, None)?;
-                changed = true;
+                (changed, shown) = (true, true);
                 continue;
             };
             let retired = old[at];
@@ -84,10 +86,9 @@ impl Controller {
             self.destroy_or_drain(retired, now())?;
             healthy_now = after;
             old.remove(at);
-            changed = true;
+            (changed, shown) = (true, true);
         }
-        if changed {
-            // It has handles the engine was not told of: it is told the whole domain again.
+        if shown {
             if let Some(instance) = self.instance.as_mut() {
                 instance.synced = None;
             }
