@@ -164,9 +164,12 @@ case "${1:-}" in
         echo "  epu status                        # 3 workers with their pids"
         echo "  kill -9 <pid>                     # replaced at once"
         echo "  epu reconfigure workers preserve_n=5"
+        echo "  epu explain workers               # why it scaled, in words"
+        echo "  epu logs workers --follow         # the workers' output"
+        echo "The dashboard's address is printed below (EPU_LISTEN=HOST:PORT picks it)."
         echo "Ctrl-C here terminates every worker."
         echo
-        exec "$target/debug/epu" run launch-plans/quickstart
+        exec "$target/debug/epu" run launch-plans/quickstart --listen "${EPU_LISTEN:-127.0.0.1:0}"
         ;;
     broker)
         need_broker
