@@ -4,7 +4,10 @@
 //!   EPU_BENCH_BUSY_DOMAINS (default 100,1000; each domain is 10 processes, so 10,000 domains
 //!   would need more processes than the kernel's default pid_max of 32,768 allows);
 //! - the daemon's CPU share with many idle domains on a 1 s pulse. Set EPU_BENCH_IDLE_DOMAINS
-//!   (default 10000).
+//!   (default 10000);
+//! - the cost of shadow engines: the first busy size again with a shadow beside every
+//!   domain's engine (npreserving keeping another count), as a ratio of decides per CPU-second
+//!   with and without, in one run.
 //!
 //! `cargo bench -p epu --bench throughput` prints the numbers against the suite's targets.
 
@@ -45,9 +48,10 @@ fn plan(dir: &Path, n: usize, keep: usize, pulse_ms: u32) {
     std::fs::write(dir.join("plan.toml"), text).unwrap();
 }
 
-/// Boots `n` domains of `keep` instances, waits for the pool to settle, then measures for
-/// `window`: returns (decides, daemon CPU seconds).
-fn run(n: usize, keep: usize, pulse_ms: u32, window: Duration) -> (u64, f64) {
+/// Boots `n` domains of `keep` instances, waits for the pool to settle (then, with `shadows`,
+/// starts a shadow beside each domain's engine), then measures for `window`: returns
+/// (decides, daemon CPU seconds).
+fn run(n: usize, keep: usize, pulse_ms: u32, window: Duration, shadows: bool) -> (u64, f64) {
     let epu = Epu::new();
     let plan_dir = epu.dir.path().join("plan");
     plan(&plan_dir, n, keep, pulse_ms);
@@ -72,6 +76,19 @@ fn run(n: usize, keep: usize, pulse_ms: u32, window: Duration) -> (u64, f64) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    if shadows {
+        for i in 0..n {
+            let other = format!("preserve_n={}", keep + 1);
+            epu.ok(&[
+                "engine",
+                "shadow",
+                &format!("d-{i:05}"),
+                "npreserving",
+                "-c",
+                &other,
+            ]);
+        }
+    }
     std::thread::sleep(Duration::from_secs(1));
     let (d0, c0) = (decides(&epu), cpu_seconds(daemon.child.id()));
     std::thread::sleep(window);
@@ -87,8 +104,10 @@ fn main() {
     let window = Duration::from_secs(env_count("EPU_BENCH_WINDOW_S", 5) as u64);
 
     let mut report = Report::new("throughput");
-    for n in busy {
-        let (decided, cpu) = run(n, 10, 10, window);
+    let mut plain = None;
+    for &n in &busy {
+        let (decided, cpu) = run(n, 10, 10, window, false);
+        plain.get_or_insert(decided as f64 / cpu.max(0.01));
         println!(
             "{n} domains of 10 instances on a 10 ms pulse: {decided} decides in {:.1} s using {cpu:.2} CPU-s",
             window.as_secs_f64()
@@ -100,7 +119,19 @@ fn main() {
             50_000.0,
         );
     }
-    let (m, idle_cpu) = run(idle, 0, 1000, window);
+    let n = busy[0];
+    let (decided, cpu) = run(n, 10, 10, window, true);
+    let shadowed = decided as f64 / cpu.max(0.01);
+    println!(
+        "{n} domains of 10 with a shadow each: {decided} decides in {:.1} s using {cpu:.2} CPU-s",
+        window.as_secs_f64()
+    );
+    report.info(
+        &format!("decides per CPU-second, {n} domains with a shadow each ÷ without"),
+        shadowed / plain.unwrap_or(shadowed),
+        "×",
+    );
+    let (m, idle_cpu) = run(idle, 0, 1000, window, false);
     println!(
         "{idle} idle domains on a 1 s pulse: {m} decides in {:.1} s using {idle_cpu:.2} CPU-s",
         window.as_secs_f64()

@@ -240,3 +240,59 @@ pub(super) async fn series(
         "now": now,
     })))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ShadowBody {
+    engine: String,
+    #[serde(default)]
+    config: Option<serde_json::Map<String, Value>>,
+}
+
+pub(super) async fn add_shadow(
+    State(d): Shared,
+    Path(name): Path<String>,
+    ApiJson(b): ApiJson<ShadowBody>,
+) -> Reply {
+    let config = match b.config {
+        Some(c) => c,
+        None => d
+            .services
+            .store
+            .domain(&name)?
+            .map(|r| r.spec.config)
+            .unwrap_or_default(),
+    };
+    let id = d.add_shadow(&name, &b.engine, config).await?;
+    Ok(Json(json!({ "domain": name, "shadow": id })))
+}
+
+pub(super) async fn stop_shadows(State(d): Shared, Path(name): Path<String>) -> Reply {
+    let stopped = d.stop_shadows(&name, None).await?;
+    Ok(Json(json!({ "domain": name, "stopped": stopped })))
+}
+
+pub(super) async fn stop_shadow(State(d): Shared, Path((name, id)): Path<(String, i64)>) -> Reply {
+    let stopped = d.stop_shadows(&name, Some(id)).await?;
+    Ok(Json(json!({ "domain": name, "stopped": stopped })))
+}
+
+pub(super) async fn shadow_report(State(d): Shared, Path(name): Path<String>) -> Reply {
+    Ok(Json(d.shadow_report(&name)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PromoteBody {
+    #[serde(default)]
+    shadow: Option<i64>,
+}
+
+pub(super) async fn promote_shadow(
+    State(d): Shared,
+    Path(name): Path<String>,
+    ApiJson(b): ApiJson<PromoteBody>,
+) -> Reply {
+    let version = d.promote_shadow(&name, b.shadow).await?;
+    Ok(Json(json!({ "domain": name, "engine_version": version })))
+}

@@ -111,6 +111,12 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/domains/{name}/engine/resume", post(resume_engine))
         .route("/v1/domains/{name}/scenario", get(scenario))
         .route("/v1/domains/{name}/explain", get(explain))
+        .route(
+            "/v1/domains/{name}/shadows",
+            get(shadow_report).post(add_shadow).delete(stop_shadows),
+        )
+        .route("/v1/domains/{name}/shadows/{id}", delete(stop_shadow))
+        .route("/v1/domains/{name}/shadows/promote", post(promote_shadow))
         .route("/v1/domains/{name}/sensors/{sensor}", post(push_reading))
         .route(
             "/v1/domains/{name}/instances/{id}/protect",

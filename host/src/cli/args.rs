@@ -279,6 +279,49 @@ pub(super) enum EngineCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run a candidate engine beside the domain's live one, on the same snapshots, without
+    /// carrying out its decisions; or, with --stop, end the domain's shadows (or --id's).
+    Shadow {
+        domain: String,
+        /// A bundled engine's name or the path of a .wasm component.
+        #[arg(required_unless_present = "stop")]
+        engine: Option<String>,
+        /// The candidate's config, KEY=VALUE (repeatable); without it, the domain's.
+        #[arg(
+            short,
+            long = "config",
+            value_name = "KEY=VALUE",
+            conflicts_with = "stop"
+        )]
+        config: Vec<String>,
+        /// End the domain's shadows (only the one of --id, if given).
+        #[arg(long, conflicts_with = "engine")]
+        stop: bool,
+        /// The shadow to stop.
+        #[arg(long, requires = "stop")]
+        id: Option<i64>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How each shadow's decisions compared with the live engine's: decides seen, how many
+    /// differed and how, the counts both would have kept, and the cost per decide.
+    ShadowReport {
+        domain: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Swap the domain's shadow in as its engine, with its config (the usual validated swap).
+    Promote {
+        domain: String,
+        /// The shadow to promote, when the domain runs several.
+        #[arg(long, value_name = "ID")]
+        shadow: Option<i64>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The engines a domain has had, by content hash and time.
     History {
         domain: String,

@@ -35,6 +35,31 @@ pub(super) async fn engine_command(
                 format!("{domain}: engine version {} is live", v["engine_version"])
             });
         }
+        EngineCommand::Shadow {
+            domain,
+            engine,
+            config,
+            stop,
+            id,
+            json,
+        } => super::shadows::shadow(client, &domain, engine, &config, stop, id, json).await?,
+        EngineCommand::ShadowReport { domain, json } => {
+            super::shadows::report(client, &domain, json).await?
+        }
+        EngineCommand::Promote {
+            domain,
+            shadow,
+            json,
+        } => {
+            let path = format!("/v1/domains/{domain}/shadows/promote");
+            let v = client.post(&path, &json!({ "shadow": shadow })).await?;
+            report(json, &v, || {
+                format!(
+                    "{domain}: the shadow is promoted; engine version {} is live",
+                    v["engine_version"]
+                )
+            });
+        }
         EngineCommand::History { domain, json } => {
             let v = client
                 .get(&format!("/v1/domains/{domain}/engine/history"))

@@ -278,11 +278,19 @@ pub fn graph(state_dir: &Path, target: &str, kind: crate::graph::Kind, out: &Pat
     for d in &domains {
         live |= store.domain(d)?.is_some();
     }
+    let mut shadows = Vec::new();
+    for d in &domains {
+        for s in store.all_shadows(d)? {
+            let name = format!("shadow {} ({})", s.id, s.engine_name);
+            shadows.push((name, store.shadow_points(s.id)?));
+        }
+    }
     let data = crate::graph::GraphData {
         title: target.to_string(),
         events,
         readings,
         until: live.then(crate::model::now),
+        shadows,
     };
     let series = crate::graph::draw(kind, &data, out)
         .with_context(|| format!("drawing {}", out.display()))?;

@@ -15,6 +15,7 @@ mod logs;
 mod parse;
 mod print;
 mod runs;
+mod shadows;
 mod suggest;
 
 use anyhow::{bail, Context, Result};

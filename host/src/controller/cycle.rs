@@ -130,7 +130,10 @@ impl Controller {
         let synced = self.instance.as_mut().and_then(|i| i.synced.take());
         let (snap, told) = snapshot::build(&read, sensors, synced, now);
         let seed: u64 = rand::random();
-        let decision = match self.with_engine(|e| e.decide(&snap, seed)) {
+        let began = std::time::Instant::now();
+        let decided = self.with_engine(|e| e.decide(&snap, seed));
+        let micros = began.elapsed().as_secs_f64() * 1e6;
+        let decision = match decided {
             Ok(d) => d,
             Err(fault) => {
                 self.explain("engine", seen, None, Some(explain::fault(&fault)), None);
@@ -147,7 +150,17 @@ impl Controller {
             return pulse;
         }
         match self.carry_out(&decision, live, sensors, seen_seq, changed, false) {
-            Ok(done) => self.explain("engine", seen, answer, None, Some(done)),
+            Ok(done) => {
+                self.explain("engine", seen, answer, None, Some(done));
+                if !self.shadows.is_empty() {
+                    let full = snapshot::build(&read, sensors, None, now).0;
+                    let live = super::shadow::LiveDecide {
+                        decision: decision.clone(),
+                        micros,
+                    };
+                    self.services.shadows.hand(&self.shadows, &full, live);
+                }
+            }
             Err(e) => {
                 tracing::error!(domain = %self.spec.name, "carrying out a decision: {e:#}");
                 self.event("provisioning-error", json!({"error": format!("{e:#}")}));

@@ -21,6 +21,7 @@ mod faults;
 pub mod guard;
 mod recording;
 mod refresh;
+pub mod shadow;
 mod threads;
 pub mod trial;
 
@@ -54,6 +55,8 @@ pub struct Services {
     pub sensors: Arc<SensorBoard>,
     pub threads: DecideThreads,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The shadow thread, which runs the domains' shadow engines.
+    pub shadows: shadow::ShadowRunner,
 }
 
 /// What `epu status` shows of a controller.
@@ -114,6 +117,8 @@ pub(super) enum Command {
     ),
     Resume(oneshot::Sender<Result<(), CommandError>>),
     Recording(oneshot::Sender<Recorded>),
+    /// The shadows that run beside the engine from now on.
+    Shadows(Vec<Arc<shadow::Shadow>>, oneshot::Sender<()>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -200,6 +205,11 @@ impl ControllerHandle {
         self.ask(Command::Recording).await
     }
 
+    /// Sets the shadows that run beside the engine.
+    pub async fn set_shadows(&self, shadows: Vec<Arc<shadow::Shadow>>) -> Result<(), CommandError> {
+        self.ask(|reply| Command::Shadows(shadows, reply)).await
+    }
+
     /// Stops the controller after its current decide and tells the engine it is dying. From
     /// the moment this is called, the controller launches and destroys nothing.
     pub async fn stop(&self) {
@@ -218,6 +228,7 @@ pub fn start(
     record: crate::store::DomainRecord,
     loaded: Arc<LoadedEngine>,
     instance: Option<EngineInstance>,
+    shadows: Vec<Arc<shadow::Shadow>>,
 ) -> ControllerHandle {
     let status = Arc::new(Mutex::new(ControllerStatus {
         quarantined: record.quarantined,
@@ -252,6 +263,7 @@ pub fn start(
         sensor_seen: 0,
         cached: None,
         recording: Default::default(),
+        shadows,
         guard,
         last_held: Default::default(),
         next_drain_end: None,
@@ -332,6 +344,8 @@ struct Controller {
     generation: Arc<std::sync::atomic::AtomicU64>,
     cached: Option<Arc<crate::store::DecideView>>,
     recording: recording::Recording,
+    /// The shadow engines that decide beside this one.
+    shadows: Vec<Arc<shadow::Shadow>>,
     /// Set once the engine runs past its time budget; its decide thread then isolates it.
     timed_out: bool,
     /// Polls the domain's sensors for as long as the controller runs.
@@ -353,6 +367,10 @@ impl Controller {
             }
             Command::Recording(reply) => {
                 let _ = reply.send((self.spec.config.clone(), self.recording.steps()));
+            }
+            Command::Shadows(shadows, reply) => {
+                self.shadows = shadows;
+                let _ = reply.send(());
             }
             Command::Stop(reply) => {
                 self.stop();

@@ -235,7 +235,7 @@ impl Daemon {
         let sha = record.engine_sha.clone();
         let loaded = tokio::task::spawn_blocking(move || engines.load(&sha)).await??;
         self.services.provisioner.attach(&record.spec);
-        let handle = controller::start(self.services.clone(), record, loaded, None);
+        let handle = controller::start(self.services.clone(), record, loaded, None, Vec::new());
         self.controllers
             .lock()
             .await

@@ -12,6 +12,7 @@ mod engine_ops;
 mod instances;
 mod removal;
 pub mod runs;
+mod shadows;
 mod startup;
 mod status;
 
@@ -225,6 +226,7 @@ impl Daemon {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let writes = metrics.store_write_seconds.clone();
         store.observe_writes(move |s| writes.observe(s));
+        let shadows = controller::shadow::ShadowRunner::start(engines.clone(), store.clone());
         let services = Arc::new(Services {
             store,
             engines,
@@ -233,6 +235,7 @@ impl Daemon {
             sensors,
             threads: controller::DecideThreads::start(),
             metrics,
+            shadows,
         });
         let daemon = Arc::new(Daemon {
             state_dir,
@@ -283,13 +286,19 @@ impl Daemon {
                 finish.push(name);
                 continue;
             }
-            let engines = daemon.services.engines.clone();
+            let services = daemon.services.clone();
+            let spec = record.spec.clone();
             let sha = record.engine_sha.clone();
-            let loaded = tokio::task::spawn_blocking(move || engines.load(&sha)).await?;
+            let loaded = tokio::task::spawn_blocking(move || {
+                let loaded = services.engines.load(&sha)?;
+                anyhow::Ok((loaded, shadows::load(&services, &spec)))
+            })
+            .await?;
             match loaded {
-                Ok(loaded) => {
+                Ok((loaded, shadows)) => {
                     daemon.services.provisioner.attach(&record.spec);
-                    let handle = controller::start(daemon.services.clone(), record, loaded, None);
+                    let handle =
+                        controller::start(daemon.services.clone(), record, loaded, None, shadows);
                     daemon.controllers.lock().await.insert(name, handle);
                 }
                 Err(e) => {
@@ -396,7 +405,13 @@ impl Daemon {
             .domain(&spec.name)?
             .ok_or_else(|| unknown_domain(&spec.name))?;
         self.services.provisioner.attach(&record.spec);
-        let handle = controller::start(self.services.clone(), record, loaded, Some(instance));
+        let handle = controller::start(
+            self.services.clone(),
+            record,
+            loaded,
+            Some(instance),
+            Vec::new(),
+        );
         controllers.insert(spec.name, handle);
         Ok(())
     }

@@ -22,6 +22,8 @@ pub enum Kind {
     Queue,
     /// Histograms of launch → running and failure → replacement latency.
     Latency,
+    /// The instance count the live engine kept and each shadow engine would have kept.
+    Shadow,
 }
 
 /// What a graph is drawn from.
@@ -33,6 +35,8 @@ pub struct GraphData {
     pub readings: Vec<(String, f64, f64)>,
     /// Where the time axis ends when the history is still going on (now), if it is.
     pub until: Option<f64>,
+    /// Each shadow's name and its points: (time, the live engine's count, the shadow's).
+    pub shadows: Vec<(String, Vec<crate::model::shadow::ShadowPoint>)>,
 }
 
 /// The fonts tried, in order, unless `EPU_FONT` names one.
@@ -133,6 +137,7 @@ where
         Kind::Instances => timeline::instances(data, root),
         Kind::Queue => timeline::queue(data, root),
         Kind::Latency => latency::latency(data, root),
+        Kind::Shadow => timeline::shadow(data, root),
     }
 }
 

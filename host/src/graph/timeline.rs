@@ -6,6 +6,7 @@ use super::GraphData;
 use super::{clock, clock_label, count_labels, legend, plot_err, series_color, time_range, whole};
 use crate::analysis::{self, Mark, STATE_GROUPS};
 use anyhow::{bail, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -64,16 +65,7 @@ where
         .build_cartesian_2d(0.0..span, 0.0..(top as f64 * 1.2))
         .map_err(plot_err)?
         .set_secondary_coord(0.0..span, 0.0..max_reading * 1.2);
-    let x_label = |x: &f64| clock_label(start, span, *x);
-    chart
-        .configure_mesh()
-        .x_label_formatter(&x_label)
-        .x_desc(format!("time (UTC), from {}", clock(start)))
-        .y_labels(count_labels(top))
-        .y_label_formatter(&whole)
-        .y_desc("instances")
-        .draw()
-        .map_err(plot_err)?;
+    count_mesh(&mut chart, start, span, top, "instances")?;
     let mut drawn = Vec::new();
     // Stacked: each group is drawn as the sum of itself and the groups below it, top first.
     for g in (0..STATE_GROUPS.len()).rev() {
@@ -129,6 +121,29 @@ where
     }
     legend(&mut chart)?;
     Ok(drawn)
+}
+
+/// The mesh of a chart of counts over time: UTC clock time across, whole numbers up to `top`.
+fn count_mesh<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    start: f64,
+    span: f64,
+    top: usize,
+    y_desc: &str,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let x_label = |x: &f64| clock_label(start, span, *x);
+    chart
+        .configure_mesh()
+        .x_label_formatter(&x_label)
+        .x_desc(format!("time (UTC), from {}", clock(start)))
+        .y_labels(count_labels(top))
+        .y_label_formatter(&whole)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(plot_err)
 }
 
 /// A step line through `points` (each value holds until the next), on to `end`.
@@ -260,4 +275,69 @@ where
     }
     legend(&mut chart)?;
     Ok(names)
+}
+
+/// The count the live engine kept and each shadow would have kept, as step lines.
+pub(super) fn shadow<DB: DrawingBackend>(
+    data: &GraphData,
+    root: &DrawingArea<DB, Shift>,
+) -> Result<Vec<String>>
+where
+    DB::ErrorType: 'static,
+{
+    let points: Vec<&(f64, u32, u32)> = data.shadows.iter().flat_map(|s| s.1.iter()).collect();
+    if points.is_empty() {
+        bail!("{}: no shadow engine has decided", data.title);
+    }
+    let (start, span) = time_range(points.iter().map(|p| p.0).chain(data.until));
+    let top = points
+        .iter()
+        .map(|p| p.1.max(p.2))
+        .max()
+        .unwrap_or(1)
+        .max(1) as usize;
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            format!("{}: live engine and shadows", data.title),
+            ("sans-serif", 22),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..span, 0.0..(top as f64 * 1.2))
+        .map_err(plot_err)?;
+    count_mesh(&mut chart, start, span, top, "instances kept")?;
+    let end = start + span;
+    let mut drawn = Vec::new();
+    let mut live: Vec<(f64, f64)> = data
+        .shadows
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| (p.0, f64::from(p.1))))
+        .collect();
+    live.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let style = BLACK.stroke_width(3);
+    chart
+        .draw_series(LineSeries::new(
+            steps(live.into_iter().map(|(t, n)| (t - start, n)), end - start),
+            style,
+        ))
+        .map_err(plot_err)?
+        .label("live engine")
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], style));
+    drawn.push("live engine".to_string());
+    for (i, (name, pts)) in data.shadows.iter().enumerate() {
+        let color = series_color(5 + i);
+        let line = steps(
+            pts.iter().map(|p| (p.0 - start, f64::from(p.2))),
+            end - start,
+        );
+        chart
+            .draw_series(DashedLineSeries::new(line, 8, 4, color.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], color.stroke_width(2)));
+        drawn.push(name.clone());
+    }
+    legend(&mut chart)?;
+    Ok(drawn)
 }

@@ -6,6 +6,7 @@ mod deployable;
 mod placement;
 mod refresh;
 pub mod sensor;
+pub mod shadow;
 
 pub use budget::Budget;
 pub use check::{within, within_f64, GRACE_RANGE, MAX_INSTANCES_CAP, PULSE_MS_RANGE};

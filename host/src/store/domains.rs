@@ -166,6 +166,16 @@ impl Store {
             tx.execute("DELETE FROM engine_versions WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM deployables WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM pushed_readings WHERE domain = ?1", [domain])?;
+            for table in ["shadow_points", "shadow_pairs"] {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE shadow IN (SELECT id FROM shadows WHERE \
+                         domain = ?1)"
+                    ),
+                    [domain],
+                )?;
+            }
+            tx.execute("DELETE FROM shadows WHERE domain = ?1", [domain])?;
             tx.execute("DELETE FROM domains WHERE name = ?1", [domain])?;
             append_event(tx, Some(domain), None, "domain-removed", &Value::Null)?;
             Ok(())
@@ -238,8 +248,10 @@ impl Store {
     /// The sha256 of every engine a domain runs or may roll back to.
     pub fn engine_shas(&self) -> Result<std::collections::HashSet<String>> {
         self.with_conn(|c| {
-            let mut stmt =
-                c.prepare("SELECT sha FROM engine_versions UNION SELECT engine_sha FROM domains")?;
+            let mut stmt = c.prepare(
+                "SELECT sha FROM engine_versions UNION SELECT engine_sha FROM domains \
+                     UNION SELECT engine_sha FROM shadows WHERE stopped IS NULL",
+            )?;
             let rows = stmt.query_map([], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })

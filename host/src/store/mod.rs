@@ -15,6 +15,7 @@ mod mirror;
 mod readings;
 mod runs;
 mod schema;
+mod shadows;
 
 use crate::model::{DomainSpec, Health, InstanceState};
 use anyhow::{Context, Result};
@@ -33,6 +34,7 @@ pub use mirror::{Mirror, Rows};
 pub use readings::KEEP_EVERY as READING_KEEP_EVERY;
 pub use runs::{RunRecord, RunState, ServiceRecord};
 pub use schema::VERSION as SCHEMA_VERSION;
+pub use shadows::ShadowFlush;
 
 /// A domain as stored: its spec plus what the daemon keeps for it.
 #[derive(Clone, Debug)]

@@ -203,6 +203,37 @@ ALTER TABLE domains ADD COLUMN refresh TEXT;
 ALTER TABLE instances ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE instances ADD COLUMN surge INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Shadow engines: each with its config, how its decisions compared (model::ShadowStats as
+    // JSON) and its own memo; the points of the counts both would keep, and the decision pairs
+    // that differed (the newest of each are kept).
+    r#"
+CREATE TABLE shadows (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    domain      TEXT NOT NULL,
+    engine_name TEXT NOT NULL,
+    engine_sha  TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    started     REAL NOT NULL,
+    stopped     REAL,
+    stats       TEXT NOT NULL DEFAULT '{}',
+    memo        BLOB NOT NULL DEFAULT x''
+);
+CREATE INDEX shadows_by_domain ON shadows (domain);
+CREATE TABLE shadow_points (
+    shadow  INTEGER NOT NULL,
+    time    REAL NOT NULL,
+    live    INTEGER NOT NULL,
+    candidate INTEGER NOT NULL
+);
+CREATE INDEX shadow_points_by_shadow ON shadow_points (shadow, time);
+CREATE TABLE shadow_pairs (
+    shadow    INTEGER NOT NULL,
+    time      REAL NOT NULL,
+    live      TEXT NOT NULL,
+    candidate TEXT NOT NULL
+);
+CREATE INDEX shadow_pairs_by_shadow ON shadow_pairs (shadow, time);
+"#,
 ];
 
 /// The schema version this build writes.

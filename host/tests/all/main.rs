@@ -31,6 +31,7 @@ mod refresh;
 mod runs;
 mod scale_in;
 mod sensors;
+mod shadow;
 mod torture;
 
 // Tier `services`: RabbitMQ, moto's EC2 server, chromium, python3, etcd.
