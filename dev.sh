@@ -138,6 +138,14 @@ need_faketime() {
 }
 
 # Everything the whole suite needs, installed and started: one path for ./dev.sh test and CI.
+# Debian's docker-registry, the reference implementation of the distribution spec (the OCI
+# tests start one of their own on a free loopback port), and minisign, which checks the
+# signatures epu writes.
+need_registry() {
+    [ -x /usr/bin/docker-registry ] || apt_install "the OCI registry (docker-registry)" docker-registry
+    command -v minisign >/dev/null || apt_install "minisign" minisign
+}
+
 need_everything() {
     need_toolchain
     need_guest_toolchains
@@ -148,6 +156,7 @@ need_everything() {
     need_faketime
     need_etcd
     need_protoc
+    need_registry
 }
 
 case "${1:-}" in

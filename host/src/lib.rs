@@ -9,7 +9,11 @@
 //! - [`statedir`]: the state dir kept private: its checks and how its files are opened.
 //! - [`wakeups`]: how whatever changes a domain wakes its controller.
 //! - [`metrics`]: the Prometheus metrics, updated where things happen.
-//! - [`engine`]: loads and sandboxes WebAssembly decision engines.
+//! - [`signing`]: engine signatures in minisign's format, and the key a daemon requires.
+//! - [`oci`]: engines pushed to and pulled from OCI registries, by tag or digest, with their
+//!   signatures.
+//! - [`engine`]: loads and sandboxes WebAssembly decision engines, runs those of earlier
+//!   contracts through adapters, and checks configs against the schema each declares.
 //! - [`tokens`]: who may call the TCP API: the admin and worker tokens.
 //!
 //! Services:
@@ -30,7 +34,8 @@
 //!   carries decisions out.
 //!
 //! Tools for engine authors:
-//! - [`engine_check`]: `epu engine check`, a built-in scenario on a simulated domain.
+//! - [`engine_check`]: `epu engine check`, a built-in scenario on a simulated domain, and the
+//!   engine's schema held against its `initialize`.
 //! - [`engine_test`]: `epu engine test`, scenario files replayed against an engine.
 //!
 //! The edges:
@@ -43,8 +48,8 @@
 //! Inside a module, errors are `anyhow` with context. At every seam that another module matches
 //! on, the error is a `thiserror` enum whose variants say what the caller can do about it:
 //! [`controller::CommandError`] (refused, stopped, or the store failed), the daemon's
-//! [`daemon::OpError`] (each variant an HTTP status), [`engine::EngineError`] (refused or
-//! trapped, and how).
+//! [`daemon::OpError`] (each variant an HTTP status), [`engine::EngineError`] (refused, refused
+//! by the schema with the key named, or trapped, and how).
 
 pub mod analysis;
 pub mod api;
@@ -61,9 +66,11 @@ pub mod graph;
 pub mod health;
 pub mod metrics;
 pub mod model;
+pub mod oci;
 pub mod plan;
 pub mod provisioner;
 pub mod sensors;
+pub mod signing;
 pub mod statedir;
 pub mod store;
 pub mod tokens;

@@ -185,6 +185,34 @@ bool exports_engine_reconfigure(engine_string_t *text, engine_string_t *err) {
 
 void exports_engine_dying(void) {}
 
+// One key of the description.
+static void describe_key(epu_engine_types_config_key_t *k, const char *name,
+                         epu_engine_types_value_kind_t kind, const char *doc, const char *def) {
+    memset(k, 0, sizeof *k);
+    engine_string_dup(&k->name, name);
+    k->kind = kind;
+    engine_string_dup(&k->doc, doc);
+    k->default_.is_some = true;
+    engine_string_dup(&k->default_.val, def);
+}
+
+void exports_engine_describe(engine_description_t *ret) {
+    memset(ret, 0, sizeof *ret);
+    engine_string_dup(&ret->name, "fixed-c");
+    engine_string_dup(&ret->version, "1.0.0");
+    engine_string_dup(&ret->summary, "a fixed size, or a daily schedule of sizes (UTC)");
+    epu_engine_types_config_key_t *keys = calloc(2, sizeof *keys);
+    describe_key(&keys[0], "size", EPU_ENGINE_TYPES_VALUE_KIND_INTEGER,
+                 "the healthy instances to keep when no schedule is given", "0");
+    keys[0].min = (engine_option_f64_t){true, 0};
+    keys[0].max = (engine_option_f64_t){true, 1e9};
+    describe_key(&keys[1], "schedule", EPU_ENGINE_TYPES_VALUE_KIND_TEXT,
+                 "sizes by time of day, UTC: \"08:00=6,18:30=2\" (empty: size all day)", "\"\"");
+    ret->config.ptr = keys;
+    ret->config.len = 2;
+    ret->more_keys = false;
+}
+
 // ---- Deciding ----
 
 static bool ended(uint8_t state) { return state >= EPU_ENGINE_TYPES_INSTANCE_STATE_TERMINATED; }

@@ -7,7 +7,17 @@ vars, the latest reading of each sensor, and the memo.
 import policy
 import wit_world
 from componentize_py_types import Err
-from wit_world.imports.types import Decision, EngineStatus, Launch, LogLevel
+from wit_world.imports.types import (
+    ConfigKey,
+    Decision,
+    Description,
+    EngineStatus,
+    Launch,
+    LogLevel,
+    ValueKind,
+)
+
+VERSION = "1.0.0"
 
 # Instances that ended are dropped from the table.
 ENDED = {"TERMINATED", "FAILED", "REJECTED"}
@@ -19,6 +29,25 @@ class WitWorld(wit_world.WitWorld):
     details = {}
     readings = {}
     memo = b""
+
+    def describe(self) -> Description:
+        keys = [
+            ConfigKey(
+                name=k["name"],
+                kind=ValueKind[k["kind"].upper()],
+                doc=k["doc"],
+                default=policy.dump(k["default"]) if "default" in k else None,
+                required=k.get("required", False),
+                nullable=k.get("nullable", False),
+                min=float(k["min"]) if "min" in k else None,
+                max=float(k["max"]) if "max" in k else None,
+                choices=k.get("choices", []),
+            )
+            for k in policy.SCHEMA
+        ]
+        return Description(
+            name="sensor-py", version=VERSION, summary=policy.SUMMARY, config=keys, more_keys=False
+        )
 
     def initialize(self, config: str) -> None:
         try:

@@ -42,6 +42,44 @@ DEFAULTS = {
 }
 # The original engine's placement keys: the domain's deployable decides where workers run.
 PLACEMENT_KEYS = ("deployable_type", "iaas_site", "iaas_allocation", "sensor_type")
+# The largest count a key takes (the contract's counts are u32).
+MAX_COUNT = 4294967295
+
+SUMMARY = "steps a pool up or down as a sensor's metric crosses its thresholds"
+PLACEMENT_DOC = "ignored, with a warning: the domain's deployable decides where workers run"
+COUNT = {"kind": "integer", "min": 0}
+# The config keys as describe declares them (see wit/engine.wit's config-key): the same as the
+# Rust sensor engine's.
+SCHEMA = [
+    {"name": "metric", "kind": "text", "doc": "the sensor reading to follow", "required": True},
+    {
+        "name": "sample_function",
+        "kind": "text",
+        "doc": "how the metric's readings are reduced to one value",
+        "default": "average",
+        "choices": ["average", "max", "min", "sum", "count",
+                    "Average", "Maximum", "Minimum", "Sum", "SampleCount"],
+    },
+    {"name": "cooldown_period", "kind": "number", "min": 0, "default": 0,
+     "doc": "seconds after a step before the next one"},
+    {"name": "scale_up_threshold", "kind": "number", "required": True,
+     "doc": "above this value the pool grows"},
+    dict(COUNT, name="scale_up_n_vms", doc="instances one step up adds", default=1),
+    {"name": "scale_down_threshold", "kind": "number", "required": True,
+     "doc": "below this value the pool shrinks (not above scale_up_threshold)"},
+    dict(COUNT, name="scale_down_n_vms", doc="instances one step down removes", default=1),
+    dict(COUNT, name="minimum_vms", doc="the fewest instances kept", default=0),
+    dict(COUNT, name="maximum_vms", nullable=True,
+         doc="the most instances kept (at least minimum_vms); null: no bound but the domain's"),
+    {"name": "retirable_nodes", "kind": "array", "default": [],
+     "doc": "instance ids destroyed first when scaling down"},
+    {"name": "unique_key", "kind": "text", "nullable": True,
+     "doc": "the var whose value each instance takes from unique_values"},
+    {"name": "unique_values", "kind": "array", "default": [],
+     "doc": "the values of unique_key, one instance each"},
+    {"name": "provisioner_vars", "kind": "object", "default": {},
+     "doc": "vars (strings) given to every launch"},
+] + [{"name": k, "kind": "any", "doc": PLACEMENT_DOC} for k in PLACEMENT_KEYS]
 FUNCTIONS = {
     "average": lambda xs: sum(xs) / len(xs),
     "max": max,
@@ -75,10 +113,14 @@ def number(key, value):
 def whole(key, value):
     """A whole number from 0, as a JSON number or a numeric string of digits."""
     if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise ValueError(f"{key} must be a whole number >= 0, got {dump(value)}")
+        n = int(value.strip())
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        n = value
+    else:
+        n = -1
+    if not 0 <= n <= MAX_COUNT:
+        raise ValueError(f"{key} must be a whole number from 0 to {MAX_COUNT}, got {dump(value)}")
+    return n
 
 
 def scalar(key, value):

@@ -26,6 +26,24 @@ const KEYS = {
   period_s: 15,
 };
 const WHOLE = ['min_instances', 'max_instances', 'scale_up_limit', 'scale_down_limit'];
+// What each key is, for describe (the contract's config-key): kind, doc and bounds.
+const SCHEMA = [
+  { name: 'metric', kind: 'text', doc: 'the sensor to follow', required: true },
+  { name: 'target', kind: 'number', doc: "the metric's value per instance to aim for (> 0)", required: true, min: 0 },
+  { name: 'tolerance', kind: 'number', doc: 'within this fraction of the target the count stays', min: 0 },
+  { name: 'min_instances', kind: 'integer', doc: 'the fewest instances kept', min: 0 },
+  {
+    name: 'max_instances', kind: 'integer', min: 0, nullable: true,
+    doc: "the most instances kept (at least min_instances); null: no bound but the domain's",
+  },
+  {
+    name: 'scale_down_stabilization_s', kind: 'number', min: 0,
+    doc: 'a scale-down takes the highest count recommended within this many seconds',
+  },
+  { name: 'scale_up_limit', kind: 'integer', doc: 'the most instances added per period_s', min: 0 },
+  { name: 'scale_down_limit', kind: 'integer', doc: 'the most instances removed per period_s', min: 0 },
+  { name: 'period_s', kind: 'number', doc: 'the period of the scale limits, in seconds', min: 0 },
+];
 const COUNTING = ['requesting', 'requested', 'error-retrying', 'pending', 'started', 'running', 'running-failed'];
 const ENDED = ['terminated', 'failed', 'rejected'];
 
@@ -87,6 +105,26 @@ function counts(i) {
 function unhealthy(i) {
   return i.health === 'zombie' ||
     (counts(i) && (i.state === 'running-failed' || !['ok', 'unknown'].includes(i.health)));
+}
+
+export function describe() {
+  return {
+    name: 'target-js',
+    version: '1.0.0',
+    summary: 'target tracking in the style of the Kubernetes HPA',
+    config: SCHEMA.map((k) => ({
+      name: k.name,
+      kind: k.kind,
+      doc: k.doc,
+      default: k.required || KEYS[k.name] === null ? undefined : JSON.stringify(KEYS[k.name]),
+      required: !!k.required,
+      nullable: !!k.nullable,
+      min: k.min,
+      max: undefined,
+      choices: [],
+    })),
+    moreKeys: false,
+  };
 }
 
 export function initialize(text) {

@@ -83,6 +83,10 @@ pub(super) async fn swap_engine(
     Ok(Json(json!({ "domain": name, "engine_version": version })))
 }
 
+pub(super) async fn describe_engine(State(d): Shared, Path(name): Path<String>) -> Reply {
+    Ok(Json(d.describe_engine(&name).await?))
+}
+
 pub(super) async fn engine_history(State(d): Shared, Path(name): Path<String>) -> Reply {
     Ok(Json(
         json!({ "domain": name, "versions": d.engine_history(&name)? }),

@@ -365,6 +365,80 @@ pub(super) enum EngineCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Push an engine (a .wasm file or a bundled name) to an OCI registry as a wasm artifact,
+    /// after checking it is a component of a contract this epu runs. Prints the manifest's
+    /// digest, to pin a plan or a swap to (oci://HOST/REPO@sha256:…).
+    Push {
+        /// A bundled engine's name or the path of a .wasm component.
+        engine: String,
+        /// Where to: oci://HOST[:PORT]/REPO:TAG.
+        reference: String,
+        /// The signature to push beside it (default: the .minisig file beside the engine, if
+        /// there is one).
+        #[arg(long, value_name = "SIG")]
+        signature: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pull an engine from an OCI registry, by tag or by digest, into a file. Its content must
+    /// be what its manifest names, and a component of a contract this epu runs.
+    Pull {
+        /// oci://HOST[:PORT]/REPO:TAG or oci://HOST[:PORT]/REPO@sha256:…
+        reference: String,
+        /// The file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a minisign key pair for signing engines: the secret key at KEY (mode 0600,
+    /// unencrypted) and the public key at KEY.pub. Never overwrites.
+    Keygen {
+        key: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign an engine file with a minisign secret key; the signature goes beside it
+    /// (FILE.minisig), where the daemon, `push` and `minisign -V` find it.
+    Sign {
+        engine: PathBuf,
+        /// The secret key (from `epu engine keygen` or `minisign -G -W`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the signature (default FILE.minisig).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an engine's signature with a public key: a file's (FILE.minisig beside it), or an
+    /// OCI reference's (pushed beside it). Exits non-zero unless it verifies.
+    Verify {
+        /// The path of a .wasm component, or an OCI reference.
+        engine: String,
+        /// The public key (KEY.pub).
+        #[arg(long)]
+        key: PathBuf,
+        /// The signature file (default: the one beside the engine).
+        #[arg(long, value_name = "SIG")]
+        signature: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What an engine says it is: its name, version, summary and config schema (the keys,
+    /// their kinds, ranges, defaults and docs), without a daemon.
+    Info {
+        /// A bundled engine's name or the path of a .wasm component.
+        engine: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replay a scenario file (a config, then snapshots in and the decisions they must give)
     /// against an engine, without a daemon. Prints what differs; exits non-zero on any.
     Test {

@@ -21,6 +21,12 @@ pub(super) struct DaemonArgs {
     /// The largest engine component accepted, in MiB (default 64; 1 to 1024).
     #[arg(long, env = "EPU_MAX_ENGINE_MIB", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub(super) max_engine_mib: Option<u64>,
+    /// Require every engine given to the daemon (by a file, an OCI reference, a plan or the
+    /// drop-in directory; the bundled ones excepted) to carry a minisign signature that
+    /// verifies with this public key: a `.minisig` file beside the file, or the signature
+    /// pushed beside it in its registry.
+    #[arg(long, env = "EPU_REQUIRE_SIGNED", value_name = "KEY.pub")]
+    pub(super) require_signed: Option<PathBuf>,
     /// The most TCP API connections served at once (default 512; 1 to 65536). Fewer when
     /// the fd limit does not leave room for them beside the daemon's own reserve.
     #[arg(long, env = "EPU_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=65536))]
@@ -81,6 +87,7 @@ impl DaemonArgs {
             listen: self.listen,
             metrics_open: self.metrics_open,
             max_engine_bytes: self.max_engine_mib.map(|m| m << 20),
+            require_signed: self.require_signed,
             max_connections: self.max_connections.map(|n| n as usize),
             log_retention,
             #[cfg(feature = "cluster")]

@@ -1,5 +1,5 @@
-//! `epu engine …`: swaps, history, rollback and resume through the daemon; `check` and `test`
-//! run here, without one.
+//! `epu engine …`: swaps, history, rollback and resume through the daemon; `check`, `info`,
+//! `test`, `push` and `pull` run here, without one.
 
 use super::args::EngineCommand;
 use super::client::Client;
@@ -116,6 +116,37 @@ pub(super) async fn engine_command(
             };
             check_engine(state_dir, engine, options, json).await?
         }
+        EngineCommand::Info { engine, json } => engine_info(state_dir, engine, json).await?,
+        EngineCommand::Push {
+            engine,
+            reference,
+            signature,
+            json,
+        } => super::distribution::push(state_dir, engine, reference, signature, json).await?,
+        EngineCommand::Keygen { key, json } => super::distribution::keygen(&key, json)?,
+        EngineCommand::Sign {
+            engine,
+            key,
+            output,
+            json,
+        } => super::distribution::sign(&engine, &key, output, json)?,
+        EngineCommand::Verify {
+            engine,
+            key,
+            signature,
+            json,
+        } => {
+            // An OCI reference is pulled: off the async runtime.
+            tokio::task::spawn_blocking(move || {
+                super::distribution::verify(&engine, &key, signature, json)
+            })
+            .await??
+        }
+        EngineCommand::Pull {
+            reference,
+            output,
+            json,
+        } => super::distribution::pull(state_dir, reference, output, json).await?,
         EngineCommand::Test {
             engine,
             scenario,
@@ -148,6 +179,87 @@ async fn check_engine(
         Some(why) => bail!("{engine} fails the check at {why}"),
         None => Ok(()),
     }
+}
+
+/// `epu engine info`: loads the engine and asks it to describe itself, off the async runtime.
+async fn engine_info(state_dir: &Path, engine: String, json: bool) -> Result<()> {
+    use crate::engine::{CallLimits, EngineHost};
+    let max = crate::engine::DEFAULT_MAX_ENGINE_BYTES;
+    let bytes = EngineHost::read_engine(&engine, Path::new("."), max)?;
+    let dir = crate::statedir::prepare(state_dir)?;
+    let spec = engine.clone();
+    let (loaded, description) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let host = EngineHost::new(&dir)?;
+        let loaded = host
+            .prepare(&bytes)
+            .map_err(|e| anyhow::anyhow!("engine '{spec}': {e:#}"))?;
+        let limits = CallLimits::from(&crate::model::EngineLimits::default());
+        let description = host
+            .describe(&loaded, limits)
+            .map_err(|e| anyhow::anyhow!("engine '{spec}': describe failed: {e}"))?;
+        // Its compiled code is kept, as `check` keeps it, so the next look is quick.
+        host.keep(&loaded)?;
+        Ok((loaded, description))
+    })
+    .await??;
+    if json {
+        print_json(&json!({
+            "engine": engine,
+            "sha256": loaded.sha,
+            "contract": loaded.contract,
+            "description": description.as_deref(),
+        }));
+        return Ok(());
+    }
+    let Some(d) = description else {
+        println!(
+            "{engine}: built for epu:engine@{}, which has no describe: it declares no name, \
+             version or config schema (sha256 {})",
+            loaded.contract, loaded.sha
+        );
+        return Ok(());
+    };
+    let safe = print::clean;
+    println!(
+        "{} {} (epu:engine@{}, sha256 {})",
+        safe(&d.name),
+        safe(&d.version),
+        loaded.contract,
+        &loaded.sha[..12]
+    );
+    println!("{}", safe(&d.summary));
+    println!("\nconfig keys:");
+    let width = d.config.iter().map(|k| k.name.len()).max().unwrap_or(0);
+    for k in &d.config {
+        println!("  {:width$}  {}", safe(&k.name), key_terms(k));
+        println!("  {:width$}  {}", "", safe(&k.doc));
+    }
+    if d.config.is_empty() {
+        println!("  none");
+    }
+    if d.more_keys {
+        println!("  and any other key, which the engine checks itself");
+    }
+    Ok(())
+}
+
+/// A key's kind, range, choices, default and flags, in a line.
+fn key_terms(k: &crate::engine::schema::ConfigKey) -> String {
+    let kind = serde_json::to_value(k.kind).unwrap_or_default();
+    let mut terms = vec![format!("{}{}", kind.as_str().unwrap_or("?"), k.range())];
+    if !k.choices.is_empty() {
+        terms.push(format!("one of {}", k.choices.join(", ")));
+    }
+    if let Some(d) = &k.default {
+        terms.push(format!("default {d}"));
+    }
+    if k.required {
+        terms.push("required".into());
+    }
+    if k.nullable {
+        terms.push("null unsets it".into());
+    }
+    print::clean(&terms.join(", ")).into_owned()
 }
 
 /// `epu engine test`: runs off the async runtime, as engine calls must. The state dir keeps

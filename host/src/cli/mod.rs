@@ -5,6 +5,7 @@ mod args;
 mod client;
 mod daemon_args;
 mod deployables;
+mod distribution;
 mod domain_args;
 mod engine;
 mod explain;

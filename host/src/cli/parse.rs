@@ -85,9 +85,10 @@ pub(super) fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(std::env::current_dir()?.join(p))
 }
 
-/// An engine argument as the daemon needs it: a bundled name as is, a path made absolute.
+/// An engine argument as the daemon needs it: a bundled name or an OCI reference as is, a path
+/// made absolute.
 pub(super) fn engine_arg(engine: String) -> Result<String> {
-    if crate::engine::bundled::get(&engine).is_some() {
+    if crate::engine::bundled::get(&engine).is_some() || crate::oci::is_oci(&engine) {
         return Ok(engine);
     }
     Ok(absolute(Path::new(&engine))?.display().to_string())

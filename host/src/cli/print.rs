@@ -372,7 +372,7 @@ pub fn engine_history(versions: &Value) {
 /// The report of `epu engine check`.
 pub fn check_report(engine: &str, r: &crate::engine_check::Report) {
     println!("{engine}: checked against epu:engine@{}", r.contract);
-    for s in &r.steps {
+    for s in r.steps.iter().chain(&r.describe_steps) {
         let mark = if s.ok { "ok" } else { "FAIL" };
         println!("  {:<22} {:<5} {}", s.step, mark, clean(&s.detail));
     }

@@ -49,7 +49,7 @@ pub struct Explained {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Seen {
     /// The domain's instances in service, by state.
-    pub instances: BTreeMap<String, usize>,
+    pub instances: BTreeMap<&'static str, usize>,
     pub unhealthy: usize,
     pub protected: usize,
     /// Leaving: draining, or stopping.
@@ -108,7 +108,7 @@ impl Seen {
             } else if r.draining() || r.state >= crate::model::InstanceState::Terminating {
                 seen.leaving += 1;
             } else {
-                *seen.instances.entry(r.state.as_str().into()).or_default() += 1;
+                *seen.instances.entry(r.state.as_str()).or_default() += 1;
                 seen.unhealthy += usize::from(is_unhealthy(r.state, r.health));
                 seen.protected += usize::from(r.protected);
             }
@@ -152,13 +152,24 @@ impl Done {
 pub fn keep(kept: &Explanations, mut e: Explained) {
     let mut kept = kept.lock().unwrap();
     if let Some(last) = kept.back_mut() {
-        let same = Explained {
-            time: last.time,
-            first_time: last.first_time,
-            repeats: last.repeats,
-            ..e.clone()
-        };
-        if *last == same {
+        // The same but for its times and count (every other field is named, so a new one
+        // cannot be left out of the comparison).
+        let Explained {
+            time: _,
+            first_time: _,
+            repeats: _,
+            by,
+            seen,
+            answer,
+            fault,
+            done,
+        } = &e;
+        let same = last.by == *by
+            && last.seen == *seen
+            && last.answer == *answer
+            && last.fault == *fault
+            && last.done == *done;
+        if same {
             last.time = e.time;
             last.repeats += 1;
             return;

@@ -49,6 +49,7 @@ impl Fault {
     pub fn from_call(e: EngineError) -> Fault {
         match e {
             EngineError::Rejected(m) => Fault::new(FaultKind::Error, m),
+            e @ EngineError::Schema(_) => Fault::new(FaultKind::Error, e.to_string()),
             EngineError::Trap(TrapKind::Timeout, m) => Fault::new(FaultKind::Timeout, m),
             EngineError::Trap(TrapKind::Memory, m) => Fault::new(FaultKind::Memory, m),
             EngineError::Trap(TrapKind::Trap, m) => Fault::new(FaultKind::Trap, m),

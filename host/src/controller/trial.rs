@@ -5,7 +5,7 @@
 
 use crate::contract::{decision, snapshot};
 use crate::engine::bindings::Snapshot;
-use crate::engine::{bundled, CallLimits, EngineHost, EngineInstance, LoadedEngine};
+use crate::engine::{bundled, CallLimits, EngineError, EngineHost, EngineInstance, LoadedEngine};
 use crate::model::{DomainSpec, EngineLimits};
 use crate::plan::Plan;
 use crate::store::{DecideView, InstanceRecord};
@@ -18,9 +18,14 @@ pub enum StartError {
     /// It could not be read or compiled, or implements no contract this host runs.
     #[error("{0}")]
     Load(String),
-    /// Its initialize refused the domain's config.
+    /// Its schema or its initialize refused the domain's config (`key`: the key at fault,
+    /// when the schema named it).
     #[error("engine '{engine}' rejected the config: {why}")]
-    Config { engine: String, why: String },
+    Config {
+        engine: String,
+        why: String,
+        key: Option<String>,
+    },
     /// Its first decision is one the daemon would refuse (more than max_instances, say).
     #[error("engine '{engine}': {why}")]
     Decide { engine: String, why: TrialError },
@@ -42,6 +47,10 @@ pub fn start(
             .instantiate(&loaded, &config, CallLimits::from(&spec.limits))
             .map_err(|e| StartError::Config {
                 engine: engine.clone(),
+                key: match &e {
+                    EngineError::Schema(c) => Some(c.key.clone()),
+                    _ => None,
+                },
                 why: e.to_string(),
             })
     };
@@ -113,8 +122,10 @@ pub fn try_plan_domain(
             Ok(loaded)
         }
         Err(e) => {
-            // An engine names the key it refuses in quotes, as the bundled ones do.
+            // The schema names the key it refuses; an engine names it in quotes, as the
+            // bundled ones do.
             let needle = match &e {
+                StartError::Config { key: Some(k), .. } => k.as_str(),
                 StartError::Config { why, .. } => why.split('\'').nth(1).unwrap_or("config"),
                 _ => "engine",
             };

@@ -98,6 +98,39 @@ impl Daemon {
             .map_err(|e| OpError::from_command(e, OpError::Invalid))
     }
 
+    /// What the domain's engine says it is (none for an engine of an earlier contract), with
+    /// the domain's config: what a form that edits the config needs.
+    pub async fn describe_engine(&self, name: &str) -> Result<Value, OpError> {
+        let record = match self.services.store.domain(name)? {
+            Some(r) => r,
+            None => {
+                return Err(self
+                    .elsewhere(name)
+                    .await
+                    .unwrap_or_else(|| unknown_domain(name)))
+            }
+        };
+        let engines = self.services.engines.clone();
+        let sha = record.engine_sha.clone();
+        let limits = crate::engine::CallLimits::from(&record.spec.limits);
+        let (contract, description) = tokio::task::spawn_blocking(move || {
+            let loaded = engines.load(&sha)?;
+            let description = engines
+                .describe(&loaded, limits)
+                .map_err(|e| anyhow::anyhow!("the engine's describe failed: {e}"))?;
+            anyhow::Ok((loaded.contract.clone(), description))
+        })
+        .await
+        .map_err(|e| OpError::Internal(e.into()))??;
+        Ok(serde_json::json!({
+            "domain": name,
+            "engine": record.spec.engine,
+            "contract": contract,
+            "description": description.as_deref(),
+            "config": record.spec.config,
+        }))
+    }
+
     /// The domain's last decides, explained, oldest first (see [`crate::controller::explain`]).
     pub async fn explain(
         &self,

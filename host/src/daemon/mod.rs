@@ -102,6 +102,8 @@ pub struct DaemonOptions {
     pub metrics_open: bool,
     /// The largest engine component accepted, in bytes (default 64 MiB).
     pub max_engine_bytes: Option<u64>,
+    /// The public key every engine given by spec must be signed with.
+    pub require_signed: Option<PathBuf>,
     /// The most TCP connections served at once (default [`DEFAULT_MAX_CONNECTIONS`]).
     pub max_connections: Option<usize>,
     /// How much of the process workers' logs is kept.
@@ -151,7 +153,13 @@ impl Daemon {
                 .unwrap_or(crate::engine::DEFAULT_MAX_ENGINE_BYTES),
             ..Default::default()
         };
-        let engines = Arc::new(EngineHost::with_options(&state_dir, engine_options)?);
+        let trusted = match &options.require_signed {
+            Some(path) => Some(crate::signing::TrustedKey::load(path)?),
+            None => None,
+        };
+        let engines = Arc::new(
+            EngineHost::with_options(&state_dir, engine_options)?.requiring_signatures(trusted),
+        );
         // Engines that no domain uses any more (or that a crash left unrecorded) go.
         let deleted = engines.forget_unused(&store.engine_shas()?)?;
         if deleted > 0 {

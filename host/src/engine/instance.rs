@@ -3,6 +3,7 @@
 use super::bindings::{self, Decision, LogLevel, Snapshot};
 use super::budget::CallClock;
 use super::sandbox::{cut, HostState};
+use super::schema::Description;
 use super::{adapter, LoadedEngine, Pre};
 use std::time::Duration;
 use wasmtime::{Store, UpdateDeadline};
@@ -31,6 +32,9 @@ pub enum EngineError {
     /// The call trapped; the instance is poisoned and must be replaced.
     #[error("engine {0:?}: {1}")]
     Trap(TrapKind, String),
+    /// The config does not fit the schema the engine declares; the engine was not called.
+    #[error("config refused by the schema the engine declares: {0}")]
+    Schema(super::schema::ConfigError),
 }
 
 /// The limits an instance runs under.
@@ -57,7 +61,8 @@ impl From<&crate::model::EngineLimits> for CallLimits {
 /// An instance's exports, of the current contract or of one run through its adapter.
 enum Bindings {
     Current(bindings::Engine),
-    V0_3(adapter::bindings::Engine),
+    V0_4(adapter::v0_4::bindings::Engine),
+    V0_3(adapter::v0_3::bindings::Engine),
 }
 
 /// The result of a call: the trap, or the engine's own answer.
@@ -72,10 +77,28 @@ pub struct EngineInstance {
 }
 
 impl EngineInstance {
+    /// Instantiates `loaded` and initializes it with `config`.
     pub(super) fn new(
         engine: &wasmtime::Engine,
         loaded: &LoadedEngine,
         config: &str,
+        limits: CallLimits,
+        metered: bool,
+        timed: bool,
+    ) -> Result<EngineInstance, EngineError> {
+        let mut me = Self::bare(engine, loaded, limits, metered, timed)?;
+        me.call_timed(0, true, |b, s| match b {
+            Bindings::Current(e) => e.call_initialize(s, config),
+            Bindings::V0_4(e) => e.call_initialize(s, config),
+            Bindings::V0_3(e) => e.call_initialize(s, config),
+        })?;
+        Ok(me)
+    }
+
+    /// Instantiates `loaded` without initializing it: only [`Self::describe`] may be called.
+    pub(super) fn bare(
+        engine: &wasmtime::Engine,
+        loaded: &LoadedEngine,
         limits: CallLimits,
         metered: bool,
         timed: bool,
@@ -97,21 +120,31 @@ impl EngineInstance {
         }
         let instantiated = match &loaded.pre {
             Pre::Current(pre) => pre.instantiate(&mut store).map(Bindings::Current),
+            Pre::V0_4(pre) => pre.instantiate(&mut store).map(Bindings::V0_4),
             Pre::V0_3(pre) => pre.instantiate(&mut store).map(Bindings::V0_3),
         };
-        let mut me = match instantiated {
-            Ok(bindings) => EngineInstance {
+        match instantiated {
+            Ok(bindings) => Ok(EngineInstance {
                 store,
                 bindings,
                 timed,
-            },
-            Err(e) => return Err(trap(&e, &store)),
-        };
-        me.call_timed(0, true, |b, s| match b {
-            Bindings::Current(e) => e.call_initialize(s, config),
-            Bindings::V0_3(e) => e.call_initialize(s, config),
+            }),
+            Err(e) => Err(trap(&e, &store)),
+        }
+    }
+
+    /// What the engine says it is, under the setup budget; None for an engine of an earlier
+    /// contract, which cannot say. A description that breaks the bounds of
+    /// [`super::schema`] is an error.
+    pub fn describe(&mut self) -> Result<Option<Description>, EngineError> {
+        let answer = self.call_timed(0, true, |b, s| match b {
+            Bindings::Current(e) => e.call_describe(s).map(|d| Ok(Some(d))),
+            Bindings::V0_4(_) | Bindings::V0_3(_) => Ok(Ok(None)),
         })?;
-        Ok(me)
+        answer
+            .map(Description::from_engine)
+            .transpose()
+            .map_err(|e| EngineError::Rejected(cut(format!("its description is refused: {e}"))))
     }
 
     /// Runs one export under the call's time limits, with the random stream seeded from
@@ -152,15 +185,19 @@ impl EngineInstance {
     pub fn decide(&mut self, snapshot: &Snapshot, seed: u64) -> Result<Decision, EngineError> {
         self.call(seed, |b, s| match b {
             Bindings::Current(e) => e.call_decide(s, snapshot),
+            Bindings::V0_4(e) => e
+                .call_decide(s, &adapter::v0_4::snapshot(snapshot))
+                .map(|r| r.map(adapter::v0_4::decision)),
             Bindings::V0_3(e) => e
-                .call_decide(s, &adapter::snapshot(snapshot))
-                .map(|r| r.map(adapter::decision)),
+                .call_decide(s, &adapter::v0_3::snapshot(snapshot))
+                .map(|r| r.map(adapter::v0_3::decision)),
         })
     }
 
     pub fn reconfigure(&mut self, config: &str) -> Result<(), EngineError> {
         self.call(0, |b, s| match b {
             Bindings::Current(e) => e.call_reconfigure(s, config),
+            Bindings::V0_4(e) => e.call_reconfigure(s, config),
             Bindings::V0_3(e) => e.call_reconfigure(s, config),
         })
     }
@@ -170,6 +207,7 @@ impl EngineInstance {
         let _ = self.call(0, |b, s| {
             match b {
                 Bindings::Current(e) => e.call_dying(s),
+                Bindings::V0_4(e) => e.call_dying(s),
                 Bindings::V0_3(e) => e.call_dying(s),
             }
             .map(Ok::<(), String>)

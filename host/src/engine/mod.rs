@@ -12,26 +12,30 @@ pub mod budget;
 pub mod bundled;
 mod instance;
 mod sandbox;
+pub mod schema;
 mod source;
+mod version;
 
 pub use budget::EPOCH_TICK;
 pub use instance::{CallLimits, EngineError, EngineInstance, TrapKind};
 pub use sandbox::{MAX_LOG_LINES, MAX_RANDOM_BYTES, MAX_RESOURCES, MAX_TEXT_BYTES};
 use source::check_size;
 pub use source::engine_name;
+use version::{check_is_component, contract_version};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use bindings::EnginePre;
 use sandbox::HostState;
+use schema::Description;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use wasmtime::component::{Component, Linker};
 
 /// The version of the `epu:engine` package in `wit/engine.wit`.
-pub const CONTRACT_VERSION: &str = "0.4.0";
+pub const CONTRACT_VERSION: &str = "0.5.0";
 
 /// The largest component accepted by default, in bytes (`--max-engine-mib`).
 pub const DEFAULT_MAX_ENGINE_BYTES: u64 = 64 << 20;
@@ -42,6 +46,8 @@ pub struct LoadedEngine {
     /// The `epu:engine` version the component declares.
     pub contract: String,
     pre: Pre,
+    /// What the engine says it is, once asked ([`EngineHost::describe`]).
+    description: OnceLock<Option<Arc<Description>>>,
     /// The component's bytes and freshly compiled code, until [`EngineHost::keep`] writes
     /// them to the state dir. Nothing is written for an engine that is refused.
     unsaved: Mutex<Option<Unsaved>>,
@@ -50,7 +56,8 @@ pub struct LoadedEngine {
 /// A pre-instantiated component, of the current contract or of one run through its adapter.
 enum Pre {
     Current(EnginePre<HostState>),
-    V0_3(adapter::bindings::EnginePre<HostState>),
+    V0_4(adapter::v0_4::bindings::EnginePre<HostState>),
+    V0_3(adapter::v0_3::bindings::EnginePre<HostState>),
 }
 
 struct Unsaved {
@@ -89,8 +96,9 @@ impl Default for HostOptions {
 pub struct EngineHost {
     engine: wasmtime::Engine,
     linker: Linker<HostState>,
-    /// The linker of engines built for the previous contract ([`adapter`]).
-    adapter_linker: Linker<HostState>,
+    /// The linkers of engines built for earlier contracts ([`adapter`]).
+    v0_4_linker: Linker<HostState>,
+    v0_3_linker: Linker<HostState>,
     /// Component bytes by sha256, so a domain never depends on a file outside the state dir.
     blobs_dir: PathBuf,
     /// Compiled code, keyed by sha256 and the compiler's compatibility hash.
@@ -98,6 +106,8 @@ pub struct EngineHost {
     /// The engines kept in the state dir, loaded.
     loaded: Mutex<HashMap<String, Arc<LoadedEngine>>>,
     options: HostOptions,
+    /// The key every engine read by spec must be signed with (`--require-signed`).
+    require_signed: Option<crate::signing::TrustedKey>,
 }
 
 impl EngineHost {
@@ -145,8 +155,10 @@ impl EngineHost {
             use wasmtime::component::HasSelf;
             bindings::Engine::add_to_linker::<_, HasSelf<_>>(l, |s| s)
         })?;
-        let mut adapter_linker = Linker::new(&engine);
-        sandbox::link(&mut adapter_linker, adapter::link)?;
+        let mut v0_4_linker = Linker::new(&engine);
+        sandbox::link(&mut v0_4_linker, adapter::v0_4::link)?;
+        let mut v0_3_linker = Linker::new(&engine);
+        sandbox::link(&mut v0_3_linker, adapter::v0_3::link)?;
 
         let blobs_dir = state_dir.join("engines");
         let cache_dir = state_dir.join("cache");
@@ -156,12 +168,20 @@ impl EngineHost {
         Ok(EngineHost {
             engine,
             linker,
-            adapter_linker,
+            v0_4_linker,
+            v0_3_linker,
             blobs_dir,
             cache_dir,
             loaded: Mutex::new(HashMap::new()),
             options,
+            require_signed: None,
         })
+    }
+
+    /// Requires every engine read by spec, but the bundled ones, to be signed with `key`.
+    pub fn requiring_signatures(mut self, key: Option<crate::signing::TrustedKey>) -> Self {
+        self.require_signed = key;
+        self
     }
 
     /// The largest component this host accepts, in bytes.
@@ -285,16 +305,22 @@ impl EngineHost {
             }
         };
         let contract = contract_version(&self.engine, &component)?;
-        let pre = if contract == CONTRACT_VERSION {
-            self.linker
+        let pre = match contract.as_str() {
+            CONTRACT_VERSION => self
+                .linker
                 .instantiate_pre(&component)
                 .and_then(EnginePre::new)
-                .map(Pre::Current)
-        } else {
-            self.adapter_linker
+                .map(Pre::Current),
+            adapter::v0_4::VERSION => self
+                .v0_4_linker
                 .instantiate_pre(&component)
-                .and_then(adapter::bindings::EnginePre::new)
-                .map(Pre::V0_3)
+                .and_then(adapter::v0_4::bindings::EnginePre::new)
+                .map(Pre::V0_4),
+            _ => self
+                .v0_3_linker
+                .instantiate_pre(&component)
+                .and_then(adapter::v0_3::bindings::EnginePre::new)
+                .map(Pre::V0_3),
         }
         .map_err(|e| {
             anyhow::anyhow!("the component does not implement the epu:engine/engine world: {e:#}")
@@ -307,6 +333,7 @@ impl EngineHost {
             sha: sha.to_string(),
             contract,
             pre,
+            description: OnceLock::new(),
             unsaved: Mutex::new(Some(Unsaved {
                 bytes: bytes.to_vec(),
                 code,
@@ -332,8 +359,32 @@ impl EngineHost {
     }
 
     /// Makes a new instance of a loaded engine under `limits` and initializes it with
-    /// `config` (JSON text).
+    /// `config` (JSON text), once the config fits the schema the engine declares
+    /// ([`EngineHost::describe`]); a config that does not is refused as
+    /// [`EngineError::Schema`] before the engine sees it.
     pub fn instantiate(
+        &self,
+        loaded: &Arc<LoadedEngine>,
+        config: &str,
+        limits: CallLimits,
+    ) -> Result<EngineInstance, EngineError> {
+        if let Some(description) = self.describe(loaded, limits)? {
+            let map = match serde_json::from_str::<serde_json::Value>(config) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => {
+                    return Err(EngineError::Rejected(
+                        "config must be a JSON object".to_string(),
+                    ))
+                }
+            };
+            description.check(&map).map_err(EngineError::Schema)?;
+        }
+        self.instantiate_unchecked(loaded, config, limits)
+    }
+
+    /// [`EngineHost::instantiate`] without the schema check: the engine's `initialize` alone
+    /// judges the config (for `epu engine check`, which holds the two against each other).
+    pub fn instantiate_unchecked(
         &self,
         loaded: &Arc<LoadedEngine>,
         config: &str,
@@ -343,67 +394,28 @@ impl EngineHost {
         let timed = o.deadlines && o.accounting;
         EngineInstance::new(&self.engine, loaded, config, limits, o.metered, timed)
     }
+
+    /// What a loaded engine says it is: asked once, of an instance of its own under `limits`
+    /// that is never initialized, and kept. None for an engine of an earlier contract.
+    pub fn describe(
+        &self,
+        loaded: &Arc<LoadedEngine>,
+        limits: CallLimits,
+    ) -> Result<Option<Arc<Description>>, EngineError> {
+        if let Some(known) = loaded.description.get() {
+            return Ok(known.clone());
+        }
+        let o = &self.options;
+        let timed = o.deadlines && o.accounting;
+        let mut bare = EngineInstance::bare(&self.engine, loaded, limits, o.metered, timed)?;
+        let description = bare.describe()?.map(Arc::new);
+        Ok(loaded.description.get_or_init(|| description).clone())
+    }
 }
 
 /// The sha256 of component bytes, in hex: an engine's identity.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
-}
-
-/// A core module or random bytes fail here with a message that says so, rather than deep
-/// inside the component parser.
-fn check_is_component(bytes: &[u8]) -> Result<()> {
-    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        bail!("the file is not WebAssembly (no \\0asm header)");
-    }
-    // The layer field: 0 for a core module, 1 for a component.
-    if bytes[6..8] != [1, 0] {
-        bail!(
-            "the file is a core WebAssembly module, not a component; build it for \
-             wasm32-wasip2 or wrap it with `wasm-tools component new`"
-        );
-    }
-    Ok(())
-}
-
-/// The `epu:engine` version a component declares: the version of the `epu:engine`
-/// interfaces it imports or exports. It must be this host's [`CONTRACT_VERSION`], or the
-/// version its [`adapter`] runs, exactly: a component of another version is refused by name,
-/// even if its shapes happen to match.
-fn contract_version(engine: &wasmtime::Engine, component: &Component) -> Result<String> {
-    let ty = component.component_type();
-    let mut versions: Vec<String> = ty
-        .imports(engine)
-        .chain(ty.exports(engine))
-        .filter_map(|(name, _)| {
-            let rest = name.strip_prefix("epu:engine/")?;
-            Some(match rest.split_once('@') {
-                Some((_, v)) => v.to_string(),
-                None => "(no version)".to_string(),
-            })
-        })
-        .collect();
-    versions.sort();
-    versions.dedup();
-    match versions.as_slice() {
-        [v] if v == CONTRACT_VERSION || v == adapter::VERSION => Ok(v.clone()),
-        [] => bail!(
-            "the component does not implement the epu:engine/engine world: it declares no \
-             epu:engine version (no epu:engine interface among its imports and exports); build \
-             it against wit/engine.wit (epu:engine@{CONTRACT_VERSION})"
-        ),
-        [v] => bail!(
-            "the component was built for epu:engine@{v}, and this epu runs \
-             epu:engine@{CONTRACT_VERSION} (and epu:engine@{} through an adapter): rebuild it \
-             against wit/engine.wit",
-            adapter::VERSION
-        ),
-        many => bail!(
-            "the component declares several epu:engine versions ({}); this epu runs \
-             epu:engine@{CONTRACT_VERSION}",
-            many.join(", ")
-        ),
-    }
 }
 
 /// The checksum file of a compile cache entry.

@@ -82,7 +82,13 @@ fn an_engine_instance_keeps_its_table_between_delta_snapshots() {
 fn engine_errors_are_rejections_and_leave_the_instance_usable() {
     let (_dir, host) = host();
     let loaded = host.add(bundled::get("npreserving").unwrap()).unwrap();
+    // The schema npreserving declares refuses the config before the engine sees it; the
+    // engine's own initialize refuses it too.
     match host.instantiate(&loaded, r#"{"preserve_n": "x"}"#, LIMITS) {
+        Err(EngineError::Schema(e)) => assert_eq!(e.key, "preserve_n", "{e}"),
+        other => panic!("expected the schema's refusal, got {:?}", other.err()),
+    }
+    match host.instantiate_unchecked(&loaded, r#"{"preserve_n": "x"}"#, LIMITS) {
         Err(EngineError::Rejected(m)) => assert!(m.contains("preserve_n"), "{m}"),
         other => panic!("expected a rejection, got {:?}", other.err()),
     }

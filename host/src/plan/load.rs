@@ -209,7 +209,7 @@ pub(super) fn load_domain(
     if !names.insert(d.name.clone()) {
         return Err(at("name", "the domain is declared twice".into()));
     }
-    let engine = if bundled::get(&d.engine).is_some() {
+    let engine = if bundled::get(&d.engine).is_some() || crate::oci::is_oci(&d.engine) {
         d.engine.clone()
     } else {
         let p = dir.join(&d.engine);

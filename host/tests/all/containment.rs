@@ -478,14 +478,14 @@ fn a_component_of_another_contract_version_is_refused_by_name() {
     let epu = Epu::new();
     let _daemon = epu.daemon();
     let dir = tempfile::tempdir().unwrap();
-    for version in ["0.2.0", "0.5.0"] {
+    for version in ["0.2.0", "0.6.0"] {
         let bytes = components::engine_component(version, "");
         let path = components::write(dir.path(), &format!("v{version}"), &bytes);
         let out = add(&epu, "old", &path, &[], &[]);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&format!("epu:engine@{version}")), "{err}");
-        assert!(err.contains("epu:engine@0.4.0"), "{err}");
+        assert!(err.contains("epu:engine@0.5.0"), "{err}");
         let out = epu.run(&["engine", "check", path.to_str().unwrap()]);
         assert!(!out.status.success());
         let text = String::from_utf8_lossy(&out.stdout);
@@ -502,29 +502,35 @@ fn a_component_of_another_contract_version_is_refused_by_name() {
     );
     let out = epu.run(&["engine", "check", path.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("implements epu:engine@0.4.0"), "{text}");
+    assert!(text.contains("implements epu:engine@0.5.0"), "{text}");
 }
 
 #[test]
-fn an_engine_of_the_previous_contract_runs_through_its_adapter() {
+fn engines_of_the_previous_contracts_run_through_their_adapters() {
     let epu = Epu::new();
     let _daemon = epu.daemon();
     let dir = tempfile::tempdir().unwrap();
-    let path = components::write(dir.path(), "old", &components::idle_component("0.3.0"));
-    let out = epu.run(&["engine", "check", path.to_str().unwrap()]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("implements epu:engine@0.3.0"), "{text}");
-    assert!(text.contains("adapter"), "{text}");
-    let out = add(&epu, "old", &path, &[], &[]);
-    assert!(out.status.success(), "{out:?}");
-    // Its decides are carried out: the status it returns (stable) shows, with no fault.
-    let decided = wait_for(Duration::from_secs(20), || {
-        let c = &domain(&epu, "old")["controller"];
-        c["engine_status"] == "stable" && decides(&epu, "old") > 1
-    });
-    let d = domain(&epu, "old");
-    assert!(decided, "{d}");
-    assert_eq!(d["controller"]["quarantined"], false, "{d}");
+    for version in ["0.3.0", "0.4.0"] {
+        let name = format!("old{}", version.replace('.', ""));
+        let path = components::write(dir.path(), &name, &components::idle_component(version));
+        let out = epu.run(&["engine", "check", path.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("implements epu:engine@{version}")),
+            "{text}"
+        );
+        assert!(text.contains("adapter"), "{text}");
+        let out = add(&epu, &name, &path, &[], &[]);
+        assert!(out.status.success(), "{out:?}");
+        // Its decides are carried out: the status it returns (stable) shows, with no fault.
+        let decided = wait_for(Duration::from_secs(20), || {
+            let c = &domain(&epu, &name)["controller"];
+            c["engine_status"] == "stable" && decides(&epu, &name) > 1
+        });
+        let d = domain(&epu, &name);
+        assert!(decided, "{d}");
+        assert_eq!(d["controller"]["quarantined"], false, "{d}");
+    }
 }
 
 #[test]

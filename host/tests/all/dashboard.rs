@@ -80,6 +80,22 @@ fn the_dashboard_shows_the_pool_its_instances_events_and_reasons_and_acts_on_the
     let chart: serde_json::Value = serde_json::from_str(&text("chart")).unwrap();
     assert_eq!(chart["running"], 5);
     assert_eq!(text("target"), "5", "the chart draws the engine's target");
+    // The reconfigure form came from the schema npreserving declares.
+    let keys = seen["form_keys"].as_array().unwrap();
+    for k in [
+        "preserve_n",
+        "devmode_no_failure_compensation",
+        "unique_instances",
+    ] {
+        assert!(keys.contains(&k.into()), "the form has {k}: {seen}");
+    }
+    let field = &seen["form_field"];
+    assert_eq!(field["type"], "number", "{field}");
+    assert_eq!(field["min"], "0", "{field}");
+    assert_eq!(field["step"], "1", "{field}");
+    assert_eq!(field["value"], "3", "{field}");
+    assert!(text("form_row").contains("healthy instances"), "{seen}");
+    assert!(text("form_about").contains("npreserving"), "{seen}");
     let error = text("error");
     assert!(
         error.contains("preserve_n"),

@@ -13,6 +13,7 @@ mod api_tcp;
 mod bad_input;
 mod cli;
 mod containment;
+mod describe;
 mod drain;
 mod engine_check;
 mod engine_faults;
@@ -34,7 +35,7 @@ mod sensors;
 mod shadow;
 mod torture;
 
-// Tier `services`: RabbitMQ, moto's EC2 server, chromium, python3, etcd.
+// Tier `services`: RabbitMQ, moto's EC2 server, chromium, python3, etcd, an OCI registry.
 #[cfg(all(feature = "services", feature = "cluster"))]
 mod cluster;
 #[cfg(all(feature = "services", feature = "cluster"))]
@@ -49,6 +50,8 @@ mod dashboard;
 mod demo_run;
 #[cfg(all(feature = "services", feature = "ec2"))]
 mod ec2;
+#[cfg(feature = "services")]
+mod oci;
 #[cfg(feature = "services")]
 mod queuelen;
 

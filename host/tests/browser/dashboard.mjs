@@ -1,7 +1,7 @@
 // Drives the epu dashboard in headless chromium, as a person would:
 //   node dashboard.mjs URL TOKEN SCREENSHOT-PREFIX
 // It logs in, finds the quickstart domain with 3 running instances, changes preserve_n to 5
-// through the page and waits until the table and the chart show 5 running, then asks for
+// through the form built from the engine's schema and waits until the table and the chart show 5 running, then asks for
 // preserve_n=abc and waits for the page's error. It protects an instance and destroys
 // another from the instances table, reads the events as sentences (with the raw JSON on
 // demand), finds the reasons of a quarantined and of a crash-looping domain in words, resumes
@@ -35,8 +35,16 @@ try {
   await page.click("#domains tr[data-domain=workers]");
   await page.waitForFunction(() => JSON.parse(document.querySelector("#chart").dataset.latest || "{}").running === 3);
 
-  await page.fill("#reconfigure-input", "preserve_n=5");
-  await page.click("#reconfigure-form button");
+  // The config form is built from the schema npreserving declares: preserve_n is a number
+  // input from 0, holding the domain's 3, with the key's doc line.
+  const field = "#config-keys tr[data-key=preserve_n] input";
+  await page.waitForSelector(field);
+  seen.form_keys = await page.locator("#config-keys tr").evaluateAll((rows) => rows.map((r) => r.dataset.key));
+  seen.form_field = await page.locator(field).evaluate((i) => ({ type: i.type, min: i.min, step: i.step, value: i.value }));
+  seen.form_row = await page.textContent("#config-keys tr[data-key=preserve_n]");
+  seen.form_about = await page.textContent("#config-about");
+  await page.fill(field, "5");
+  await page.click("#config-apply");
   await page.waitForSelector("#action-ok:has-text('config_version')");
   await page.waitForSelector("#domains tr[data-domain=workers][data-running='5']");
   await page.waitForFunction(() => JSON.parse(document.querySelector("#chart").dataset.latest || "{}").running === 5);

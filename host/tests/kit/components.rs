@@ -7,25 +7,43 @@
 use std::path::PathBuf;
 
 /// The contract version of `wit/engine.wit`.
-pub const CURRENT: &str = "0.4.0";
+pub const CURRENT: &str = "0.5.0";
+
+/// The contract versions whose own text is kept in `host/wit/<version>` (run through adapters).
+const KEPT: [&str; 2] = ["0.3.0", "0.4.0"];
+
+/// `describe`'s answer laid out at 512: name and version "stub", no summary, no keys, and any
+/// other key taken (a stub accepts every config).
+const DESCRIBED: &str = "\\c0\\00\\00\\00\\04\\00\\00\\00\\c0\\00\\00\\00\\04\\00\\00\\00\\c0\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\01\\00\\00\\00";
+
+/// A `describe` that answers at once.
+const DESCRIBE: &str = "(i32.const 512)";
 
 /// A component of `epu:engine@<version>` whose core module also declares `extra` (WAT module
-/// fields, such as `(memory 960)`). Version 0.3.0 is built from that contract's own text
-/// (`host/wit/0.3.0`); any other from `wit/engine.wit` under that version's name.
+/// fields, such as `(memory 960)`). Versions 0.3.0 and 0.4.0 are built from their own text
+/// (`host/wit/<version>`); any other from `wit/engine.wit` under that version's name.
 pub fn engine_component(version: &str, extra: &str) -> Vec<u8> {
-    component(version, extra, 128)
+    component(version, extra, 128, DESCRIBE)
+}
+
+/// A component of the current contract whose `describe` runs `body` (WAT instructions that
+/// leave the address of the answer, as [`DESCRIBE`] does).
+pub fn describing_component(body: &str) -> Vec<u8> {
+    component(CURRENT, "", 256, body)
 }
 
 /// A component of `epu:engine@<version>` whose `decide` returns a decision that launches and
 /// destroys nothing, with status `stable`.
 pub fn idle_component(version: &str) -> Vec<u8> {
-    component(version, "", 256)
+    component(version, "", 256, DESCRIBE)
 }
 
 /// `decide` returns the result laid out at `decided` (128: an error; 256: an empty decision).
-fn component(version: &str, extra: &str, decided: u32) -> Vec<u8> {
-    let wit = if version == "0.3.0" {
-        std::fs::read_to_string(super::repo().join("host/wit/0.3.0/engine.wit")).unwrap()
+fn component(version: &str, extra: &str, decided: u32, describe: &str) -> Vec<u8> {
+    let kept = KEPT.contains(&version);
+    let wit = if kept {
+        std::fs::read_to_string(super::repo().join(format!("host/wit/{version}/engine.wit")))
+            .unwrap()
     } else {
         std::fs::read_to_string(super::repo().join("wit/engine.wit"))
             .unwrap()
@@ -37,6 +55,15 @@ fn component(version: &str, extra: &str, decided: u32) -> Vec<u8> {
     let mut resolve = wit_parser::Resolve::default();
     let pkg = resolve.push_str("engine.wit", &wit).unwrap();
     let world = resolve.select_world(&[pkg], Some("engine")).unwrap();
+    // Earlier contracts have no describe.
+    let describe = if kept {
+        String::new()
+    } else {
+        format!(
+            r#"(data (i32.const 512) "{DESCRIBED}")
+            (func (export "describe") (result i32) {describe})"#
+        )
+    };
     let wat = format!(
         r#"(module
             (memory (export "memory") 16)
@@ -61,6 +88,7 @@ fn component(version: &str, extra: &str, decided: u32) -> Vec<u8> {
                 (param f64 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
                 (i32.const {decided}))
             (func (export "dying"))
+            {describe}
             {extra}
         )"#
     );

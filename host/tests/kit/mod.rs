@@ -13,6 +13,8 @@ pub mod http;
 #[cfg(feature = "ec2")]
 pub mod moto;
 mod procs;
+#[cfg(feature = "services")]
+pub mod registry;
 pub mod seeded;
 
 // Not every user of the kit (a bench) takes each of these.

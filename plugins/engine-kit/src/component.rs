@@ -1,8 +1,11 @@
 //! The component side that every Rust engine shares: the config and the domain it keeps
-//! between calls, and the four exports of the `engine` world.
+//! between calls, and the five exports of the `engine` world.
 
 /// An engine's config, as the component's exports need it.
 pub trait EngineConfig: Sized {
+    /// The engine's name, summary and config keys, for `describe`.
+    const ABOUT: crate::About;
+
     /// Applies the JSON object `text` on top of `current` (None at initialize). An error
     /// rejects the whole text and leaves the config in force as it was.
     fn from_text(text: &str, current: Option<&Self>) -> Result<Self, String>;
@@ -20,7 +23,8 @@ pub trait EngineConfig: Sized {
 macro_rules! engine_types {
     () => {
         pub use epu::engine::types::{
-            EngineStatus, Health, Instance, InstanceDetails, InstanceState, Launch, SensorReading,
+            ConfigKey, EngineStatus, Health, Instance, InstanceDetails, InstanceState, Launch,
+            SensorReading, ValueKind,
         };
 
         $crate::entries!(
@@ -60,6 +64,36 @@ macro_rules! export_engine {
             struct $engine;
 
             impl Guest for $engine {
+                fn describe() -> Description {
+                    let about = <$config as $crate::EngineConfig>::ABOUT;
+                    let config = about.keys.iter().map(|k| ConfigKey {
+                        name: k.name.into(),
+                        kind: match k.kind {
+                            $crate::Kind::Integer => ValueKind::Integer,
+                            $crate::Kind::Number => ValueKind::Number,
+                            $crate::Kind::Boolean => ValueKind::Boolean,
+                            $crate::Kind::Text => ValueKind::Text,
+                            $crate::Kind::Object => ValueKind::Object,
+                            $crate::Kind::Array => ValueKind::Array,
+                            $crate::Kind::Any => ValueKind::Any,
+                        },
+                        doc: k.doc.into(),
+                        default: k.default.map(Into::into),
+                        required: k.required,
+                        nullable: k.nullable,
+                        min: k.min,
+                        max: k.max,
+                        choices: k.choices.iter().map(|c| c.to_string()).collect(),
+                    });
+                    Description {
+                        name: about.name.into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        summary: about.summary.into(),
+                        config: config.collect(),
+                        more_keys: false,
+                    }
+                }
+
                 fn initialize(config: String) -> Result<(), String> {
                     let parsed = <$config as $crate::EngineConfig>::from_text(&config, None)?;
                     for warning in $crate::EngineConfig::warnings(&parsed) {

@@ -6,9 +6,11 @@
 //! with an error that names the key, so that `"2.7"` is never silently read as 2. [`Domain`]
 //! keeps the instances, readings and memo that the delta snapshots update.
 
+pub mod about;
 pub mod component;
 pub mod domain;
 pub mod pool;
+pub use about::{About, Key, Kind};
 pub use component::EngineConfig;
 pub use domain::{DetailsEntry, Domain, Parts, ReadingEntry, SnapshotParts};
 pub use pool::{Pool, PoolEntry};

@@ -95,7 +95,7 @@ mod random_u64 {
 mod engine {
     wit_bindgen::generate!({ world: "engine", path: "../../wit" });
 
-    use epu::engine::types::{EngineStatus, InstanceState, Launch};
+    use epu::engine::types::{ConfigKey, EngineStatus, InstanceState, Launch, ValueKind};
     use std::collections::BTreeMap;
     use std::hint::black_box;
     use std::sync::Mutex;
@@ -374,7 +374,41 @@ mod engine {
 
     struct Faulty;
 
+    /// A config key of the description.
+    fn key(name: &str, kind: ValueKind, doc: &str, choices: &[&str]) -> ConfigKey {
+        ConfigKey {
+            name: name.into(),
+            kind,
+            doc: doc.into(),
+            default: None,
+            required: false,
+            nullable: false,
+            min: None,
+            max: None,
+            choices: choices.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
     impl Guest for Faulty {
+        fn describe() -> Description {
+            // It reads its numbers loosely, and ignores what it cannot read: they take any value.
+            let loose = ValueKind::Any;
+            Description {
+                name: "faulty".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                summary: "misbehaves on purpose, as its mode says (a test fixture)".into(),
+                config: vec![
+                    key("mode", ValueKind::Text, "how decide misbehaves", MODES),
+                    key("n", loose, "count mode: the instances to keep", &[]),
+                    key("seed", loose, "fuzz mode: the generator's seed", &[]),
+                    key("sleep_in", loose, "sleep mode: the export that sleeps", &[]),
+                    key("memo_bytes", loose, "memo-bomb mode: the memo's size", &[]),
+                ],
+                // It ignores every other key, so any domain's config can be swapped onto it.
+                more_keys: true,
+            }
+        }
+
         fn initialize(config: String) -> Result<(), String> {
             set_mode(&config)?;
             maybe_sleep("initialize");

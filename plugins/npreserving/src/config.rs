@@ -1,7 +1,9 @@
 //! Parsing and checking npreserving's config.
 
 pub use engine_kit::Vars;
-use engine_kit::{boolean, ignored_key, non_negative_int, scalar_map, string_map};
+use engine_kit::{
+    boolean, ignored_key, non_negative_int, scalar_map, string_map, About, Key, Kind,
+};
 
 /// npreserving's settings.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -17,12 +19,43 @@ pub struct Config {
     pub ignored: Vec<String>,
 }
 
-const KEYS: &[&str] = &[
-    "preserve_n",
-    "devmode_no_failure_compensation",
-    "provisioner_vars",
-    "unique_instances",
-];
+/// npreserving's name, summary and config keys.
+pub const ABOUT: About = About {
+    name: "npreserving",
+    summary: "keeps N healthy instances, some of them uniques with their own vars",
+    keys: &[
+        Key::count(
+            "preserve_n",
+            "the number of healthy instances to keep, uniques included",
+        )
+        .default("0"),
+        Key::new(
+            "devmode_no_failure_compensation",
+            Kind::Boolean,
+            "leave failed instances in place and never replace them",
+        )
+        .default("false"),
+        Key::new(
+            "provisioner_vars",
+            Kind::Object,
+            "vars (strings) given to every launch",
+        )
+        .default("{}"),
+        Key::new(
+            "unique_instances",
+            Kind::Object,
+            "uniques by key, each an object of its own vars; at most preserve_n",
+        )
+        .default("{}"),
+        Key::new("force_site", Kind::Any, PLACEMENT_DOC),
+        Key::new("epuworker_type", Kind::Any, PLACEMENT_DOC),
+        Key::new("epuworker_allocation", Kind::Any, PLACEMENT_DOC),
+    ],
+};
+
+/// What the original engine's placement keys mean here.
+const PLACEMENT_DOC: &str =
+    "ignored, with a warning: the domain's deployable decides where workers run";
 
 /// The original engine's placement keys: the domain's deployable decides where workers run.
 const PLACEMENT_KEYS: &[&str] = &["force_site", "epuworker_type", "epuworker_allocation"];
@@ -47,7 +80,7 @@ impl Config {
                         config.ignored.push(k.to_string());
                     }
                 }
-                other => return Err(engine_kit::unknown_key(other, KEYS)),
+                other => return Err(engine_kit::unknown_key(other, &ABOUT.names())),
             }
         }
         if config.uniques.len() > config.preserve_n as usize {
@@ -94,6 +127,8 @@ fn uniques(value: &serde_json::Value) -> Result<Vec<(String, Vars)>, String> {
 }
 
 impl engine_kit::EngineConfig for Config {
+    const ABOUT: About = ABOUT;
+
     fn from_text(text: &str, current: Option<&Self>) -> Result<Self, String> {
         Config::parse(text, current.unwrap_or(&Config::default()))
     }

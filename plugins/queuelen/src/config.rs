@@ -1,6 +1,6 @@
 //! Parsing and checking queuelen's config.
 
-use engine_kit::{name, non_negative_int, string_map, unknown_key};
+use engine_kit::{name, non_negative_int, string_map, unknown_key, About, Key, Kind};
 
 /// queuelen's settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,15 +18,44 @@ pub struct Config {
     pub provisioner_vars: Vec<(String, String)>,
 }
 
-const KEYS: &[&str] = &[
-    "queuelen_high_water",
-    "queuelen_low_water",
-    "min_instances",
-    "max_instances",
-    "scale_step",
-    "sensor",
-    "provisioner_vars",
-];
+/// queuelen's name, summary and config keys.
+pub const ABOUT: About = About {
+    name: "queuelen",
+    summary: "scales a worker pool on the length of its message queue",
+    keys: &[
+        Key::count(
+            "queuelen_high_water",
+            "above this queue length the pool grows (above queuelen_low_water)",
+        )
+        .required(),
+        Key::count(
+            "queuelen_low_water",
+            "below this queue length the pool shrinks",
+        )
+        .required(),
+        Key::count("min_instances", "the fewest instances kept").default("0"),
+        Key::count(
+            "max_instances",
+            "the most instances kept (at least min_instances); null: no bound but the domain's",
+        )
+        .nullable(),
+        Key::count("scale_step", "instances one step adds or removes")
+            .min(1.0)
+            .default("1"),
+        Key::new(
+            "sensor",
+            Kind::Text,
+            "the sensor whose reading is the queue length",
+        )
+        .default("\"queue-length\""),
+        Key::new(
+            "provisioner_vars",
+            Kind::Object,
+            "vars (strings) given to every launch",
+        )
+        .default("{}"),
+    ],
+};
 
 impl Config {
     /// Applies the JSON object `text` on top of `base` (None at initialize, when both water
@@ -54,7 +83,7 @@ impl Config {
                 "scale_step" => c.scale_step = non_negative_int(key, value)?,
                 "sensor" => c.sensor = name(key, value)?,
                 "provisioner_vars" => c.provisioner_vars = string_map(key, value)?,
-                other => return Err(unknown_key(other, KEYS)),
+                other => return Err(unknown_key(other, &ABOUT.names())),
             }
         }
         c.high_water = high.ok_or("queuelen_high_water is required")?;
@@ -79,6 +108,8 @@ impl Config {
 }
 
 impl engine_kit::EngineConfig for Config {
+    const ABOUT: About = ABOUT;
+
     fn from_text(text: &str, current: Option<&Self>) -> Result<Self, String> {
         Config::parse(text, current)
     }

@@ -2,7 +2,7 @@
 
 use engine_kit::{
     ignored_key, min_within_max, name, non_negative_int, number, scalar, string_map, unknown_key,
-    Vars,
+    About, Key, Kind, Vars,
 };
 use serde_json::Value;
 
@@ -72,21 +72,91 @@ pub struct Config {
     pub ignored: Vec<String>,
 }
 
-const KEYS: &[&str] = &[
-    "metric",
-    "sample_function",
-    "cooldown_period",
-    "scale_up_threshold",
-    "scale_up_n_vms",
-    "scale_down_threshold",
-    "scale_down_n_vms",
-    "minimum_vms",
-    "maximum_vms",
-    "retirable_nodes",
-    "unique_key",
-    "unique_values",
-    "provisioner_vars",
-];
+/// The sensor engine's name, summary and config keys.
+pub const ABOUT: About = About {
+    name: "sensor",
+    summary: "steps a pool up or down as a sensor's metric crosses its thresholds",
+    keys: &[
+        Key::new("metric", Kind::Text, "the sensor reading to follow").required(),
+        Key::new(
+            "sample_function",
+            Kind::Text,
+            "how the metric's readings are reduced to one value",
+        )
+        .choices(&[
+            "average",
+            "max",
+            "min",
+            "sum",
+            "count",
+            "Average",
+            "Maximum",
+            "Minimum",
+            "Sum",
+            "SampleCount",
+        ])
+        .default("\"average\""),
+        Key::new(
+            "cooldown_period",
+            Kind::Number,
+            "seconds after a step before the next one",
+        )
+        .min(0.0)
+        .default("0"),
+        Key::new(
+            "scale_up_threshold",
+            Kind::Number,
+            "above this value the pool grows",
+        )
+        .required(),
+        Key::count("scale_up_n_vms", "instances one step up adds").default("1"),
+        Key::new(
+            "scale_down_threshold",
+            Kind::Number,
+            "below this value the pool shrinks (not above scale_up_threshold)",
+        )
+        .required(),
+        Key::count("scale_down_n_vms", "instances one step down removes").default("1"),
+        Key::count("minimum_vms", "the fewest instances kept").default("0"),
+        Key::count(
+            "maximum_vms",
+            "the most instances kept (at least minimum_vms); null: no bound but the domain's",
+        )
+        .nullable(),
+        Key::new(
+            "retirable_nodes",
+            Kind::Array,
+            "instance ids destroyed first when scaling down",
+        )
+        .default("[]"),
+        Key::new(
+            "unique_key",
+            Kind::Text,
+            "the var whose value each instance takes from unique_values",
+        )
+        .nullable(),
+        Key::new(
+            "unique_values",
+            Kind::Array,
+            "the values of unique_key, one instance each",
+        )
+        .default("[]"),
+        Key::new(
+            "provisioner_vars",
+            Kind::Object,
+            "vars (strings) given to every launch",
+        )
+        .default("{}"),
+        Key::new("deployable_type", Kind::Any, PLACEMENT_DOC),
+        Key::new("iaas_site", Kind::Any, PLACEMENT_DOC),
+        Key::new("iaas_allocation", Kind::Any, PLACEMENT_DOC),
+        Key::new("sensor_type", Kind::Any, PLACEMENT_DOC),
+    ],
+};
+
+/// What the original engine's placement keys mean here.
+const PLACEMENT_DOC: &str =
+    "ignored, with a warning: the domain's deployable decides where workers run";
 
 /// The original engine's placement keys: the domain's deployable decides where workers run.
 const PLACEMENT_KEYS: &[&str] = &[
@@ -148,7 +218,7 @@ impl Config {
                         c.ignored.push(k.to_string());
                     }
                 }
-                other => return Err(unknown_key(other, KEYS)),
+                other => return Err(unknown_key(other, &ABOUT.names())),
             }
         }
         c.metric = metric.ok_or("metric is required")?;
@@ -179,6 +249,8 @@ fn list(key: &str, value: &Value) -> Result<Vec<String>, String> {
 }
 
 impl engine_kit::EngineConfig for Config {
+    const ABOUT: About = ABOUT;
+
     fn from_text(text: &str, current: Option<&Self>) -> Result<Self, String> {
         Config::parse(text, current)
     }

@@ -193,6 +193,7 @@ function renderDetail(d) {
     list.appendChild(li);
   }
   $("resume").hidden = !d.controller.quarantined;
+  renderConfigForm(d);
   $("engine-line").textContent = `${d.engine} (sha256 ${d.engine_sha.slice(0, 16)}…), config version ` +
     `${d.config_version}: ${JSON.stringify(d.config)}; ${plural(d.controller.decides, "decide")}` +
     (d.controller.last_decide ? `, the last ${age(Date.now() / 1000 - d.controller.last_decide)} ago` : "");

@@ -7,10 +7,11 @@ use axum::response::{IntoResponse, Response};
 
 const PAGE: &str = include_str!("index.html");
 const SCRIPT: &str = include_str!("app.js");
+const CONFIG_FORM: &str = include_str!("config_form.js");
 const STYLE: &str = include_str!("style.css");
 
 /// The paths the dashboard's assets are served at; they need no token (the data does).
-pub const ASSETS: [&str; 3] = ["/", "/app.js", "/style.css"];
+pub const ASSETS: [&str; 4] = ["/", "/app.js", "/config-form.js", "/style.css"];
 
 pub async fn page() -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response()
@@ -20,6 +21,15 @@ pub async fn script() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         SCRIPT,
+    )
+        .into_response()
+}
+
+/// The reconfigure form built from the engine's schema.
+pub async fn config_form() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        CONFIG_FORM,
     )
         .into_response()
 }

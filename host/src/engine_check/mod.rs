@@ -2,10 +2,14 @@
 //! through a built-in scenario on a simulated domain, as the daemon would: an empty pool, a
 //! growing pool, failing instances, a shrinking pool, a full snapshot again (as after a
 //! restart), a reconfigure, steady decides, and dying. Every snapshot is built by the daemon's
-//! own snapshot code, and every decision is checked by the daemon's own rules.
+//! own snapshot code, and every decision is checked by the daemon's own rules. An engine that
+//! describes itself also has its schema held against its `initialize` ([`schema`]).
+
+pub mod schema;
 
 use crate::contract::{decision, snapshot, Synced};
 use crate::engine::bindings::Decision;
+use crate::engine::schema::Description;
 use crate::engine::{CallLimits, EngineError, EngineHost, EngineInstance, TrapKind};
 use crate::model::{EngineLimits, Health, InstanceState};
 use crate::store::{DecideView, InstanceRecord};
@@ -48,6 +52,13 @@ pub struct Metrics {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub contract: &'static str,
+    /// What the engine says it is; none for an engine of an earlier contract.
+    pub description: Option<Description>,
+    /// How its schema and its initialize agree.
+    pub schema: Option<schema::Agreement>,
+    /// The steps after the scenario, `describe` and `schema`: apart from `steps`, whose
+    /// list is the scenario's.
+    pub describe_steps: Vec<Step>,
     pub steps: Vec<Step>,
     pub metrics: Metrics,
     /// The step that failed and why, if one did.
@@ -89,6 +100,9 @@ pub fn check(
     let limits = CallLimits::from(&options.limits);
     let mut report = Report {
         contract: crate::engine::CONTRACT_VERSION,
+        description: None,
+        schema: None,
+        describe_steps: Vec::new(),
         steps: Vec::new(),
         metrics: Metrics {
             memory_limit_bytes: limits.memory_bytes,
@@ -105,11 +119,13 @@ pub fn check(
         }
     };
     report.metrics.compile_ms = ms(t.elapsed());
-    let through = if loaded.contract == crate::engine::CONTRACT_VERSION {
-        String::new()
-    } else {
-        " (run through its adapter: it cannot see which instances are protected or draining)"
-            .to_string()
+    let through = match loaded.contract.as_str() {
+        crate::engine::CONTRACT_VERSION => "",
+        "0.4.0" => " (run through its adapter: it cannot describe itself)",
+        _ => {
+            " (run through its adapter: it cannot describe itself, nor see which instances are \
+             protected or draining)"
+        }
     };
     report.pass(
         "load",
@@ -148,6 +164,9 @@ pub fn check(
     if report.ok() {
         inst.dying();
         report.pass("dying", "called".into());
+        schema::steps(&host, &loaded, options, &mut report);
+    }
+    if report.ok() {
         host.keep(&loaded)?;
     }
     Ok(report)
@@ -167,6 +186,7 @@ type StepResult = Result<(), (&'static str, Broken)>;
 fn explain(e: &EngineError, limits: &EngineLimits) -> String {
     match e {
         EngineError::Rejected(msg) => format!("the engine returned an error: {msg}"),
+        EngineError::Schema(_) => e.to_string(),
         EngineError::Trap(TrapKind::Timeout, msg) => {
             let why = msg.lines().next().unwrap_or_default();
             format!(
