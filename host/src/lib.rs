@@ -7,11 +7,12 @@
 //! The ground:
 //! - [`model`]: instance states, health, domain and sensor specs, and their range checks.
 //! - [`statedir`]: the state dir kept private: its checks and how its files are opened.
+//! - [`fsutil`]: files written whole, through a partial file renamed into place.
 //! - [`wakeups`]: how whatever changes a domain wakes its controller.
 //! - [`metrics`]: the Prometheus metrics, updated where things happen.
 //! - [`signing`]: engine signatures in minisign's format, and the key a daemon requires.
 //! - [`oci`]: engines pushed to and pulled from OCI registries, by tag or digest, with their
-//!   signatures.
+//!   signatures, and the registry credentials other OCI tools keep.
 //! - [`engine`]: loads and sandboxes WebAssembly decision engines, runs those of earlier
 //!   contracts through adapters, and checks configs against the schema each declares.
 //! - [`tokens`]: who may call the TCP API: the admin and worker tokens.
@@ -62,6 +63,7 @@ pub mod daemon;
 pub mod engine;
 pub mod engine_check;
 pub mod engine_test;
+pub mod fsutil;
 pub mod graph;
 pub mod health;
 pub mod metrics;

@@ -4,6 +4,7 @@
 
 use super::print::print_json;
 use crate::engine::{EngineHost, DEFAULT_MAX_ENGINE_BYTES};
+use crate::fsutil::write_atomically;
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -83,9 +84,9 @@ pub(super) async fn pull(
     })
     .await??;
     // Written whole or not at all, with the signature beside it when there is one.
-    write_whole(&output, pulled.bytes.as_slice())?;
+    write_atomically(&output, pulled.bytes.as_slice())?;
     if let Some(sig) = &pulled.signature {
-        write_whole(&crate::signing::signature_path(&output), sig.as_bytes())?;
+        write_atomically(&crate::signing::signature_path(&output), sig.as_bytes())?;
     }
     if json {
         print_json(&json!({
@@ -110,15 +111,6 @@ pub(super) async fn pull(
         );
     }
     Ok(())
-}
-
-/// Writes `bytes` to `path` through a partial file renamed into place.
-fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// `epu engine keygen KEY`.
@@ -147,7 +139,7 @@ pub(super) fn sign(engine: &Path, key: &Path, output: Option<PathBuf>, json: boo
     let sha = crate::engine::sha256_hex(&bytes);
     let signature = crate::signing::sign(&bytes, key, &format!("file:{name} sha256:{sha}"))?;
     let out = output.unwrap_or_else(|| crate::signing::signature_path(engine));
-    write_whole(&out, signature.as_bytes())?;
+    write_atomically(&out, signature.as_bytes())?;
     if json {
         print_json(&json!({ "engine": engine, "signature": out, "sha256": sha }));
     } else {

@@ -1,7 +1,9 @@
 //! The drop-in plugins directory: a `.wasm` file copied there as `NAME.wasm` is swapped in
 //! for every domain whose engine is named NAME, with the same validation as
 //! `epu engine swap`. A file is taken once it has stayed unchanged for one scan, so a copy in
-//! progress is never read half-written; each version is tried once.
+//! progress is never read half-written; each version is tried once. Its signature
+//! (`NAME.wasm.minisig`) is part of its version, so a signature copied in after the engine
+//! (which a daemon that requires signatures refused) makes it tried again.
 
 use crate::daemon::Daemon;
 use std::collections::HashMap;
@@ -12,8 +14,11 @@ use std::time::{Duration, SystemTime};
 /// How often the directory is scanned.
 pub const SCAN_INTERVAL: Duration = Duration::from_millis(500);
 
-/// What identifies a version of a file without reading it.
-type Fingerprint = (SystemTime, u64);
+/// What identifies a version of a file without reading it: its modification time and size.
+type Stamp = (SystemTime, u64);
+
+/// A version of an engine file and of the signature beside it, if any.
+type Fingerprint = (Stamp, Option<Stamp>);
 
 /// Scans `dir` until the daemon stops.
 pub async fn watch(daemon: Arc<Daemon>, dir: PathBuf) {
@@ -47,10 +52,15 @@ fn scan(dir: &Path) -> HashMap<PathBuf, Fingerprint> {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
         .filter_map(|p| {
-            let m = std::fs::metadata(&p).ok()?;
-            Some((p, (m.modified().ok()?, m.len())))
+            let print = (stamp(&p)?, stamp(&crate::signing::signature_path(&p)));
+            Some((p, print))
         })
         .collect()
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }
 
 /// Swaps `path` into every domain that uses its engine name and runs another version.

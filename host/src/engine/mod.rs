@@ -209,12 +209,12 @@ impl EngineHost {
                 let cached = self.cache_path(&loaded.sha);
                 let sum = checksum_path(&cached);
                 let _ = std::fs::remove_file(&sum);
-                write_atomically(&cached, code)?;
-                write_atomically(&sum, sha256_hex(code).as_bytes())?;
+                crate::fsutil::write_atomically(&cached, code)?;
+                crate::fsutil::write_atomically(&sum, sha256_hex(code).as_bytes())?;
             }
             let blob = self.blob_path(&loaded.sha);
             if !blob.exists() {
-                write_atomically(&blob, &unsaved.bytes)?;
+                crate::fsutil::write_atomically(&blob, &unsaved.bytes)?;
             }
         }
         self.loaded
@@ -415,24 +415,12 @@ impl EngineHost {
 
 /// The sha256 of component bytes, in hex: an engine's identity.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// The checksum file of a compile cache entry.
 fn checksum_path(cached: &Path) -> PathBuf {
     cached.with_extension("cwasm.sha256")
-}
-
-/// Writes a file by renaming a temporary one into place, so readers never see half of it.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Advances the engine's epoch every tick so that call deadlines are checked. The thread ends with

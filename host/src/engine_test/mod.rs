@@ -163,9 +163,12 @@ impl Scenario {
         );
         for (n, step) in scenario.steps.iter().enumerate() {
             let at = || format!("{}: step {}", path.display(), n + 1);
-            if let Some(hex) = &step.memo_hex {
-                let digits = hex.len() % 2 == 0 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-                anyhow::ensure!(digits, "{}: memo_hex must be pairs of hex digits", at());
+            if let Some(digits) = &step.memo_hex {
+                anyhow::ensure!(
+                    hex::decode(digits).is_ok(),
+                    "{}: memo_hex must be pairs of hex digits",
+                    at()
+                );
             }
             anyhow::ensure!(
                 step.now.is_some() || step.reconfigure.is_some(),

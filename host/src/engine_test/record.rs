@@ -67,7 +67,7 @@ pub fn from_recording(
                         .collect()
                 }),
                 memo: text.map(str::to_string),
-                memo_hex: memo.filter(|_| text.is_none()).map(|m| hex(m)),
+                memo_hex: memo.filter(|_| text.is_none()).map(hex::encode),
                 seed: Some(*seed),
                 expect: Expect {
                     launch: Some(launched),
@@ -82,14 +82,4 @@ pub fn from_recording(
         })
         .collect();
     Scenario { config, steps }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(super) fn from_hex(text: &str) -> Vec<u8> {
-    (0..text.len() / 2)
-        .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
 }

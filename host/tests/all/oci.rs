@@ -1,10 +1,11 @@
 //! Engines distributed by digest, through a real OCI registry on loopback (Debian's
 //! `docker-registry`): push, pull by tag and by digest, a domain added and swapped by `oci://`
 //! that keeps running with the registry gone, and a tampered blob, an unknown tag and a file
-//! that is no component refused.
+//! that is no component refused; a daemon that requires signatures, and its drop-in directory.
 
-use crate::kit::registry::Registry;
+use crate::kit::registry::{Registry, PASSWORD, USER};
 use crate::kit::{wait_for, DaemonGuard, Epu};
+use base64::Engine as _;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -104,6 +105,47 @@ fn an_engine_is_pushed_pulled_by_tag_and_digest_and_run_from_the_registry() {
         let d = epu.domain("d");
         d["engine"] == queuelen.as_str() && d["controller"]["decides"].as_u64() > Some(1)
     }));
+}
+
+#[test]
+fn a_registry_that_requires_a_login_is_used_with_the_credentials_other_tools_keep() {
+    let registry = Registry::start_with_login();
+    let epu = Epu::new();
+    let tag = registry.reference("engines/np:1");
+    // No credentials: refused, saying where they go.
+    let err = epu.fails(&["engine", "push", "npreserving", &tag]);
+    assert!(
+        err.contains("refused anonymous access") && err.contains("config.json"),
+        "{err}"
+    );
+    // Docker's client config, as `docker login` writes it.
+    let config = epu.docker_config();
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    let login = |password: &str| {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
+        let text = serde_json::json!({ "auths": { registry.addr.clone(): { "auth": auth } } });
+        std::fs::write(&config, text.to_string()).unwrap();
+    };
+    login("wrong");
+    let err = epu.fails(&["engine", "push", "npreserving", &tag]);
+    assert!(err.contains("refused the credentials of 'epu'"), "{err}");
+
+    login(PASSWORD);
+    epu.ok(&["engine", "push", "npreserving", &tag]);
+    let dir = tempfile::tempdir().unwrap();
+    let pulled = dir.path().join("np.wasm");
+    epu.ok(&["engine", "pull", &tag, "-o", pulled.to_str().unwrap()]);
+    assert_eq!(
+        sha_of(&epu, pulled.to_str().unwrap()),
+        sha_of(&epu, "npreserving")
+    );
+    // The daemon reads the same file.
+    let _daemon = epu.daemon();
+    epu.add_domain("d").engine(&tag).config("preserve_n=1").ok();
+    assert!(wait_for(Duration::from_secs(20), || epu
+        .instances("d")
+        .len()
+        == 1));
 }
 
 #[test]
@@ -249,4 +291,19 @@ fn a_daemon_that_requires_signatures_runs_only_engines_signed_with_its_key() {
     assert_eq!(epu.status()["domains"].as_array().unwrap().len(), 3);
     let err = epu.fails(&["engine", "swap", "bundled", &unsigned_ref]);
     assert!(err.contains("not signed"), "{err}");
+
+    // The drop-in directory: a new version of `faulty` copied in without its signature is
+    // refused; the signature copied in after it makes it tried again, and it goes live.
+    let dropped = epu.state_dir().join("plugins").join("faulty.wasm");
+    let before = epu.domain("file")["engine_sha"].clone();
+    std::fs::copy(fixture.with_file_name("hostile-wasi.wasm"), &dropped).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || epu
+        .events("file", Some("swap-rejected"))
+        .iter()
+        .any(|e| e.to_string().contains("not signed"))));
+    assert_eq!(epu.domain("file")["engine_sha"], before);
+    epu.ok(&["engine", "sign", dropped.to_str().unwrap(), "--key", &key]);
+    assert!(wait_for(Duration::from_secs(10), || epu.domain("file")
+        ["engine_sha"]
+        != before));
 }

@@ -58,11 +58,19 @@ impl Epu {
         self.dir.path().join("state")
     }
 
+    /// `epu` with this test's state dir, and its own registry credentials file (in
+    /// [`Epu::docker_config`]) rather than the user's.
     pub fn command(&self) -> Command {
         let mut c = Command::new(EPU);
         c.env("EPU_STATE_DIR", self.state_dir())
+            .env("DOCKER_CONFIG", self.dir.path().join("docker"))
             .env_remove("EPU_NODE_ID");
         c
+    }
+
+    /// Where this test's `epu` reads registry credentials: `DOCKER_CONFIG/config.json`.
+    pub fn docker_config(&self) -> PathBuf {
+        self.dir.path().join("docker").join("config.json")
     }
 
     /// Runs `epu ARGS` and returns its output.

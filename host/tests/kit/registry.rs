@@ -14,9 +14,24 @@ pub struct Registry {
     dir: tempfile::TempDir,
 }
 
+/// The one account of [`Registry::start_with_login`].
+pub const USER: &str = "epu";
+pub const PASSWORD: &str = "engine-secret";
+/// Its htpasswd line: PASSWORD hashed with bcrypt (cost 5), as the registry requires.
+const HTPASSWD: &str = "epu:$2b$05$pYHH.sfVOJLmiz4iYLdTYu4eNvhuPgQsgdkqhGagbEmBfZaowC2D6";
+
 impl Registry {
-    /// Starts a registry and waits until it answers.
+    /// Starts a registry open to anyone and waits until it answers.
     pub fn start() -> Registry {
+        Registry::launch(false)
+    }
+
+    /// Starts a registry that requires HTTP basic authentication as [`USER`].
+    pub fn start_with_login() -> Registry {
+        Registry::launch(true)
+    }
+
+    fn launch(login: bool) -> Registry {
         let binary = PathBuf::from("/usr/bin/docker-registry");
         assert!(
             binary.exists(),
@@ -26,15 +41,20 @@ impl Registry {
         let dir = tempfile::tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: {addr}\n",
-                dir.path().join("storage").display()
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: {addr}\n",
+            dir.path().join("storage").display()
+        );
+        if login {
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{HTPASSWD}\n")).unwrap();
+            text += &format!(
+                "auth:\n  htpasswd:\n    realm: epu-test\n    path: {}\n",
+                htpasswd.display()
+            );
+        }
+        std::fs::write(&config, text).unwrap();
         let child = Command::new(&binary)
             .arg("serve")
             .arg(&config)

@@ -4,7 +4,8 @@
 //! `oci-client` crate. A name is `oci://HOST[:PORT]/REPO:TAG` or `oci://HOST/REPO@sha256:…`.
 //!
 //! A registry on loopback is spoken to over plain HTTP, as other OCI clients allow; any other
-//! over HTTPS. Access is anonymous. A pull reads the manifest first and refuses one that is not
+//! over HTTPS. Credentials are those other OCI tools keep ([`credentials`]); a registry with
+//! none is spoken to anonymously. A pull reads the manifest first and refuses one that is not
 //! a single wasm layer within the size cap; the layer is read into a buffer of that cap, and its
 //! sha256 must be the digest the manifest names (a tampered blob is refused).
 //!
@@ -12,8 +13,12 @@
 //! repository, as an artifact of its own tagged `sha256-<the component's digest>.minisig` (the
 //! way cosign tags its signatures), so a tag or digest of the component finds it.
 
+pub mod credentials;
+
 use anyhow::{bail, Context, Result};
+use credentials::Credentials;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciImageManifest;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -54,7 +59,10 @@ pub struct Pulled {
 /// own with its own runtime, so it may be called from anywhere.
 pub fn pull(spec: &str, max_bytes: u64) -> Result<Pulled> {
     let reference = parse(spec)?;
-    blocking(async move { pull_async(&reference, max_bytes).await })
+    let creds = credentials::for_registry(reference.resolve_registry())?;
+    let auth = creds.auth.clone();
+    blocking(async move { pull_async(&reference, &auth, max_bytes).await })
+        .map_err(|e| explain_refusal(e, &creds))
         .with_context(|| format!("pulling {spec}"))
 }
 
@@ -62,8 +70,50 @@ pub fn pull(spec: &str, max_bytes: u64) -> Result<Pulled> {
 /// manifest's digest.
 pub fn push(bytes: Vec<u8>, spec: &str, signature: Option<String>) -> Result<String> {
     let reference = parse(spec)?;
-    blocking(async move { push_async(&reference, bytes, signature).await })
+    let creds = credentials::for_registry(reference.resolve_registry())?;
+    let auth = creds.auth.clone();
+    blocking(async move { push_async(&reference, &auth, bytes, signature).await })
+        .map_err(|e| explain_refusal(e, &creds))
         .with_context(|| format!("pushing to {spec}"))
+}
+
+/// Whether the registry said the client may not do what it asked.
+fn is_refusal(e: &OciDistributionError) -> bool {
+    use oci_client::errors::OciErrorCode;
+    match e {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => true,
+        OciDistributionError::ServerError { code, .. } => matches!(code, 401 | 403),
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
+        _ => false,
+    }
+}
+
+/// Says which credentials a registry refused, when it refused them.
+fn explain_refusal(e: anyhow::Error, creds: &Credentials) -> anyhow::Error {
+    let refused = e
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<OciDistributionError>())
+        .any(is_refusal);
+    if !refused {
+        return e;
+    }
+    let why = match (&creds.auth, &creds.source) {
+        (RegistryAuth::Basic(user, _), Some(path)) => format!(
+            "the registry refused the credentials of '{user}' from {}",
+            path.display()
+        ),
+        _ => format!(
+            "the registry refused anonymous access: put its credentials in {} (docker login \
+             or oras login write them there)",
+            credentials::config_path()
+                .map_or("~/.docker/config.json".into(), |p| p.display().to_string())
+        ),
+    };
+    e.context(why)
 }
 
 /// Where the signature of the component of digest `layer_digest` is kept.
@@ -109,11 +159,10 @@ fn client(reference: &Reference) -> Client {
     Client::new(config)
 }
 
-async fn pull_async(reference: &Reference, max_bytes: u64) -> Result<Pulled> {
+async fn pull_async(reference: &Reference, auth: &RegistryAuth, max_bytes: u64) -> Result<Pulled> {
     let client = client(reference);
-    let auth = RegistryAuth::Anonymous;
     let (manifest, digest, _config) = client
-        .pull_manifest_and_config(reference, &auth)
+        .pull_manifest_and_config(reference, auth)
         .await
         .context("reading the manifest")?;
     if manifest.config.media_type != CONFIG_MEDIA_TYPE {
@@ -141,7 +190,7 @@ async fn pull_async(reference: &Reference, max_bytes: u64) -> Result<Pulled> {
         .pull_blob(reference, layer, &mut out)
         .await
         .context("reading the component's layer")?;
-    let sha = format!("sha256:{}", hex(&Sha256::digest(&out.bytes)));
+    let sha = format!("sha256:{}", hex::encode(Sha256::digest(&out.bytes)));
     if sha != layer.digest {
         bail!(
             "the layer's content is {sha}, not {} as its manifest says: refused",
@@ -153,7 +202,7 @@ async fn pull_async(reference: &Reference, max_bytes: u64) -> Result<Pulled> {
         reference.registry(),
         reference.repository()
     );
-    let signature = pull_signature(&client, &signature_reference(reference, &sha)).await;
+    let signature = pull_signature(&client, &signature_reference(reference, &sha), auth).await;
     Ok(Pulled {
         bytes: out.bytes,
         manifest_digest: digest,
@@ -163,9 +212,8 @@ async fn pull_async(reference: &Reference, max_bytes: u64) -> Result<Pulled> {
 }
 
 /// The signature kept at `at`, if there is one of the right shape.
-async fn pull_signature(client: &Client, at: &Reference) -> Option<String> {
-    let auth = RegistryAuth::Anonymous;
-    let (manifest, _, _) = client.pull_manifest_and_config(at, &auth).await.ok()?;
+async fn pull_signature(client: &Client, at: &Reference, auth: &RegistryAuth) -> Option<String> {
+    let (manifest, _, _) = client.pull_manifest_and_config(at, auth).await.ok()?;
     let max = crate::signing::MAX_SIGNATURE_BYTES;
     let layer = match manifest.layers.as_slice() {
         [l] if l.media_type == SIGNATURE_MEDIA_TYPE && (0..=max as i64).contains(&l.size) => l,
@@ -181,12 +229,12 @@ async fn pull_signature(client: &Client, at: &Reference) -> Option<String> {
 
 async fn push_async(
     reference: &Reference,
+    auth: &RegistryAuth,
     bytes: Vec<u8>,
     signature: Option<String>,
 ) -> Result<String> {
     let client = client(reference);
-    let auth = RegistryAuth::Anonymous;
-    let layer_digest = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
+    let layer_digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
     let layers = vec![ImageLayer::new(bytes, LAYER_MEDIA_TYPE.to_string(), None)];
     if let Some(signature) = signature {
         let at = signature_reference(reference, &layer_digest);
@@ -201,7 +249,7 @@ async fn push_async(
             annotations: None,
         };
         client
-            .push(&at, &layers, config, &auth, None)
+            .push(&at, &layers, config, auth, None)
             .await
             .context("uploading the signature")?;
     }
@@ -219,11 +267,11 @@ async fn push_async(
     let mut manifest = OciImageManifest::build(&layers, &config, None);
     manifest.media_type = Some("application/vnd.oci.image.manifest.v1+json".to_string());
     client
-        .push(reference, &layers, config, &auth, Some(manifest))
+        .push(reference, &layers, config, auth, Some(manifest))
         .await
         .context("uploading")?;
     client
-        .fetch_manifest_digest(reference, &auth)
+        .fetch_manifest_digest(reference, auth)
         .await
         .context("reading back the manifest's digest")
 }
@@ -274,10 +322,6 @@ impl tokio::io::AsyncWrite for Capped {
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
